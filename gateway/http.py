@@ -1,0 +1,175 @@
+"""The gateway's HTTP entrypoint: auth, JSON in and out, and errors mapped in one table.
+
+Handlers are declared with `@api(method, url, permission=..., body=Schema, query=Schema)`.
+The entrypoint checks the key's role, parses and validates the JSON body and the query
+string with those marshmallow schemas (passed to the handler as `body=` and `query=`),
+and renders what the handler returns: `(status, payload)` or just `payload`; a payload
+of None is an empty body. Errors become `{"code", "message", "param"}` bodies.
+"""
+import logging
+from functools import partial
+
+import orjson
+from eventlet.event import Event
+from marshmallow import ValidationError
+from nameko.exceptions import BadRequest as NamekoBadRequest
+from nameko.web.handlers import HttpRequestHandler
+from nameko.web.server import WebServer, WsgiApp
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map
+from werkzeug.wrappers import Request, Response
+
+from gateway.auth import READ, ApiKeys
+from gateway.cache import RenderedCache
+from roster.errors import BadRequest, RosterError, ValidationFailed, from_marshmallow
+
+logger = logging.getLogger(__name__)
+
+JSON_TYPE = "application/json"
+
+
+def json_response(status: int, payload) -> Response:
+    body = b"" if payload is None else orjson.dumps(payload)
+    return Response(body, status=status, mimetype=JSON_TYPE)
+
+
+def error_response(status: int, message: str, param: str | None = None) -> Response:
+    payload = {"code": status, "message": message}
+    if param:
+        payload["param"] = param
+    return json_response(status, payload)
+
+
+def parse_json_body(request: Request) -> dict:
+    """Return the request's JSON object ({} when there is no body); 400 when it is not JSON."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"The request body is not valid JSON: {exc}")
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object")
+    return body
+
+
+def load_query(schema, request: Request) -> dict:
+    """Return the query string loaded through `schema`; a value of the wrong type is a 400."""
+    try:
+        return schema.load(request.args.to_dict())
+    except ValidationError as err:
+        failure = from_marshmallow(err)
+        raise BadRequest(failure.message, param=failure.param)
+
+
+def load_body(schema, request: Request) -> dict:
+    """Return the JSON body loaded through `schema`; a field that fails validation is a 422."""
+    try:
+        return schema.load(parse_json_body(request))
+    except ValidationError as err:
+        raise from_marshmallow(err)
+
+
+class JsonWsgiApp(WsgiApp):
+    """nameko's WSGI app, but unknown paths and wrong methods answer in JSON too."""
+
+    def __call__(self, environ, start_response):
+        request = Request(environ, shallow=True)
+        adapter = self.url_map.bind_to_environ(environ)
+        try:
+            provider, values = adapter.match()
+        except HTTPException as exc:
+            response = error_response(exc.code or 500, exc.description or exc.name)
+            return response(environ, start_response)
+        request.path_values = values
+        return provider.handle_request(request)(environ, start_response)
+
+
+class JsonWebServer(WebServer):
+    def get_wsgi_app(self):
+        return JsonWsgiApp(self)
+
+    def make_url_map(self):
+        url_map = Map(strict_slashes=False, merge_slashes=False)
+        for provider in self._providers:
+            rule = provider.get_url_rule()
+            rule.endpoint = provider
+            url_map.add(rule)
+        return url_map
+
+
+class ApiEndpoint(HttpRequestHandler):
+    server = JsonWebServer()
+    keys = ApiKeys()
+    rendered = RenderedCache()
+
+    def __init__(self, method, url, permission=READ, body=None, query=None, response=None,
+                 status=200, cache_key=None, summary="", **kwargs):
+        kwargs.setdefault("expected_exceptions", (RosterError,))
+        super().__init__(method, url, **kwargs)
+        self.permission = permission
+        self.body_schema = body
+        self.query_schema = query
+        self.response_schema = response
+        self.status = status
+        self.cache_key = cache_key  # path value whose rendered answer may be served from memory
+        self.summary = summary
+
+    def handle_request(self, request):
+        try:
+            if self.permission is not None:
+                self.keys.authorize(request.headers.get("Authorization"), self.permission)
+            if self.cache_key is None:
+                return self._run_worker(request)
+            key = request.path_values[self.cache_key]
+            body = self.rendered.get(key)
+            if body is not None:
+                return Response(body, status=200, mimetype=JSON_TYPE)
+            epoch = self.rendered.epoch
+            response = self._run_worker(request)
+            if response.status_code == 200:
+                self.rendered.put(key, response.get_data(), epoch)
+            return response
+        except Exception as exc:
+            return self.response_from_exception(exc)
+
+    def _run_worker(self, request):
+        request.shallow = False
+        args, kwargs = self.get_entrypoint_parameters(request)
+        self.check_signature(args, kwargs)
+        event = Event()
+        self.container.spawn_worker(
+            self, args, kwargs, context_data={}, handle_result=partial(self.handle_result, event)
+        )
+        return self.response_from_result(event.wait())
+
+    def get_entrypoint_parameters(self, request):
+        kwargs = dict(request.path_values)
+        if self.query_schema is not None:
+            kwargs["query"] = load_query(self.query_schema, request)
+        if self.body_schema is not None:
+            kwargs["body"] = load_body(self.body_schema, request)
+        return (request,), kwargs
+
+    def response_from_result(self, result):
+        if isinstance(result, Response):
+            return result
+        status, payload = result if isinstance(result, tuple) else (self.status, result)
+        return json_response(status, payload)
+
+    def response_from_exception(self, exc):
+        if isinstance(exc, RosterError):
+            return error_response(exc.status, exc.message, exc.param)
+        if isinstance(exc, ValidationError):
+            failure = from_marshmallow(exc)
+            return error_response(failure.status, failure.message, failure.param)
+        if isinstance(exc, NamekoBadRequest):
+            return error_response(400, str(exc))
+        logger.error("unexpected error answering a request", exc_info=exc)
+        return error_response(500, "Internal error")
+
+
+api = ApiEndpoint.decorator
+
+__all__ = ["api", "ApiEndpoint", "ValidationFailed", "parse_json_body"]

@@ -1,0 +1,118 @@
+"""Customer, tag and custom-attribute routes (ChartMogul REST API v1 §2.1, §2.2)."""
+from gateway.auth import ADMIN, READ, WRITE
+from gateway.http import api
+from gateway.schemas import customers as schemas
+from gateway.schemas.customers import customer_out
+
+C = "/v1/customers"
+
+
+def render_page(page: dict, per_page: int | None) -> dict:
+    return {
+        "entries": customer_out.dump(page["entries"], many=True),
+        "has_more": page["has_more"],
+        "cursor": page["cursor"],
+        "per_page": min(per_page or 200, 200),
+    }
+
+
+class CustomerRoutes:
+    @api("POST", C, permission=WRITE, body=schemas.CustomerCreate(), response=schemas.CustomerOut(), status=201,
+         summary="Create a customer (and its primary contact)")
+    def create_customer(self, request, body):
+        primary_contact = body.pop("primary_contact", None)
+        if primary_contact:
+            self.contacts_rpc.validate_contact(self._primary_contact(primary_contact, body, customer_uuid=None))
+        customer = self.customers_rpc.create_customer(body)
+        if primary_contact:
+            self.contacts_rpc.create_contact(self._primary_contact(primary_contact, body, customer["uuid"]))
+        return 201, customer_out.dump(customer)
+
+    @staticmethod
+    def _primary_contact(contact: dict, customer: dict, customer_uuid) -> dict:
+        return {**contact, "customer_uuid": customer_uuid, "data_source_uuid": customer["data_source_uuid"]}
+
+    @api("GET", C, query=schemas.CustomerListQuery(), response=schemas.CustomerPage(), summary="List customers")
+    def list_customers(self, request, query):
+        cursor, per_page = query.pop("cursor", None), query.pop("per_page", None)
+        return render_page(self.customers_rpc.list_customers(query, cursor, per_page), per_page)
+
+    @api("GET", f"{C}/search", query=schemas.CustomerSearchQuery(), response=schemas.CustomerPage(),
+         summary="Find customers by email")
+    def search_customers(self, request, query):
+        cursor, per_page = query.pop("cursor", None), query.pop("per_page", None)
+        page = self.customers_rpc.list_customers({"email": query["email"]}, cursor, per_page)
+        return render_page(page, per_page)
+
+    @api("GET", f"{C}/<uuid>", cache_key="uuid", response=schemas.CustomerOut(), summary="Retrieve a customer")
+    def get_customer(self, request, uuid):
+        return customer_out.dump(self.customers_rpc.get_customer(uuid))
+
+    @api("PATCH,PUT", f"{C}/<uuid>", permission=WRITE, body=schemas.CustomerUpdate(),
+         response=schemas.CustomerOut(), summary="Update a customer (PUT is an alias of PATCH)")
+    def update_customer(self, request, uuid, body):
+        body.pop("primary_contact", None)
+        customer = self.customers_rpc.update_customer(uuid, body)
+        self.cache.invalidate(uuid)
+        return customer_out.dump(customer)
+
+    @api("DELETE", f"{C}/<uuid>", permission=ADMIN, status=204, summary="Delete a customer")
+    def delete_customer(self, request, uuid):
+        self.customers_rpc.delete_customer(uuid)
+        self.cache.invalidate(uuid)
+        return 204, None
+
+    @api("POST", f"{C}/merges", permission=WRITE, body=schemas.MergeRequest(), status=204,
+         summary="Merge one customer into another")
+    def merge_customers(self, request, body):
+        merge = self.customers_rpc.merge_customers(body["from_"], body["into"])
+        self.cache.invalidate(merge["from_uuid"], merge["into"]["uuid"])
+        return 204, None
+
+    @api("GET", f"{C}/<uuid>/attributes", response=schemas.AttributesOut(), summary="A customer's attributes")
+    def get_customer_attributes(self, request, uuid):
+        return self.customers_rpc.get_customer(uuid)["attributes"]
+
+    @api("POST", f"{C}/<uuid>/attributes/tags", permission=WRITE, body=schemas.TagsIn(),
+         response=schemas.TagsOut(), summary="Add tags to a customer")
+    def add_tags(self, request, uuid, body):
+        return self._changed(uuid, {"tags": self.customers_rpc.add_tags(uuid, body["tags"])})
+
+    @api("DELETE", f"{C}/<uuid>/attributes/tags", permission=WRITE, body=schemas.TagsIn(),
+         response=schemas.TagsOut(), summary="Remove tags from a customer")
+    def remove_tags(self, request, uuid, body):
+        return self._changed(uuid, {"tags": self.customers_rpc.remove_tags(uuid, body["tags"])})
+
+    @api("POST", f"{C}/attributes/tags", permission=WRITE, body=schemas.TagsByEmailIn(),
+         response=schemas.CustomerEntries(), summary="Add tags to every customer with an email")
+    def add_tags_by_email(self, request, body):
+        return self._changed_entries(self.customers_rpc.add_tags_by_email(body["email"], body["tags"]))
+
+    @api("POST", f"{C}/<uuid>/attributes/custom", permission=WRITE, body=schemas.CustomAttributesIn(),
+         response=schemas.CustomOut(), summary="Add typed custom attributes to a customer")
+    def add_custom_attributes(self, request, uuid, body):
+        return self._changed(uuid, {"custom": self.customers_rpc.add_custom_attributes(uuid, body["custom"])})
+
+    @api("PUT", f"{C}/<uuid>/attributes/custom", permission=WRITE, body=schemas.CustomValuesIn(),
+         response=schemas.CustomOut(), summary="Update a customer's custom attribute values")
+    def update_custom_attributes(self, request, uuid, body):
+        return self._changed(uuid, {"custom": self.customers_rpc.update_custom_attributes(uuid, body["custom"])})
+
+    @api("DELETE", f"{C}/<uuid>/attributes/custom", permission=WRITE, body=schemas.CustomKeysIn(),
+         response=schemas.CustomOut(), summary="Remove custom attributes from a customer")
+    def remove_custom_attributes(self, request, uuid, body):
+        return self._changed(uuid, {"custom": self.customers_rpc.remove_custom_attributes(uuid, body["custom"])})
+
+    @api("POST", f"{C}/attributes/custom", permission=WRITE, body=schemas.CustomAttributesByEmailIn(),
+         response=schemas.CustomerEntries(), summary="Add custom attributes to every customer with an email")
+    def add_custom_attributes_by_email(self, request, body):
+        customers = self.customers_rpc.add_custom_attributes_by_email(body["email"], body["custom"])
+        return self._changed_entries(customers)
+
+    def _changed(self, uuid: str, payload: dict) -> dict:
+        self.cache.invalidate(uuid)
+        return payload
+
+    def _changed_entries(self, customers: list[dict]) -> dict:
+        self.cache.invalidate(*(customer["uuid"] for customer in customers))
+        return {"entries": customer_out.dump(customers, many=True)}

@@ -1,0 +1,197 @@
+"""HTTP shapes of customers, tags and custom attributes (ChartMogul REST API v1)."""
+import os
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+
+from gateway.schemas.fields import FlexibleDateTime, StrictString
+
+CUSTOM_TYPES = ("String", "Integer", "Decimal", "Timestamp", "Boolean")
+
+
+class Lenient(Schema):
+    """Request schemas ignore keys they do not know (the client echoes read-only ones)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+class CustomAttributeIn(Lenient):
+    type = StrictString(required=True, validate=validate.OneOf(CUSTOM_TYPES))
+    key = StrictString(required=True, validate=validate.Length(min=1, max=200))
+    value = fields.Raw(required=True, allow_none=True)
+    source = StrictString(allow_none=True)
+
+
+class AttributesIn(Lenient):
+    tags = fields.List(StrictString(validate=validate.Length(min=1, max=200)))
+    custom = fields.List(fields.Nested(CustomAttributeIn))
+
+
+class AttributesChange(Lenient):
+    tags = fields.List(StrictString(validate=validate.Length(min=1, max=200)), allow_none=True)
+    custom = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True), allow_none=True)
+
+
+class CustomerProfile(Lenient):
+    name = StrictString(allow_none=True, validate=validate.Length(max=500))
+    email = fields.Email(allow_none=True)
+    company = StrictString(allow_none=True, validate=validate.Length(max=500))
+    country = StrictString(allow_none=True, validate=validate.Regexp(
+        r"^[A-Za-z]{2}$", error="must be an ISO 3166-1 alpha-2 country code"))
+    state = StrictString(allow_none=True, validate=validate.Length(max=200))
+    city = StrictString(allow_none=True, validate=validate.Length(max=200))
+    zip = StrictString(allow_none=True, validate=validate.Length(max=40))
+    lead_created_at = FlexibleDateTime(not_in_future=True, allow_none=True)
+    free_trial_started_at = FlexibleDateTime(not_in_future=True, allow_none=True)
+    status = StrictString(allow_none=True)
+    owner = fields.Email(allow_none=True)
+    website_url = StrictString(allow_none=True, validate=validate.Length(max=2000))
+    primary_contact = fields.Dict(allow_none=True)
+
+
+class CustomerCreate(CustomerProfile):
+    data_source_uuid = StrictString(required=True, validate=validate.Length(min=1))
+    external_id = StrictString(required=True, validate=validate.Length(min=1, max=500))
+    attributes = fields.Nested(AttributesIn)
+
+
+class CustomerUpdate(CustomerProfile):
+    attributes = fields.Nested(AttributesChange)
+
+
+class CustomerRef(Lenient):
+    customer_uuid = StrictString()
+    data_source_uuid = StrictString()
+    external_id = StrictString()
+
+    @validates_schema
+    def _one_way_to_name_it(self, data, **kwargs):
+        if not data.get("customer_uuid") and not (data.get("data_source_uuid") and data.get("external_id")):
+            raise ValidationError("give customer_uuid, or data_source_uuid and external_id")
+
+
+class MergeRequest(Lenient):
+    from_ = fields.Nested(CustomerRef, required=True, data_key="from")
+    into = fields.Nested(CustomerRef, required=True)
+    move_to_new_customer = fields.List(fields.String())
+
+
+class CustomerListQuery(Lenient):
+    data_source_uuid = fields.String()
+    external_id = fields.String()
+    status = fields.String()
+    system = fields.String()
+    email = fields.String()
+    cursor = fields.String()
+    per_page = fields.Integer(validate=validate.Range(min=1))
+
+
+class CustomerSearchQuery(Lenient):
+    email = fields.String(required=True, validate=validate.Length(min=1))
+    cursor = fields.String()
+    per_page = fields.Integer(validate=validate.Range(min=1))
+
+
+class TagsIn(Lenient):
+    tags = fields.List(StrictString(validate=validate.Length(min=1, max=200)), required=True)
+
+
+class TagsByEmailIn(TagsIn):
+    email = fields.Email(required=True)
+
+
+class CustomAttributesIn(Lenient):
+    custom = fields.List(fields.Nested(CustomAttributeIn), required=True, validate=validate.Length(min=1))
+
+
+class CustomAttributesByEmailIn(CustomAttributesIn):
+    email = fields.Email(required=True)
+
+
+class CustomValuesIn(Lenient):
+    custom = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True), required=True)
+
+
+class CustomKeysIn(Lenient):
+    custom = fields.List(StrictString(), required=True)
+
+
+# ---- responses -------------------------------------------------------------------------
+
+def _public_url() -> str:
+    return os.environ.get("PUBLIC_URL") or f"http://localhost:{os.environ.get('GATEWAY_PORT', '8000')}"
+
+
+class AddressOut(Schema):
+    address_zip = fields.String(allow_none=True)
+    city = fields.String(allow_none=True)
+    state = fields.String(allow_none=True)
+    country = fields.String(allow_none=True)
+
+
+class AttributesOut(Schema):
+    tags = fields.List(fields.String())
+    stripe = fields.Dict()
+    clearbit = fields.Dict()
+    custom = fields.Dict()
+
+
+class CustomerOut(Schema):
+    """The customer object of the contract (§3): hyphenated keys, no null where the client forbids it."""
+
+    id = fields.Integer()
+    uuid = fields.String()
+    external_id = fields.String()
+    external_ids = fields.List(fields.String())
+    data_source_uuid = fields.String()
+    data_source_uuids = fields.List(fields.String())
+    name = fields.Function(lambda c: c.get("name") or "")
+    email = fields.Function(lambda c: c.get("email") or "")
+    company = fields.Function(lambda c: c.get("company") or "")
+    status = fields.String()
+    customer_since = fields.String(data_key="customer-since", allow_none=True)
+    lead_created_at = fields.String(allow_none=True)
+    free_trial_started_at = fields.String(allow_none=True)
+    city = fields.String(allow_none=True)
+    state = fields.String(allow_none=True)
+    country = fields.String(allow_none=True)
+    zip = fields.String(allow_none=True)
+    address = fields.Function(lambda c: {
+        "address_zip": c.get("zip"), "city": c.get("city"), "state": c.get("state"), "country": c.get("country"),
+    }, metadata={"type": "object"})
+    attributes = fields.Nested(AttributesOut)
+    mrr = fields.Integer()
+    arr = fields.Integer()
+    billing_system_type = fields.String(data_key="billing-system-type")
+    chartmogul_url = fields.Function(lambda c: f"{_public_url()}/app/customers/{c['uuid']}",
+                                     data_key="chartmogul-url")
+    currency = fields.String()
+    currency_sign = fields.Function(lambda c: CURRENCY_SIGNS.get(c.get("currency"), c.get("currency") or ""),
+                                    data_key="currency-sign")
+    owner = fields.String(allow_none=True)
+    website_url = fields.String(allow_none=True)
+
+
+class CustomerPage(Schema):
+    entries = fields.List(fields.Nested(CustomerOut))
+    has_more = fields.Boolean()
+    cursor = fields.String(allow_none=True)
+    per_page = fields.Integer()
+
+
+class CustomerEntries(Schema):
+    entries = fields.List(fields.Nested(CustomerOut))
+
+
+class TagsOut(Schema):
+    tags = fields.List(fields.String())
+
+
+class CustomOut(Schema):
+    custom = fields.Dict()
+
+
+CURRENCY_SIGNS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "AUD": "A$", "CAD": "C$", "CHF": "CHF",
+                  "INR": "₹", "BRL": "R$", "SEK": "kr", "NOK": "kr", "DKK": "kr", "PLN": "zł"}
+
+customer_out = CustomerOut()

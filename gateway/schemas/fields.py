@@ -1,0 +1,48 @@
+"""Field types shared by the gateway's HTTP schemas."""
+from datetime import datetime, timezone
+
+from marshmallow import fields, ValidationError
+
+
+class FlexibleDateTime(fields.Field):
+    """Accepts ISO-8601 with `T` or a space, with or without a zone, or a date alone
+    (what the official client and its users send); loads to an ISO string in UTC."""
+
+    def __init__(self, not_in_future: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.not_in_future = not_in_future
+        self.metadata.setdefault("format", "date-time")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise ValidationError("must be an ISO-8601 date or date-time string")
+        parsed = parse_datetime(value)
+        if parsed is None:
+            raise ValidationError(f"{value!r} is not an ISO-8601 date or date-time")
+        if self.not_in_future and parsed > datetime.now(timezone.utc):
+            raise ValidationError("must not be in the future")
+        return parsed.isoformat()
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value
+
+
+def parse_datetime(value: str) -> datetime | None:
+    """Return an aware datetime (UTC when no zone is given), or None when it is not ISO-8601."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+class StrictString(fields.String):
+    """A string that refuses numbers and booleans instead of silently accepting them."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise ValidationError("must be a string")
+        return super()._deserialize(value, attr, data, **kwargs)

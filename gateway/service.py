@@ -1,0 +1,35 @@
+"""The HTTP gateway: one nameko service whose routes live in one mixin per domain."""
+from nameko.events import BROADCAST, event_handler
+
+from gateway.cache import Cache
+from gateway.routes.contacts import ContactRoutes
+from gateway.routes.customers import CustomerRoutes
+from gateway.routes.data_sources import DataSourceRoutes
+from gateway.routes.meta import MetaRoutes
+from roster.rpc import BoundedRpcProxy
+
+
+class GatewayService(MetaRoutes, CustomerRoutes, ContactRoutes, DataSourceRoutes):
+    name = "gateway"
+
+    customers_rpc = BoundedRpcProxy("customers")
+    contacts_rpc = BoundedRpcProxy("contacts")
+    billing_rpc = BoundedRpcProxy("billing_sync")
+    activities_rpc = BoundedRpcProxy("activities")
+    avatars_rpc = BoundedRpcProxy("avatars")
+    cache = Cache()
+
+    # Every gateway process drops its cached copy when any process changes a customer.
+    # Broadcast queues are per process and short-lived: the TTL in the cache covers a
+    # message missed while reconnecting.
+    @event_handler("customers", "customer_updated", handler_type=BROADCAST, reliable_delivery=False)
+    def forget_updated_customer(self, payload):
+        self.cache.invalidate(payload["uuid"])
+
+    @event_handler("customers", "customer_deleted", handler_type=BROADCAST, reliable_delivery=False)
+    def forget_deleted_customer(self, payload):
+        self.cache.invalidate(payload["uuid"])
+
+    @event_handler("customers", "customer_merged", handler_type=BROADCAST, reliable_delivery=False)
+    def forget_merged_customers(self, payload):
+        self.cache.invalidate(payload["from_uuid"], payload["into_uuid"])

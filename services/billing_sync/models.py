@@ -1,0 +1,32 @@
+"""The billing_sync service's tables. Only this service reads or writes them."""
+from datetime import datetime
+
+from sqlalchemy import DateTime, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from roster.events import OutboxRowMixin, ProcessedEventMixin, utcnow
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DataSource(Base):
+    """Where a customer's billing data comes from: a billing system or the Import API."""
+
+    __tablename__ = "data_sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(500))
+    system: Mapped[str] = mapped_column(String(100), default="Import API", index=True)
+    status: Mapped[str] = mapped_column(String(40), default="idle")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OutboxRow(OutboxRowMixin, Base):
+    pass
+
+
+class ProcessedEvent(ProcessedEventMixin, Base):
+    pass
