@@ -9,6 +9,7 @@ of None is an empty body. Errors become `{"code", "message", "param"}` bodies.
 import logging
 from functools import partial
 
+import eventlet
 import orjson
 from eventlet.event import Event
 from marshmallow import ValidationError
@@ -75,6 +76,10 @@ class JsonWsgiApp(WsgiApp):
     """nameko's WSGI app, but unknown paths and wrong methods answer in JSON too."""
 
     def __call__(self, environ, start_response):
+        # Yield once per request. Without it a keep-alive connection whose next request is
+        # already waiting is served again and again without a switch, starving the others
+        # (p99 of 300+ ms at 32 connections, p50 under 1 ms).
+        eventlet.sleep(0)
         request = Request(environ, shallow=True)
         adapter = self.url_map.bind_to_environ(environ)
         try:

@@ -38,4 +38,4 @@ def database_schema(service_name: str) -> str:
 
 def rpc_timeout() -> float:
     """Return how long a caller waits for an RPC reply before giving up."""
-    return float(os.environ.get("RPC_TIMEOUT", "5"))
+    return float(os.environ.get("RPC_TIMEOUT", "4"))

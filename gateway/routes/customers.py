@@ -2,14 +2,14 @@
 from gateway.auth import ADMIN, READ, WRITE
 from gateway.http import api
 from gateway.schemas import customers as schemas
-from gateway.schemas.customers import customer_out
+from gateway.schemas.customers import customer_wire, customers_wire
 
 C = "/v1/customers"
 
 
 def render_page(page: dict, per_page: int | None) -> dict:
     return {
-        "entries": customer_out.dump(page["entries"], many=True),
+        "entries": customers_wire(page["entries"]),
         "has_more": page["has_more"],
         "cursor": page["cursor"],
         "per_page": min(per_page or 200, 200),
@@ -26,7 +26,7 @@ class CustomerRoutes:
         customer = self.customers_rpc.create_customer(body)
         if primary_contact:
             self.contacts_rpc.create_contact(self._primary_contact(primary_contact, body, customer["uuid"]))
-        return 201, customer_out.dump(customer)
+        return 201, customer_wire(customer)
 
     @staticmethod
     def _primary_contact(contact: dict, customer: dict, customer_uuid) -> dict:
@@ -46,7 +46,7 @@ class CustomerRoutes:
 
     @api("GET", f"{C}/<uuid>", cache_key="uuid", response=schemas.CustomerOut(), summary="Retrieve a customer")
     def get_customer(self, request, uuid):
-        return customer_out.dump(self.customers_rpc.get_customer(uuid))
+        return customer_wire(self.customers_rpc.get_customer(uuid))
 
     @api("PATCH,PUT", f"{C}/<uuid>", permission=WRITE, body=schemas.CustomerUpdate(),
          response=schemas.CustomerOut(), summary="Update a customer (PUT is an alias of PATCH)")
@@ -54,7 +54,7 @@ class CustomerRoutes:
         body.pop("primary_contact", None)
         customer = self.customers_rpc.update_customer(uuid, body)
         self.cache.invalidate(uuid)
-        return customer_out.dump(customer)
+        return customer_wire(customer)
 
     @api("DELETE", f"{C}/<uuid>", permission=ADMIN, status=204, summary="Delete a customer")
     def delete_customer(self, request, uuid):
@@ -115,4 +115,4 @@ class CustomerRoutes:
 
     def _changed_entries(self, customers: list[dict]) -> dict:
         self.cache.invalidate(*(customer["uuid"] for customer in customers))
-        return {"entries": customer_out.dump(customers, many=True)}
+        return {"entries": customers_wire(customers)}

@@ -118,8 +118,7 @@ class CustomKeysIn(Lenient):
 
 # ---- responses -------------------------------------------------------------------------
 
-def _public_url() -> str:
-    return os.environ.get("PUBLIC_URL") or f"http://localhost:{os.environ.get('GATEWAY_PORT', '8000')}"
+PUBLIC_URL = os.environ.get("PUBLIC_URL") or f"http://localhost:{os.environ.get('GATEWAY_PORT', '8000')}"
 
 
 class AddressOut(Schema):
@@ -145,9 +144,9 @@ class CustomerOut(Schema):
     external_ids = fields.List(fields.String())
     data_source_uuid = fields.String()
     data_source_uuids = fields.List(fields.String())
-    name = fields.Function(lambda c: c.get("name") or "")
-    email = fields.Function(lambda c: c.get("email") or "")
-    company = fields.Function(lambda c: c.get("company") or "")
+    name = fields.String()
+    email = fields.String()
+    company = fields.String()
     status = fields.String()
     customer_since = fields.String(data_key="customer-since", allow_none=True)
     lead_created_at = fields.String(allow_none=True)
@@ -156,18 +155,14 @@ class CustomerOut(Schema):
     state = fields.String(allow_none=True)
     country = fields.String(allow_none=True)
     zip = fields.String(allow_none=True)
-    address = fields.Function(lambda c: {
-        "address_zip": c.get("zip"), "city": c.get("city"), "state": c.get("state"), "country": c.get("country"),
-    }, metadata={"type": "object"})
+    address = fields.Nested(AddressOut)
     attributes = fields.Nested(AttributesOut)
     mrr = fields.Integer()
     arr = fields.Integer()
     billing_system_type = fields.String(data_key="billing-system-type")
-    chartmogul_url = fields.Function(lambda c: f"{_public_url()}/app/customers/{c['uuid']}",
-                                     data_key="chartmogul-url")
+    chartmogul_url = fields.String(data_key="chartmogul-url")
     currency = fields.String()
-    currency_sign = fields.Function(lambda c: CURRENCY_SIGNS.get(c.get("currency"), c.get("currency") or ""),
-                                    data_key="currency-sign")
+    currency_sign = fields.String(data_key="currency-sign")
     owner = fields.String(allow_none=True)
     website_url = fields.String(allow_none=True)
 
@@ -194,4 +189,44 @@ class CustomOut(Schema):
 CURRENCY_SIGNS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "AUD": "A$", "CAD": "C$", "CHF": "CHF",
                   "INR": "₹", "BRL": "R$", "SEK": "kr", "NOK": "kr", "DKK": "kr", "PLN": "zł"}
 
-customer_out = CustomerOut()
+
+
+def customer_wire(c: dict) -> dict:
+    """Render a customer from the customers service in the wire shape CustomerOut documents.
+
+    A plain function: rendering a page of 200 through the schema cost ~11 ms, this ~1 ms.
+    `tests/unit/test_gateway_render.py` keeps the two in step.
+    """
+    return {
+        "id": c["id"],
+        "uuid": c["uuid"],
+        "external_id": c["external_id"],
+        "external_ids": c["external_ids"],
+        "data_source_uuid": c["data_source_uuid"],
+        "data_source_uuids": c["data_source_uuids"],
+        "name": c["name"] or "",
+        "email": c["email"] or "",
+        "company": c["company"] or "",
+        "status": c["status"],
+        "customer-since": c["customer_since"],
+        "lead_created_at": c["lead_created_at"],
+        "free_trial_started_at": c["free_trial_started_at"],
+        "city": c["city"],
+        "state": c["state"],
+        "country": c["country"],
+        "zip": c["zip"],
+        "address": {"address_zip": c["zip"], "city": c["city"], "state": c["state"], "country": c["country"]},
+        "attributes": c["attributes"],
+        "mrr": c["mrr"],
+        "arr": c["arr"],
+        "billing-system-type": c["billing_system_type"],
+        "chartmogul-url": f"{PUBLIC_URL}/app/customers/{c['uuid']}",
+        "currency": c["currency"],
+        "currency-sign": CURRENCY_SIGNS.get(c["currency"], c["currency"]),
+        "owner": c["owner"],
+        "website_url": c["website_url"],
+    }
+
+
+def customers_wire(customers: list[dict]) -> list[dict]:
+    return [customer_wire(customer) for customer in customers]

@@ -194,4 +194,4 @@ def merged_custom(into_custom: dict, from_custom: dict) -> dict:
 
 def changed_fields(before: dict, after: dict) -> dict:
     """Return {field: new value} for every field whose value differs."""
-    return {key: value for key, value in after.items() if before.get(key) != value}
+    return {key: value for key, value in after.items() if key not in before or before[key] != value}

@@ -11,7 +11,7 @@ from roster.pagination import decode_cursor, keyset_page, page_size
 from roster.rpc import BoundedRpcProxy
 from services.customers import domain, store
 from services.customers.models import Base, OutboxRow
-from services.customers.schemas import dump_customer, dump_customers
+from services.customers.schemas import dump_customer
 
 
 class CustomersService:
@@ -55,7 +55,7 @@ class CustomersService:
     @rpc
     def get_customer(self, uuid: str) -> dict:
         with self.db() as session:
-            return dump_customer(store.by_uuid(session, uuid))
+            return store.read_by_uuid(session, uuid)
 
     @rpc
     def list_customers(self, filters: dict, cursor: str | None = None, per_page=None) -> dict:
@@ -63,8 +63,8 @@ class CustomersService:
         after_id = int(decode_cursor(cursor).get("after_id", 0))
         with self.db() as session:
             rows = store.page(session, filters, after_id, size)
-            customers, has_more, next_cursor = keyset_page(rows, size, lambda c: {"after_id": c.id})
-            return {"entries": dump_customers(customers), "has_more": has_more, "cursor": next_cursor}
+        customers, has_more, next_cursor = keyset_page(rows, size, lambda c: {"after_id": c["id"]})
+        return {"entries": customers, "has_more": has_more, "cursor": next_cursor}
 
     @rpc
     def update_customer(self, uuid: str, changes: dict) -> dict:

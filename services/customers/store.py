@@ -1,10 +1,13 @@
 """Reading and writing customers in this service's database (one session, no commits here)."""
+from collections import defaultdict
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from roster.errors import NotFound, ValidationFailed
 from services.customers import domain
 from services.customers.models import CustomAttribute, Customer, ExternalId, Tag
+from services.customers.schemas import PROFILE_FIELDS, TIME_FIELDS, customer_dict
 
 WITH_DETAILS = (
     selectinload(Customer.external_ids),
@@ -12,6 +15,7 @@ WITH_DETAILS = (
     selectinload(Customer.custom_attributes),
 )
 
+CUSTOMER_COLUMNS = [getattr(Customer, field) for field in PROFILE_FIELDS + TIME_FIELDS]
 SIMPLE_FIELDS = ("name", "email", "company", "city", "state", "country", "zip", "owner")
 DATE_FIELDS = ("lead_created_at", "free_trial_started_at")
 
@@ -22,6 +26,14 @@ def by_uuid(session: Session, uuid: str) -> Customer:
     if customer is None:
         raise NotFound(f"Customer {uuid} not found", param="uuid")
     return customer
+
+
+def read_by_uuid(session: Session, uuid: str) -> dict:
+    """Return the customer with this uuid as the service answers it; 404 if none."""
+    rows = session.execute(select(*CUSTOMER_COLUMNS).where(Customer.uuid == uuid)).all()
+    if not rows:
+        raise NotFound(f"Customer {uuid} not found", param="uuid")
+    return customer_dicts(session, rows)[0]
 
 
 def by_external_id(session: Session, data_source_uuid: str, external_id: str) -> Customer:
@@ -58,9 +70,13 @@ def check_external_id_free(session: Session, data_source_uuid: str, external_id:
         )
 
 
-def page(session: Session, filters: dict, after_id: int, size: int) -> list[Customer]:
-    """Return up to `size + 1` customers after `after_id` (keyset on id) matching `filters`."""
-    query = select(Customer).options(*WITH_DETAILS).where(Customer.id > after_id)
+def page(session: Session, filters: dict, after_id: int, size: int) -> list[dict]:
+    """Return up to `size + 1` customers after `after_id` (keyset on id) matching `filters`.
+
+    Reads columns, not ORM objects, and fetches ids, tags and attributes of the whole
+    page in one query each: a page costs four indexed queries whatever the table size.
+    """
+    query = select(*CUSTOMER_COLUMNS).where(Customer.id > after_id)
     if filters.get("status"):
         query = query.where(Customer.status == domain.status_filter(filters["status"]))
     if filters.get("system"):
@@ -74,7 +90,30 @@ def page(session: Session, filters: dict, after_id: int, size: int) -> list[Cust
         if filters.get("external_id"):
             ids = ids.where(ExternalId.external_id == filters["external_id"])
         query = query.where(Customer.id.in_(ids))
-    return list(session.scalars(query.order_by(Customer.id).limit(size + 1)))
+    rows = session.execute(query.order_by(Customer.id).limit(size + 1)).all()
+    return customer_dicts(session, rows)
+
+
+def customer_dicts(session: Session, rows) -> list[dict]:
+    ids = [row.id for row in rows]
+    external_ids = defaultdict(list)
+    for customer_id, source, external_id in session.execute(
+        select(ExternalId.customer_id, ExternalId.data_source_uuid, ExternalId.external_id)
+        .where(ExternalId.customer_id.in_(ids)).order_by(ExternalId.id)
+    ):
+        external_ids[customer_id].append((source, external_id))
+    tags = defaultdict(list)
+    for customer_id, tag in session.execute(
+        select(Tag.customer_id, Tag.tag).where(Tag.customer_id.in_(ids)).order_by(Tag.id)
+    ):
+        tags[customer_id].append(tag)
+    custom = defaultdict(dict)
+    for customer_id, key, value in session.execute(
+        select(CustomAttribute.customer_id, CustomAttribute.key, CustomAttribute.value)
+        .where(CustomAttribute.customer_id.in_(ids)).order_by(CustomAttribute.id)
+    ):
+        custom[customer_id][key] = value
+    return [customer_dict(row, external_ids[row.id], tags[row.id], custom[row.id]) for row in rows]
 
 
 def apply_fields(customer: Customer, data: dict) -> None:

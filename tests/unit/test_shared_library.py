@@ -1,0 +1,64 @@
+"""The shared library's pure parts: cursors, page sizes, the event envelope, error mapping."""
+import uuid
+from datetime import datetime
+
+import pytest
+from marshmallow import Schema, ValidationError, fields
+
+from roster.errors import ValidationFailed, from_marshmallow
+from roster.events import envelope
+from roster.pagination import MAX_PER_PAGE, decode_cursor, encode_cursor, keyset_page, page_size
+
+
+def test_cursor_round_trips_and_is_opaque():
+    cursor = encode_cursor({"after_id": 1234})
+    assert "1234" not in cursor
+    assert decode_cursor(cursor) == {"after_id": 1234}
+    assert decode_cursor(None) == {} and decode_cursor("") == {}
+
+
+@pytest.mark.parametrize("forged", ["!!!", "bm90IGpzb24", encode_cursor({"a": 1})[:-3] + "@@"])
+def test_forged_cursor_is_a_422_naming_cursor(forged):
+    with pytest.raises(ValidationFailed) as failure:
+        decode_cursor(forged)
+    assert failure.value.param == "cursor"
+
+
+def test_page_size_defaults_caps_and_refuses_nonsense():
+    assert page_size(None) == MAX_PER_PAGE == 200
+    assert page_size("50") == 50
+    assert page_size(10_000) == 200
+    for bad in ("0", "-1", "ten"):
+        with pytest.raises(ValidationFailed):
+            page_size(bad)
+
+
+def test_keyset_page_reports_more_only_when_an_extra_row_came_back():
+    rows = [{"id": i} for i in range(1, 5)]
+    page, has_more, cursor = keyset_page(rows, 3, lambda row: {"after_id": row["id"]})
+    assert [r["id"] for r in page] == [1, 2, 3] and has_more
+    assert decode_cursor(cursor) == {"after_id": 3}
+    page, has_more, cursor = keyset_page(rows, 4, lambda row: {"after_id": row["id"]})
+    assert len(page) == 4 and not has_more and cursor is None
+
+
+def test_envelope_carries_id_time_version_and_fields():
+    payload = envelope(uuid="cus_1", changes={"name": "x"})
+    uuid.UUID(payload["event_id"])
+    assert datetime.fromisoformat(payload["occurred_at"]).tzinfo is not None
+    assert payload["version"] == 1 and payload["uuid"] == "cus_1" and payload["changes"] == {"name": "x"}
+    assert envelope()["event_id"] != envelope()["event_id"]
+
+
+def test_marshmallow_errors_name_the_nested_field():
+    class Inner(Schema):
+        key = fields.String(required=True)
+
+    class Outer(Schema):
+        attributes = fields.Nested(Inner, required=True)
+
+    with pytest.raises(ValidationError) as err:
+        Outer().load({"attributes": {}})
+    failure = from_marshmallow(err.value)
+    assert failure.param == "attributes.key"
+    assert failure.status == 422 and "required" in failure.message.lower()
