@@ -1,6 +1,7 @@
 """Customer, tag and custom-attribute routes (ChartMogul REST API v1 §2.1, §2.2)."""
 from gateway.auth import ADMIN, READ, WRITE
 from gateway.http import api
+from gateway.routes.contacts import create_primary_contact, validate_primary_contact
 from gateway.schemas import customers as schemas
 from gateway.schemas.customers import customer_wire, customers_wire
 
@@ -21,16 +22,10 @@ class CustomerRoutes:
          summary="Create a customer (and its primary contact)")
     def create_customer(self, request, body):
         primary_contact = body.pop("primary_contact", None)
-        if primary_contact:
-            self.contacts_rpc.validate_contact(self._primary_contact(primary_contact, body, customer_uuid=None))
+        validate_primary_contact(self.contacts_rpc, primary_contact, body["data_source_uuid"])
         customer = self.customers_rpc.create_customer(body)
-        if primary_contact:
-            self.contacts_rpc.create_contact(self._primary_contact(primary_contact, body, customer["uuid"]))
+        create_primary_contact(self.contacts_rpc, customer, primary_contact)
         return 201, customer_wire(customer)
-
-    @staticmethod
-    def _primary_contact(contact: dict, customer: dict, customer_uuid) -> dict:
-        return {**contact, "customer_uuid": customer_uuid, "data_source_uuid": customer["data_source_uuid"]}
 
     @api("GET", C, query=schemas.CustomerListQuery(), response=schemas.CustomerPage(), summary="List customers")
     def list_customers(self, request, query):
@@ -88,6 +83,11 @@ class CustomerRoutes:
     def add_tags_by_email(self, request, body):
         return self._changed_entries(self.customers_rpc.add_tags_by_email(body["email"], body["tags"]))
 
+    @api("DELETE", f"{C}/attributes/tags", permission=WRITE, body=schemas.TagsByEmailIn(),
+         response=schemas.CustomerEntries(), summary="Remove tags from every customer with an email")
+    def remove_tags_by_email(self, request, body):
+        return self._changed_entries(self.customers_rpc.remove_tags_by_email(body["email"], body["tags"]))
+
     @api("POST", f"{C}/<uuid>/attributes/custom", permission=WRITE, body=schemas.CustomAttributesIn(),
          response=schemas.CustomOut(), summary="Add typed custom attributes to a customer")
     def add_custom_attributes(self, request, uuid, body):
@@ -107,6 +107,18 @@ class CustomerRoutes:
          response=schemas.CustomerEntries(), summary="Add custom attributes to every customer with an email")
     def add_custom_attributes_by_email(self, request, body):
         customers = self.customers_rpc.add_custom_attributes_by_email(body["email"], body["custom"])
+        return self._changed_entries(customers)
+
+    @api("PUT", f"{C}/attributes/custom", permission=WRITE, body=schemas.CustomValuesByEmailIn(),
+         response=schemas.CustomerEntries(), summary="Update custom attribute values of every customer with an email")
+    def update_custom_attributes_by_email(self, request, body):
+        customers = self.customers_rpc.update_custom_attributes_by_email(body["email"], body["custom"])
+        return self._changed_entries(customers)
+
+    @api("DELETE", f"{C}/attributes/custom", permission=WRITE, body=schemas.CustomKeysByEmailIn(),
+         response=schemas.CustomerEntries(), summary="Remove custom attributes from every customer with an email")
+    def remove_custom_attributes_by_email(self, request, body):
+        customers = self.customers_rpc.remove_custom_attributes_by_email(body["email"], body["custom"])
         return self._changed_entries(customers)
 
     def _changed(self, uuid: str, payload: dict) -> dict:

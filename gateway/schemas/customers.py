@@ -112,8 +112,16 @@ class CustomValuesIn(Lenient):
     custom = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True), required=True)
 
 
+class CustomValuesByEmailIn(CustomValuesIn):
+    email = fields.Email(required=True)
+
+
 class CustomKeysIn(Lenient):
     custom = fields.List(StrictString(), required=True)
+
+
+class CustomKeysByEmailIn(CustomKeysIn):
+    email = fields.Email(required=True)
 
 
 # ---- responses -------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from nameko.rpc import rpc
 from sqlalchemy import select
 
 from roster.database import Database
-from roster.errors import NotFound, ValidationFailed
+from roster.errors import NotFound, RosterError, ValidationFailed
 from roster.events import Outbox
 from services.billing_sync.models import Base, DataSource, OutboxRow
 from services.billing_sync.schemas import data_source_schema
@@ -19,11 +19,11 @@ class BillingSyncService:
     db = Database(Base)
     outbox = Outbox(OutboxRow, "db")
 
-    @rpc
+    @rpc(expected_exceptions=RosterError)
     def health(self):
         return {"service": self.name, "status": "ok"}
 
-    @rpc
+    @rpc(expected_exceptions=RosterError)
     def create_data_source(self, data: dict) -> dict:
         name = (data.get("name") or "").strip()
         if not name:
@@ -36,7 +36,7 @@ class BillingSyncService:
             self.outbox(session, "data_source_created", data_source=created)
         return created
 
-    @rpc
+    @rpc(expected_exceptions=RosterError)
     def list_data_sources(self, filters: dict) -> list[dict]:
         query = select(DataSource).order_by(DataSource.id)
         if filters.get("name"):
@@ -46,12 +46,12 @@ class BillingSyncService:
         with self.db() as session:
             return data_source_schema.dump(session.scalars(query), many=True)
 
-    @rpc
+    @rpc(expected_exceptions=RosterError)
     def get_data_source(self, uuid: str) -> dict:
         with self.db() as session:
             return data_source_schema.dump(self._by_uuid(session, uuid))
 
-    @rpc
+    @rpc(expected_exceptions=RosterError)
     def delete_data_source(self, uuid: str) -> None:
         with self.db.begin() as session:
             session.delete(self._by_uuid(session, uuid))

@@ -21,15 +21,15 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat()
 
 
-def customer_dict(row, external_ids: list[tuple[str, str]], tags: list[str], custom: dict) -> dict:
+def customer_dict(columns: dict, external_ids: list[tuple[str, str]], tags: list[str], custom: dict) -> dict:
     """Return a customer as the service answers it.
 
-    `row` is a Customer or a result row with its columns; `external_ids` lists
+    `columns` maps the customers table's columns to values; `external_ids` lists
     (data_source_uuid, external_id) pairs, the customer's own first.
     """
-    customer = {field: getattr(row, field) for field in PROFILE_FIELDS}
+    customer = {field: columns[field] for field in PROFILE_FIELDS}
     for field in TIME_FIELDS:
-        customer[field] = iso(getattr(row, field))
+        customer[field] = iso(columns[field])
     customer["mrr"] = customer["mrr"] or 0
     customer["arr"] = customer["mrr"] * 12
     customer["external_id"] = external_ids[0][1] if external_ids else ""
@@ -43,7 +43,7 @@ def customer_dict(row, external_ids: list[tuple[str, str]], tags: list[str], cus
 def dump_customer(customer) -> dict:
     """Return the dict of a loaded Customer (with its ids, tags and attributes)."""
     return customer_dict(
-        customer,
+        {field: getattr(customer, field) for field in PROFILE_FIELDS + TIME_FIELDS},
         [(row.data_source_uuid, row.external_id) for row in customer.external_ids],
         [row.tag for row in customer.tags],
         {row.key: row.value for row in customer.custom_attributes},

@@ -5,7 +5,7 @@ from nameko.rpc import rpc
 from sqlalchemy.exc import IntegrityError
 
 from roster.database import Database
-from roster.errors import NotFound, ValidationFailed
+from roster.errors import NotFound, RosterError, ValidationFailed
 from roster.events import Outbox
 from roster.pagination import decode_cursor, keyset_page, page_size
 from roster.rpc import BoundedRpcProxy
@@ -21,11 +21,11 @@ class CustomersService:
     outbox = Outbox(OutboxRow, "db")
     billing_rpc = BoundedRpcProxy("billing_sync")
 
-    @rpc
+    @rpc(expected_exceptions=RosterError)
     def health(self):
         return {"service": self.name, "status": "ok"}
 
-    @rpc
+    @rpc(expected_exceptions=RosterError)
     def create_customer(self, data: dict) -> dict:
         data_source = self._data_source(data["data_source_uuid"])
         try:
@@ -52,12 +52,12 @@ class CustomersService:
             )
         return created
 
-    @rpc
+    @rpc(expected_exceptions=RosterError)
     def get_customer(self, uuid: str) -> dict:
         with self.db() as session:
             return store.read_by_uuid(session, uuid)
 
-    @rpc
+    @rpc(expected_exceptions=RosterError)
     def list_customers(self, filters: dict, cursor: str | None = None, per_page=None) -> dict:
         size = page_size(per_page)
         after_id = int(decode_cursor(cursor).get("after_id", 0))
@@ -66,7 +66,7 @@ class CustomersService:
         customers, has_more, next_cursor = keyset_page(rows, size, lambda c: {"after_id": c["id"]})
         return {"entries": customers, "has_more": has_more, "cursor": next_cursor}
 
-    @rpc
+    @rpc(expected_exceptions=RosterError)
     def update_customer(self, uuid: str, changes: dict) -> dict:
         with self.db.begin() as session:
             customer = store.by_uuid(session, uuid)
@@ -79,7 +79,7 @@ class CustomersService:
                 store.set_custom_values(customer, attributes["custom"] or {})
             return self._record_update(session, customer, before)
 
-    @rpc
+    @rpc(expected_exceptions=RosterError)
     def delete_customer(self, uuid: str) -> None:
         with self.db.begin() as session:
             customer = store.by_uuid(session, uuid)
@@ -88,7 +88,7 @@ class CustomersService:
             self.outbox(session, "customer_deleted", uuid=uuid, external_ids=gone["external_ids"],
                         data_source_uuids=gone["data_source_uuids"])
 
-    @rpc
+    @rpc(expected_exceptions=RosterError)
     def merge_customers(self, from_ref: dict, into_ref: dict) -> dict:
         with self.db.begin() as session:
             merged = self._resolve(session, from_ref, "from")
@@ -104,36 +104,48 @@ class CustomersService:
             session.flush()
             session.delete(merged)
             self.outbox(session, "customer_merged", from_uuid=merged.uuid, into_uuid=into.uuid,
-                        moved_external_ids=moved_ids)
+                        into_external_id=into.external_ids[0].external_id, moved_external_ids=moved_ids)
             return {"from_uuid": merged.uuid, "into": self._record_update(session, into, before)}
 
-    @rpc
+    @rpc(expected_exceptions=RosterError)
     def add_tags(self, uuid: str, tags: list) -> list[str]:
         return self._change_one(uuid, lambda customer: store.add_tags(customer, tags))["attributes"]["tags"]
 
-    @rpc
+    @rpc(expected_exceptions=RosterError)
     def remove_tags(self, uuid: str, tags: list) -> list[str]:
         return self._change_one(uuid, lambda customer: store.remove_tags(customer, tags))["attributes"]["tags"]
 
-    @rpc
+    @rpc(expected_exceptions=RosterError)
     def add_tags_by_email(self, email: str, tags: list) -> list[dict]:
         return self._change_by_email(email, lambda customer: store.add_tags(customer, tags))
 
-    @rpc
+    @rpc(expected_exceptions=RosterError)
+    def remove_tags_by_email(self, email: str, tags: list) -> list[dict]:
+        return self._change_by_email(email, lambda customer: store.remove_tags(customer, tags))
+
+    @rpc(expected_exceptions=RosterError)
     def add_custom_attributes(self, uuid: str, attributes: list) -> dict:
         change = lambda customer: store.add_custom_attributes(customer, attributes)  # noqa: E731
         return self._change_one(uuid, change)["attributes"]["custom"]
 
-    @rpc
+    @rpc(expected_exceptions=RosterError)
     def add_custom_attributes_by_email(self, email: str, attributes: list) -> list[dict]:
         return self._change_by_email(email, lambda customer: store.add_custom_attributes(customer, attributes))
 
-    @rpc
+    @rpc(expected_exceptions=RosterError)
     def update_custom_attributes(self, uuid: str, values: dict) -> dict:
         change = lambda customer: store.set_custom_values(customer, values)  # noqa: E731
         return self._change_one(uuid, change)["attributes"]["custom"]
 
-    @rpc
+    @rpc(expected_exceptions=RosterError)
+    def update_custom_attributes_by_email(self, email: str, values: dict) -> list[dict]:
+        return self._change_by_email(email, lambda customer: store.set_custom_values(customer, values))
+
+    @rpc(expected_exceptions=RosterError)
+    def remove_custom_attributes_by_email(self, email: str, keys: list) -> list[dict]:
+        return self._change_by_email(email, lambda customer: store.remove_custom_attributes(customer, keys))
+
+    @rpc(expected_exceptions=RosterError)
     def remove_custom_attributes(self, uuid: str, keys: list) -> dict:
         change = lambda customer: store.remove_custom_attributes(customer, keys)  # noqa: E731
         return self._change_one(uuid, change)["attributes"]["custom"]

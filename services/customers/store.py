@@ -30,7 +30,7 @@ def by_uuid(session: Session, uuid: str) -> Customer:
 
 def read_by_uuid(session: Session, uuid: str) -> dict:
     """Return the customer with this uuid as the service answers it; 404 if none."""
-    rows = session.execute(select(*CUSTOMER_COLUMNS).where(Customer.uuid == uuid)).all()
+    rows = session.connection().execute(select(*CUSTOMER_COLUMNS).where(Customer.uuid == uuid)).all()
     if not rows:
         raise NotFound(f"Customer {uuid} not found", param="uuid")
     return customer_dicts(session, rows)[0]
@@ -90,30 +90,37 @@ def page(session: Session, filters: dict, after_id: int, size: int) -> list[dict
         if filters.get("external_id"):
             ids = ids.where(ExternalId.external_id == filters["external_id"])
         query = query.where(Customer.id.in_(ids))
-    rows = session.execute(query.order_by(Customer.id).limit(size + 1)).all()
+    rows = session.connection().execute(query.order_by(Customer.id).limit(size + 1)).all()
     return customer_dicts(session, rows)
 
 
 def customer_dicts(session: Session, rows) -> list[dict]:
+    """Return the dicts of customer rows, with the ids, tags and attributes of all in 3 queries.
+
+    Core queries on the session's connection: the ORM's per-row work cost more than the SQL.
+    """
+    connection = session.connection()
     ids = [row.id for row in rows]
     external_ids = defaultdict(list)
-    for customer_id, source, external_id in session.execute(
+    for customer_id, source, external_id in connection.execute(
         select(ExternalId.customer_id, ExternalId.data_source_uuid, ExternalId.external_id)
         .where(ExternalId.customer_id.in_(ids)).order_by(ExternalId.id)
     ):
         external_ids[customer_id].append((source, external_id))
     tags = defaultdict(list)
-    for customer_id, tag in session.execute(
+    for customer_id, tag in connection.execute(
         select(Tag.customer_id, Tag.tag).where(Tag.customer_id.in_(ids)).order_by(Tag.id)
     ):
         tags[customer_id].append(tag)
     custom = defaultdict(dict)
-    for customer_id, key, value in session.execute(
+    for customer_id, key, value in connection.execute(
         select(CustomAttribute.customer_id, CustomAttribute.key, CustomAttribute.value)
         .where(CustomAttribute.customer_id.in_(ids)).order_by(CustomAttribute.id)
     ):
         custom[customer_id][key] = value
-    return [customer_dict(row, external_ids[row.id], tags[row.id], custom[row.id]) for row in rows]
+    return [
+        customer_dict(row._asdict(), external_ids[row.id], tags[row.id], custom[row.id]) for row in rows
+    ]
 
 
 def apply_fields(customer: Customer, data: dict) -> None:

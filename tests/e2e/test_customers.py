@@ -152,6 +152,25 @@ def test_tags_add_and_remove_by_uuid_and_by_email(owner, data_source):
     assert all("team" in c.attributes.tags for c in by_email.entries)
 
 
+def test_tags_and_custom_attributes_change_by_email_over_raw_http(http, data_source):
+    email = f"{unique('mail')}@example.com"
+    for _ in range(2):
+        http.post("/v1/customers", json={"data_source_uuid": data_source.uuid, "external_id": unique(), "email": email,
+                                         "attributes": {"tags": ["keep", "drop"], "custom": [
+                                             {"type": "Integer", "key": "seats", "value": 1},
+                                             {"type": "String", "key": "gone", "value": "x"}]}})
+
+    untagged = http.delete("/v1/customers/attributes/tags", json={"email": email, "tags": ["drop"]})
+    updated = http.put("/v1/customers/attributes/custom", json={"email": email, "custom": {"seats": 9}})
+    removed = http.delete("/v1/customers/attributes/custom", json={"email": email, "custom": ["gone"]})
+
+    assert [c["attributes"]["tags"] for c in untagged.json()["entries"]] == [["keep"], ["keep"]]
+    assert [c["attributes"]["custom"]["seats"] for c in updated.json()["entries"]] == [9, 9]
+    assert [c["attributes"]["custom"] for c in removed.json()["entries"]] == [{"seats": 9}, {"seats": 9}]
+    missing = http.put("/v1/customers/attributes/custom", json={"email": "no-one@example.com", "custom": {"a": 1}})
+    assert missing.status_code == 404
+
+
 def test_custom_attributes_add_update_remove_and_attributes_retrieve(owner, data_source):
     customer = new_customer(owner, data_source, email=f"{unique('ca')}@example.com")
 
@@ -176,3 +195,14 @@ def test_custom_attributes_add_update_remove_and_attributes_retrieve(owner, data
 
 def test_ping_through_the_official_client(owner):
     assert chartmogul.Ping.ping(owner).get().data == "pong!"
+
+
+def test_openapi_document_describes_the_customer_routes(http):
+    document = http.get("/v1/openapi.json", role=None).json()
+
+    assert document["openapi"].startswith("3.")
+    assert {"get", "patch", "put", "delete"} <= set(document["paths"]["/v1/customers/{uuid}"])
+    create = document["paths"]["/v1/customers"]["post"]
+    schema_name = create["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    required = document["components"]["schemas"][schema_name]["required"]
+    assert {"data_source_uuid", "external_id"} <= set(required)

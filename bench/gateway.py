@@ -1,0 +1,165 @@
+"""Gateway benchmark: requests/second and p50/p99 latency, printed as a table.
+
+    make bench            (or: .venv/bin/python bench/gateway.py [--duration 10] [--connections 32])
+
+Starts the whole platform in a throwaway vhost and data folder, loads 1,000 and then
+100,000 customers, and drives the gateway with `wrk` (apt-get install wrk):
+  * GET /v1/customers/{uuid}, cycling over 1,000 customers (answered from the
+    gateway's cache of rendered records once warm; each scenario gets an unmeasured
+    warm-up first);
+  * the same with the cache off: one RPC per request, the naive nameko gateway;
+  * GET /v1/customers?per_page=200, the first page and a page deep in the table
+    (keyset pagination: the deep page should cost what the first one does).
+"""
+import argparse
+import os
+import re
+import shutil
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import requests  # noqa: E402
+
+from tools.isolation import create_vhost, delete_vhost  # noqa: E402
+from tools.stack import DEFAULT_AMQP_URI, Stack, StackError, ensure_rabbitmq, free_port  # noqa: E402
+
+API_KEY = "bench-owner-key"
+WRK_SCRIPT = textwrap.dedent("""
+    local paths = {}
+    for line in io.lines(os.getenv("BENCH_PATHS")) do paths[#paths + 1] = line end
+    local i = 0
+    request = function()
+      i = i + 1
+      return wrk.format("GET", paths[(i % #paths) + 1])
+    end
+""")
+
+
+def wrk(url_base: str, paths: list[str], connections: int, duration: int, workdir: Path) -> dict:
+    """Run wrk over `paths` round-robin; return req/s, p50 and p99 in milliseconds."""
+    path_file, script = workdir / "paths.txt", workdir / "cycle.lua"
+    path_file.write_text("\n".join(paths) + "\n")
+    script.write_text(WRK_SCRIPT)
+    import base64
+    import subprocess
+    auth = "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode()
+    result = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), "-H",
+         f"Authorization: {auth}", url_base],
+        capture_output=True, text=True, env={**os.environ, "BENCH_PATHS": str(path_file)}, check=True,
+    )
+    return parse_wrk(result.stdout)
+
+
+def parse_wrk(output: str) -> dict:
+    def millis(text: str) -> float:
+        value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}
+    for label, key in (("50%", "p50"), ("99%", "p99")):
+        figures[key] = millis(re.search(rf"{label}\s+([\d.]+\w+)", output).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    figures["errors"] = int(errors.group(1)) if errors else 0
+    return figures
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.workdir = Path(tempfile.mkdtemp(prefix="roster-bench-"))
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.rows = []
+        self.vhost = None
+        self.stack = None
+
+    def env(self, cache_entries: int) -> dict:
+        return {**os.environ, "AMQP_URI": self.amqp_uri, "DATA_DIR": str(self.workdir / "data"),
+                "GATEWAY_PORT": str(self.port), "GATEWAY_ADDRESS": f"127.0.0.1:{self.port}",
+                "API_KEYS": f"{API_KEY}:owner", "GATEWAY_CACHE_ENTRIES": str(cache_entries),
+                "LOG_LEVEL": "WARNING"}
+
+    def start(self, cache_entries: int = 50_000):
+        self.stack = Stack(self.env(cache_entries), ROOT, self.workdir / "logs")
+        self.stack.start()
+        self.stack.wait_ready(timeout=90)
+
+    def measure(self, label: str, customers: int, paths: list[str]):
+        wrk(self.base, paths, self.args.connections, self.args.warmup, self.workdir)  # fills caches; not counted
+        figures = wrk(self.base, paths, self.args.connections, self.args.duration, self.workdir)
+        self.rows.append((label, customers, figures))
+        print(f"  {label:<44} {customers:>8,} {figures['rps']:>9.0f} {figures['p50']:>8.1f} {figures['p99']:>8.1f}"
+              f"{'  (' + str(figures['errors']) + ' errors)' if figures['errors'] else ''}", flush=True)
+
+    def run(self):
+        base_uri = os.environ.get("AMQP_URI") or DEFAULT_AMQP_URI
+        ensure_rabbitmq(base_uri)
+        self.vhost, self.amqp_uri = create_vhost(base_uri, prefix="roster_bench")
+        try:
+            self._scenarios()
+        finally:
+            if self.stack:
+                self.stack.stop()
+            delete_vhost(self.vhost)
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _scenarios(self):
+        os.environ["DATA_DIR"] = str(self.workdir / "data")
+        from bench.seed import seed_customers
+
+        self.start()
+        auth = (API_KEY, "")
+        source = requests.post(f"{self.base}/v1/data_sources", json={"name": "Bench"}, auth=auth).json()["uuid"]
+        print(f"\n  {'scenario (' + str(self.args.connections) + ' connections)':<44} {'customers':>8} "
+              f"{'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+        for total in (1_000, 100_000):
+            uuids = seed_customers(total, source)
+            sample = uuids[:: max(1, len(uuids) // 1000)][:1000]
+            middle = requests.get(f"{self.base}/v1/customers", auth=auth,
+                                  params={"per_page": 200, "external_id": f"bench-{total // 2}"})
+            assert middle.status_code == 200
+            deep_cursor = self._cursor_after(total // 2)
+            self.measure("GET /v1/customers/{uuid} (cached gateway)", total,
+                         [f"/v1/customers/{u}" for u in sample])
+            self.measure("GET /v1/customers?per_page=200 (first page)", total, ["/v1/customers?per_page=200"])
+            self.measure("GET /v1/customers?per_page=200 (middle page)", total,
+                         [f"/v1/customers?per_page=200&cursor={deep_cursor}"])
+            if total == 1_000:
+                self.stack.stop()
+                self.start(cache_entries=0)
+                self.measure("GET /v1/customers/{uuid} (naive: RPC each)", total,
+                             [f"/v1/customers/{u}" for u in sample])
+                self.stack.stop()
+                self.start()
+
+    @staticmethod
+    def _cursor_after(customer_id: int) -> str:
+        from roster.pagination import encode_cursor
+        return encode_cursor({"after_id": customer_id})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--warmup", type=int, default=5, help="seconds of unmeasured load before each scenario")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print("bench: wrk is not installed; install it with `apt-get install wrk`", file=sys.stderr)
+        return 1
+    try:
+        Bench(args).run()
+    except StackError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

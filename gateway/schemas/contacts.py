@@ -1,0 +1,101 @@
+"""Request schemas of the contact routes: shapes and types only.
+
+The contacts service owns the rules (email, LinkedIn, Twitter, position, custom
+attributes) and checks them again, so any RPC caller gets the same answers.
+"""
+from marshmallow import EXCLUDE, Schema, fields
+
+
+class ContactFieldsSchema(Schema):
+    """The fields a contact carries, all optional (a PATCH sets only what it sends)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    external_id = fields.String(allow_none=True)
+    first_name = fields.String(allow_none=True)
+    last_name = fields.String(allow_none=True)
+    position = fields.Raw(allow_none=True)  # the service says "must be a positive integer"
+    title = fields.String(allow_none=True)
+    email = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    linked_in = fields.String(allow_none=True)
+    twitter = fields.String(allow_none=True)
+    notes = fields.String(allow_none=True)
+    custom = fields.Raw(allow_none=True)  # [{"key", "value"}, ...] or {key: value}
+
+
+class CustomerContactSchema(ContactFieldsSchema):
+    """`POST /v1/customers/{uuid}/contacts`: the customer comes from the path."""
+
+    data_source_uuid = fields.String(required=True)
+
+
+class CreateContactSchema(CustomerContactSchema):
+    """`POST /v1/contacts`."""
+
+    customer_uuid = fields.String(required=True)
+
+
+class UpdateContactSchema(ContactFieldsSchema):
+    """`PATCH /v1/contacts/{uuid}`."""
+
+    last_seen = fields.String(allow_none=True)  # ISO-8601; the service parses it
+
+
+class PrimaryContactSchema(ContactFieldsSchema):
+    """`primary_contact` inside a customer create body."""
+
+
+class ListContactsQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    customer_uuid = fields.String()
+    data_source_uuid = fields.String()
+    email = fields.String()
+    customer_external_id = fields.String()
+    external_id = fields.String()
+    cursor = fields.String()
+    per_page = fields.String()
+
+
+class PageQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    cursor = fields.String()
+    per_page = fields.String()
+
+
+class ContactOut(Schema):
+    """A contact on the wire (documents the answer; the contacts service renders it)."""
+
+    uuid = fields.String(required=True, metadata={"description": "con_ + UUID"})
+    customer_uuid = fields.String()
+    customer_external_id = fields.String(allow_none=True)
+    data_source_uuid = fields.String()
+    external_id = fields.String(allow_none=True)
+    first_name = fields.String(allow_none=True)
+    last_name = fields.String(allow_none=True)
+    position = fields.Integer(allow_none=True)
+    title = fields.String(allow_none=True)
+    email = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    linked_in = fields.String(allow_none=True)
+    twitter = fields.String(allow_none=True)
+    notes = fields.String(allow_none=True)
+    custom = fields.Dict(metadata={"description": "custom attributes, key → value; {} when none"})
+    last_seen = fields.DateTime(allow_none=True)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class ContactListOut(Schema):
+    entries = fields.List(fields.Nested(ContactOut))
+    has_more = fields.Boolean(required=True)
+    cursor = fields.String(allow_none=True, required=True, metadata={"description": "null on the last page"})
+
+
+class EmptyOut(Schema):
+    """`{}`: what DELETE answers (the official client expects a 200 with an empty object)."""

@@ -1,0 +1,267 @@
+"""Contact rules as plain functions: what a valid contact is, and how two contacts merge.
+
+No nameko, database or network here; `tests/unit/test_contacts_domain.py` covers it.
+"""
+import re
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+from roster.errors import ValidationFailed
+
+# Free-text fields a contact carries, with their maximum length.
+TEXT_FIELDS = {
+    "first_name": 200,
+    "last_name": 200,
+    "title": 200,
+    "phone": 100,
+    "notes": 10_000,
+    "external_id": 500,
+}
+# Everything a create or an update may set (besides customer_uuid and data_source_uuid).
+EDITABLE_FIELDS = (
+    "external_id", "first_name", "last_name", "position", "title", "email", "phone",
+    "linked_in", "twitter", "notes", "custom", "last_seen",
+)
+# Fields a merge fills on the survivor when the survivor's own value is empty.
+FILLABLE_FIELDS = (
+    "external_id", "first_name", "last_name", "position", "title", "email", "phone",
+    "linked_in", "twitter", "notes", "last_seen",
+)
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+LINKED_IN_HOST = re.compile(r"^([a-z]{2,3}\.|www\.)?linkedin\.com$")
+LINKED_IN_HANDLE = re.compile(r"^(in/|company/|pub/|school/)?[A-Za-z0-9][A-Za-z0-9\-_%.]{1,99}/?$")
+TWITTER_HOSTS = ("twitter.com", "www.twitter.com", "mobile.twitter.com", "x.com", "www.x.com")
+TWITTER_HANDLE = re.compile(r"^@?[A-Za-z0-9_]{1,15}$")
+CUSTOM_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,199}$")
+
+
+def _fail(field: str, reason: str, prefix: str = ""):
+    name = f"{prefix}{field}"
+    raise ValidationFailed(f"{name}: {reason}", param=name)
+
+
+def is_blank(value) -> bool:
+    """True for the values a merge treats as empty: None, "" (or spaces), {}."""
+    return value is None or (isinstance(value, str) and not value.strip()) or value == {}
+
+
+def clean_email(value, prefix: str = "") -> str | None:
+    """Return the email trimmed; None for blank; a 422 when it is not an email address."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        _fail("email", "must be a string", prefix)
+    email = value.strip()
+    if not email:
+        return None
+    if len(email) > 320 or not EMAIL.match(email):
+        _fail("email", f"{value!r} is not an email address", prefix)
+    return email
+
+
+def clean_linked_in(value, prefix: str = "") -> str | None:
+    """Return a LinkedIn profile URL or handle as given (trimmed); anything else is a 422.
+
+    Accepted: `https://www.linkedin.com/in/jane`, `linkedin.com/company/acme`,
+    `uk.linkedin.com/in/jane`, or a bare handle such as `jane-doe` or `in/jane-doe`.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        _fail("linked_in", "must be a string", prefix)
+    text = value.strip()
+    if not text:
+        return None
+    if _looks_like_url(text):
+        host, path = _host_and_path(text)
+        if host is not None and LINKED_IN_HOST.match(host) and path.strip("/"):
+            return text
+    elif LINKED_IN_HANDLE.match(text):
+        return text
+    _fail("linked_in", f"{value!r} is not a LinkedIn URL (https://www.linkedin.com/in/...) or handle", prefix)
+
+
+def clean_twitter(value, prefix: str = "") -> str | None:
+    """Return a Twitter/X profile URL or handle as given (trimmed); anything else is a 422.
+
+    Accepted: `https://twitter.com/jane`, `x.com/jane`, `@jane`, `jane`.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        _fail("twitter", "must be a string", prefix)
+    text = value.strip()
+    if not text:
+        return None
+    if _looks_like_url(text):
+        host, path = _host_and_path(text)
+        handle = path.strip("/").split("/")[0] if path else ""
+        if host in TWITTER_HOSTS and TWITTER_HANDLE.match(handle) and not handle.startswith("@"):
+            return text
+    elif TWITTER_HANDLE.match(text):
+        return text
+    _fail("twitter", f"{value!r} is not a Twitter/X URL (https://twitter.com/...) or @handle", prefix)
+
+
+def _looks_like_url(text: str) -> bool:
+    return "://" in text or "." in text.split("/")[0]
+
+
+def _host_and_path(text: str) -> tuple[str | None, str]:
+    url = text if "://" in text else "https://" + text
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises ValueError on a malformed port
+    except ValueError:
+        return None, ""
+    if parts.scheme.lower() not in ("http", "https") or " " in text:
+        return None, ""
+    return (parts.hostname or "").lower(), parts.path
+
+
+def clean_position(value, prefix: str = "") -> int | None:
+    """Return the position as an int ≥ 1 (digit strings accepted); None when absent; else a 422."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        _fail("position", "must be a positive integer", prefix)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*\+?\d+\s*", value):
+        value = int(value)
+    if not isinstance(value, int) or value < 1:
+        _fail("position", f"must be a positive integer, not {value!r}", prefix)
+    if value > 2_147_483_647:
+        _fail("position", "is too large", prefix)
+    return value
+
+
+def clean_text(field: str, value, prefix: str = "") -> str | None:
+    """Return a free-text field; numbers are not silently turned into text."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        _fail(field, "must be a string", prefix)
+    if len(value) > TEXT_FIELDS[field]:
+        _fail(field, f"may be at most {TEXT_FIELDS[field]} characters", prefix)
+    return value
+
+
+def parse_timestamp(value, field: str = "last_seen", prefix: str = "") -> datetime | None:
+    """Return an aware UTC datetime from ISO-8601 (T or space, with or without zone, or a date)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text[-1:] in ("Z", "z"):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            _fail(field, f"{value!r} is not an ISO-8601 date or time", prefix)
+    else:
+        _fail(field, "must be an ISO-8601 date or time string", prefix)
+    return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def clean_custom(value, prefix: str = "") -> dict:
+    """Return custom attributes as a map; accepts `[{"key", "value"}, ...]` or `{key: value}`.
+
+    Values are scalars (string, number, boolean) or null.
+    """
+    if value is None:
+        return {}
+    if isinstance(value, list):
+        pairs = []
+        for item in value:
+            if not isinstance(item, dict) or "key" not in item:
+                _fail("custom", 'must be a list of {"key": ..., "value": ...} objects', prefix)
+            pairs.append((item["key"], item.get("value")))
+    elif isinstance(value, dict):
+        pairs = list(value.items())
+    else:
+        _fail("custom", 'must be a list of {"key": ..., "value": ...} objects or a map', prefix)
+    custom = {}
+    for key, item_value in pairs:
+        if not isinstance(key, str) or not CUSTOM_KEY.match(key):
+            _fail("custom", f"key {key!r} must be letters, digits, '_' or '-' (at most 200)", prefix)
+        if isinstance(item_value, dict) and "value" in item_value:  # {"value": .., "source": ..}
+            item_value = item_value["value"]
+        if item_value is not None and not isinstance(item_value, (str, int, float, bool)):
+            _fail(f"custom.{key}", "must be a string, number, boolean or null", prefix)
+        custom[key] = item_value
+    return custom
+
+
+def clean_fields(data: dict, prefix: str = "") -> dict:
+    """Return the editable fields present in `data`, each checked and normalised; a 422 names the field.
+
+    Fields absent from `data` are absent from the result (an update leaves them alone);
+    `prefix` is put in front of field names in errors (e.g. `primary_contact.`).
+    """
+    if not isinstance(data, dict):
+        raise ValidationFailed(f"{prefix.rstrip('.') or 'body'}: must be an object",
+                               param=prefix.rstrip(".") or None)
+    cleaned = {}
+    for field in EDITABLE_FIELDS:
+        if field not in data:
+            continue
+        value = data[field]
+        if field == "email":
+            cleaned[field] = clean_email(value, prefix)
+        elif field == "linked_in":
+            cleaned[field] = clean_linked_in(value, prefix)
+        elif field == "twitter":
+            cleaned[field] = clean_twitter(value, prefix)
+        elif field == "position":
+            cleaned[field] = clean_position(value, prefix)
+        elif field == "custom":
+            cleaned[field] = clean_custom(value, prefix)
+        elif field == "last_seen":
+            cleaned[field] = parse_timestamp(value, "last_seen", prefix)
+        else:
+            cleaned[field] = clean_text(field, value, prefix)
+    return cleaned
+
+
+def required_reference(data: dict, field: str) -> str:
+    """Return a required uuid reference (customer_uuid, data_source_uuid); a 422 when missing."""
+    value = data.get(field)
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationFailed(f"{field}: is required", param=field)
+    return value.strip()
+
+
+def updated_custom(current: dict, changes: dict) -> dict:
+    """Return custom attributes after an update: given keys are set, a null value removes its key."""
+    result = dict(current or {})
+    for key, value in changes.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = value
+    return result
+
+
+def merged_contact(into: dict, merged_from: dict) -> dict:
+    """Return the changes that make `into` the merge of both contacts.
+
+    The survivor keeps every value it has; each of its empty fields is filled from the
+    other contact; `last_seen` becomes the later of the two; custom attributes are the
+    union, the survivor's value winning on a shared key. Only changed fields are returned.
+    """
+    changes = {}
+    for field in FILLABLE_FIELDS:
+        if is_blank(into.get(field)) and not is_blank(merged_from.get(field)):
+            changes[field] = merged_from[field]
+    into_seen, from_seen = into.get("last_seen"), merged_from.get("last_seen")
+    if into_seen is not None and from_seen is not None and from_seen > into_seen:
+        changes["last_seen"] = from_seen
+    into_custom = into.get("custom") or {}
+    union = {**(merged_from.get("custom") or {}), **into_custom}
+    if union != into_custom:
+        changes["custom"] = union
+    return changes

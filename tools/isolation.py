@@ -1,0 +1,38 @@
+"""Throwaway RabbitMQ vhosts, so tests and benchmarks never share queues with a `make run`."""
+import secrets
+import shutil
+import subprocess
+from urllib.parse import urlsplit, urlunsplit
+
+from tools.stack import StackError
+
+
+def rabbitmqctl(*args: str) -> None:
+    ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    try:
+        result = subprocess.run([ctl, *args], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise StackError(f"rabbitmqctl {' '.join(args)} failed: {exc}")
+    if result.returncode != 0:
+        raise StackError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
+
+
+def with_vhost(amqp_uri: str, vhost: str) -> str:
+    """Return `amqp_uri` pointing at `vhost` instead."""
+    parts = urlsplit(amqp_uri)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + vhost, parts.query, parts.fragment))
+
+
+def create_vhost(base_uri: str, prefix: str = "roster_test") -> tuple[str, str]:
+    """Create a fresh vhost the URI's user may use; return (vhost, URI pointing at it)."""
+    vhost = f"{prefix}_{secrets.token_hex(4)}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, urlsplit(base_uri).username or "guest", ".*", ".*", ".*")
+    return vhost, with_vhost(base_uri, vhost)
+
+
+def delete_vhost(vhost: str) -> None:
+    try:
+        rabbitmqctl("delete_vhost", vhost)
+    except StackError:
+        pass
