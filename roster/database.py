@@ -4,14 +4,19 @@ SQLite (the default) gets WAL and a busy timeout so several processes of one ser
 can share a file. On PostgreSQL every service keeps its tables in its own schema, so
 one `DATABASE_URL` can serve all services without any of them seeing another's tables.
 """
+import time
 from pathlib import Path
 
 from nameko.extensions import DependencyProvider
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 from roster import config
+
+
+CREATE_ATTEMPTS = 5
 
 
 def make_engine(url: str, schema: str | None = None) -> Engine:
@@ -54,9 +59,20 @@ def _postgres_engine(url, schema: str | None) -> Engine:
 
 def prepare(base: type[DeclarativeBase], service_name: str) -> Engine:
     """Create the service's tables if they are missing and return its engine."""
-    engine = make_engine(config.database_url(service_name), config.database_schema(service_name))
-    base.metadata.create_all(engine)
-    return engine
+    for attempt in range(CREATE_ATTEMPTS):
+        engine = None
+        try:
+            engine = make_engine(config.database_url(service_name), config.database_schema(service_name))
+            base.metadata.create_all(engine)
+            return engine
+        except (OperationalError, ProgrammingError, IntegrityError):
+            if engine is not None:
+                engine.dispose()
+            # Several processes of one service (sync workers) may create the same tables at
+            # once; the loser sees "already exists" and finds them there on the next look.
+            if attempt == CREATE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 class Database(DependencyProvider):

@@ -1,5 +1,5 @@
 """Customer, tag and custom-attribute routes (ChartMogul REST API v1 §2.1, §2.2)."""
-from gateway.auth import ADMIN, READ, WRITE
+from gateway.auth import ADMIN, WRITE
 from gateway.http import api
 from gateway.routes.contacts import create_primary_contact, validate_primary_contact
 from gateway.schemas import customers as schemas

@@ -1,5 +1,5 @@
 """Reading and writing contacts in this service's database (one session, no commits here)."""
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from roster.errors import NotFound, ValidationFailed

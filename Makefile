@@ -1,0 +1,56 @@
+# The one place every workflow starts. `make help` lists the targets.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements.stamp
+POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: help venv run test test-unit test-e2e test-postgres bench lint compose-check clean
+
+help:
+	@echo "make run            start RabbitMQ (if needed), every service and the gateway"
+	@echo "make test           the whole test suite on SQLite"
+	@echo "make test-unit      tests/unit only"
+	@echo "make test-e2e       tests/e2e only (starts the whole platform once)"
+	@echo "make test-postgres  the whole suite on PostgreSQL (DATABASE_URL, default $(POSTGRES_URL))"
+	@echo "make bench          gateway benchmark (bench/gateway.py)"
+	@echo "make lint           ruff (pyflakes-level checks)"
+	@echo "make compose-check  validate docker-compose.yml"
+	@echo "make clean          remove var/ and caches"
+
+venv: $(STAMP)
+
+# Re-installs only when requirements.txt is newer than the stamp.
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	@touch $(STAMP)
+
+run: venv
+	$(PY) -m tools.run
+
+test: venv
+	DATABASE_URL= $(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-e2e: venv
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+test-postgres: venv
+	DATABASE_URL="$${DATABASE_URL:-$(POSTGRES_URL)}" $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) bench/gateway.py
+
+lint: venv
+	$(VENV)/bin/ruff check --select F,E9 --exclude $(VENV) .
+
+compose-check:
+	@if command -v docker-compose >/dev/null 2>&1; then docker-compose config -q; \
+	else docker compose config -q; fi && echo "docker-compose.yml is valid"
+
+clean:
+	rm -rf var .pytest_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
