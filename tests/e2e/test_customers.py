@@ -1,4 +1,5 @@
 """Customers through the gateway, as a user of the official chartmogul client sees them."""
+import time
 import uuid
 
 import chartmogul
@@ -206,3 +207,22 @@ def test_openapi_document_describes_the_customer_routes(http):
     schema_name = create["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
     required = document["components"]["schemas"][schema_name]["required"]
     assert {"data_source_uuid", "external_id"} <= set(required)
+
+
+def test_a_change_made_behind_the_gateway_reaches_its_cached_copy(http, amqp_uri, data_source):
+    """The gateway caches rendered customers; a change that did not pass through it (here an
+    RPC straight to the customers service, as another gateway process would) still shows,
+    because the customer_updated event evicts the copy, long before the cache's TTL."""
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    customer = http.post("/v1/customers", json={"data_source_uuid": data_source.uuid, "external_id": unique(),
+                                                "name": "Cached"}).json()
+    assert http.get(f"/v1/customers/{customer['uuid']}").json()["name"] == "Cached"  # now cached
+
+    with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=10) as cluster:
+        cluster.customers.update_customer(customer["uuid"], {"name": "Changed elsewhere"})
+
+    deadline = time.monotonic() + 5
+    while http.get(f"/v1/customers/{customer['uuid']}").json()["name"] != "Changed elsewhere":
+        assert time.monotonic() < deadline, "the gateway kept serving its stale copy"
+        time.sleep(0.05)
