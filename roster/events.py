@@ -11,7 +11,7 @@ import weakref
 from datetime import datetime, timezone
 
 import eventlet
-from nameko.events import EventDispatcher, EventHandler, SERVICE_POOL
+from nameko.events import SERVICE_POOL, EventDispatcher, EventHandler
 from sqlalchemy import JSON, DateTime, Integer, String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 ENVELOPE_VERSION = 1
 REPUBLISH_INTERVAL = 2.0
+REQUEUE_PAUSE = 1.0
 
 
 def utcnow() -> datetime:
@@ -143,9 +144,22 @@ class Outbox(EventDispatcher):
                     )
 
 
-def durable_event_handler(source_service: str, event_type: str):
-    """Subscribe with a durable queue; a failed handling goes back on the queue, not lost."""
-    return EventHandler.decorator(
-        source_service, event_type, handler_type=SERVICE_POOL,
-        reliable_delivery=True, requeue_on_error=True,
-    )
+class DurableEventHandler(EventHandler):
+    """A handler on a durable queue whose failed messages go back on the queue, not lost.
+
+    Before a failed message is requeued the worker pauses, so a handler that cannot succeed
+    for now (its database or a service it asks is away) retries about once a second instead
+    of spinning.
+    """
+
+    def __init__(self, source_service: str, event_type: str, **kwargs):
+        super().__init__(source_service, event_type, handler_type=SERVICE_POOL,
+                         reliable_delivery=True, requeue_on_error=True, **kwargs)
+
+    def handle_message_processed(self, message, result=None, exc_info=None):
+        if exc_info is not None:
+            eventlet.sleep(REQUEUE_PAUSE)
+        super().handle_message_processed(message, result, exc_info)
+
+
+durable_event_handler = DurableEventHandler.decorator

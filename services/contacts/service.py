@@ -1,13 +1,12 @@
 """The contacts service: RPC commands and queries on contacts, their events, and the
 handlers that make contacts follow their customer through merges and deletions."""
 import logging
-import time
 import uuid as uuid_lib
 
 from nameko.rpc import rpc
 
 from roster.database import Database
-from roster.errors import NotFound, RosterError, ServiceUnavailable, ValidationFailed
+from roster.errors import NotFound, RosterError, ValidationFailed
 from roster.events import Outbox, durable_event_handler, first_delivery
 from roster.pagination import decode_cursor, keyset_page, page_size
 from roster.rpc import BoundedRpcProxy
@@ -17,7 +16,6 @@ from services.contacts.schemas import dump_contact, dump_contacts
 
 logger = logging.getLogger(__name__)
 
-RETRY_PAUSE = 1.0  # seconds before an event whose handling needs an absent service goes back on the queue
 
 
 class ContactsService:
@@ -208,9 +206,6 @@ class ContactsService:
             return self.customers_rpc.get_customer(customer_uuid).get("external_id") or None
         except NotFound:
             return None  # deleted too: its customer_deleted event removes the contacts
-        except ServiceUnavailable:
-            time.sleep(RETRY_PAUSE)  # not a tight loop while the customers service is away
-            raise
 
     def _delete(self, session, contact: Contact, reason: str) -> None:
         session.delete(contact)

@@ -1,0 +1,19 @@
+"""Integration tests: real nameko containers on the real broker, in a throwaway vhost."""
+import os
+
+import pytest
+
+from tools.isolation import create_vhost, delete_vhost
+from tools.stack import DEFAULT_AMQP_URI, StackError, ensure_rabbitmq
+
+
+@pytest.fixture(scope="session")
+def amqp_uri():
+    base_uri = os.environ.get("AMQP_URI") or DEFAULT_AMQP_URI
+    try:
+        ensure_rabbitmq(base_uri)
+        vhost, uri = create_vhost(base_uri, prefix="roster_it")
+    except StackError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield uri
+    delete_vhost(vhost)
