@@ -3,7 +3,7 @@
 The contacts service owns the rules (email, LinkedIn, Twitter, position, custom
 attributes) and checks them again, so any RPC caller gets the same answers.
 """
-from marshmallow import EXCLUDE, Schema, fields
+from marshmallow import EXCLUDE, Schema, fields, validate
 
 
 class ContactFieldsSchema(Schema):
@@ -57,7 +57,7 @@ class ListContactsQuery(Schema):
     customer_external_id = fields.String()
     external_id = fields.String()
     cursor = fields.String()
-    per_page = fields.String()
+    per_page = fields.Integer(validate=validate.Range(min=1))
 
 
 class PageQuery(Schema):
@@ -65,7 +65,7 @@ class PageQuery(Schema):
         unknown = EXCLUDE
 
     cursor = fields.String()
-    per_page = fields.String()
+    per_page = fields.Integer(validate=validate.Range(min=1))
 
 
 class ContactOut(Schema):
