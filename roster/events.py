@@ -6,19 +6,22 @@ finishes (and on a timer, to cover a crash between commit and publish). Consumer
 remember the event ids they have handled, so a redelivery changes nothing.
 """
 import logging
+import time
 import uuid
 import weakref
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import eventlet
 from nameko.events import SERVICE_POOL, EventDispatcher, EventHandler
-from sqlalchemy import JSON, DateTime, Integer, String, select, update
+from sqlalchemy import JSON, DateTime, Integer, String, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 logger = logging.getLogger(__name__)
 
 ENVELOPE_VERSION = 1
 REPUBLISH_INTERVAL = 2.0
+OUTBOX_RETENTION = timedelta(days=7)  # published rows are kept this long, for inspection
+PRUNE_EVERY = 600  # seconds
 REQUEUE_PAUSE = 1.0
 
 
@@ -113,12 +116,21 @@ class Outbox(EventDispatcher):
             self.publish_pending()
 
     def _republish_forever(self):
+        last_pruned = 0.0
         while True:
             eventlet.sleep(REPUBLISH_INTERVAL)
             try:
                 self.publish_pending()
+                if time.monotonic() - last_pruned > PRUNE_EVERY:
+                    self.prune_published()
+                    last_pruned = time.monotonic()
             except Exception:  # the broker or database may be away; try again next round
                 logger.exception("outbox: publishing pending events failed")
+
+    def prune_published(self, older_than: timedelta = OUTBOX_RETENTION) -> None:
+        """Delete published rows older than `older_than`, so the outbox does not grow forever."""
+        with self.database.sessions.begin() as session:
+            session.execute(delete(self.row_class).where(self.row_class.published_at < utcnow() - older_than))
 
     def publish_pending(self):
         """Publish every committed, unpublished event in order."""

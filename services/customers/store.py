@@ -129,6 +129,8 @@ def apply_fields(customer: Customer, data: dict) -> None:
         if field in data:
             value = data[field]
             setattr(customer, field, "" if value is None and field in ("name", "email", "company") else value)
+    if data.get("country"):
+        customer.country = data["country"].upper()  # ISO 3166-1 alpha-2 codes are upper case
     if "email" in data:
         customer.email_lower = (customer.email or "").strip().lower()
     for field in DATE_FIELDS:

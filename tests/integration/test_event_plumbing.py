@@ -123,3 +123,22 @@ def test_a_failed_event_is_retried_after_a_pause_not_lost_or_spun(amqp_uri):
         container.stop()
     assert len(Flaky.attempts) == 2
     assert Flaky.attempts[1] - Flaky.attempts[0] >= 0.9
+
+
+def test_outbox_prunes_only_old_published_rows(containers):
+    from datetime import timedelta
+
+    from roster.events import utcnow
+
+    note_taker = containers[1]
+    outbox = next(dep for dep in note_taker.dependencies if dep.attr_name == "outbox")
+    with outbox.database.sessions.begin() as session:
+        session.add_all([
+            OutboxRow(event_type="old", payload={}, published_at=utcnow() - timedelta(days=8)),
+            OutboxRow(event_type="recent", payload={}, published_at=utcnow() - timedelta(days=1)),
+        ])
+
+    outbox.prune_published()
+
+    with outbox.database.sessions() as session:
+        assert sorted(row.event_type for row in session.query(OutboxRow)) == ["recent"]

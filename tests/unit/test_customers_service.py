@@ -49,11 +49,12 @@ def create(service, external_id="e1", **fields):
 
 
 def test_create_stores_the_customer_and_records_customer_created(service):
-    customer = create(service, name="Acme", email="A@Acme.io", website_url="acme.io",
+    customer = create(service, name="Acme", email="A@Acme.io", website_url="acme.io", country="de",
                       attributes={"tags": ["vip"], "custom": [{"type": "Integer", "key": "seats", "value": "4"}]})
 
     assert service.get_customer(customer["uuid"]) == customer
     assert customer["website_url"] == "https://acme.io" and customer["status"] == "New Lead"
+    assert customer["country"] == "DE"
     assert customer["attributes"]["custom"] == {"seats": 4}
     assert service.outbox.named("customer_created") == [{"customer": customer}]
 
