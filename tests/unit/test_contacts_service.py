@@ -241,9 +241,7 @@ def test_customer_merged_takes_the_survivors_external_id_from_its_contacts(servi
     assert contact_count(sessions, customer_uuid="cus_b", customer_external_id="ext-b") == 2
 
 
-def test_customer_merged_waits_for_the_customers_service_when_it_must_ask(service, sessions, customers,
-                                                                          monkeypatch):
-    monkeypatch.setattr("services.contacts.service.RETRY_PAUSE", 0)
+def test_customer_merged_waits_for_the_customers_service_when_it_must_ask(service, sessions, customers):
     new_contact(service, customer_uuid="cus_a")
     customers.down = True
     event = envelope(from_uuid="cus_a", into_uuid="cus_b")
