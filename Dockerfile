@@ -18,4 +18,4 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 
 EXPOSE 8000
-CMD ["nameko", "run", "--config", "config.yaml", "gateway.service"]
+CMD ["nameko", "run", "--config", "config.yaml", "gateway.service:GatewayService"]
