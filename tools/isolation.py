@@ -1,4 +1,5 @@
-"""Throwaway RabbitMQ vhosts, so tests and benchmarks never share queues with a `make run`."""
+"""Throwaway RabbitMQ vhosts and PostgreSQL schemas, so tests and benchmarks never share
+queues or tables with a `make run` or with each other."""
 import secrets
 import shutil
 import subprocess
@@ -36,3 +37,24 @@ def delete_vhost(vhost: str) -> None:
         rabbitmqctl("delete_vhost", vhost)
     except StackError:
         pass
+
+
+def is_postgres(database_url: str | None) -> bool:
+    return bool(database_url) and database_url.startswith(("postgresql", "postgres:"))
+
+
+def schema_prefix() -> str:
+    """Return a fresh DATABASE_SCHEMA_PREFIX (each service's schema becomes `<prefix><service>`)."""
+    return f"t{secrets.token_hex(4)}_"
+
+
+def drop_schemas(database_url: str, prefix: str) -> None:
+    """Drop every schema whose name starts with `prefix` (what one test run created)."""
+    import psycopg
+
+    _, _, rest = database_url.partition("://")
+    with psycopg.connect("postgresql://" + rest, autocommit=True) as connection:
+        names = [row[0] for row in connection.execute(
+            "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (prefix,))]
+        for name in names:
+            connection.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')

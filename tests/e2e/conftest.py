@@ -11,25 +11,11 @@ import chartmogul
 import pytest
 import requests
 
-from tools.isolation import create_vhost, delete_vhost
-from tools.stack import DEFAULT_AMQP_URI, SERVICES, Stack, StackError, ensure_rabbitmq, free_port
+from tools.isolation import create_vhost, delete_vhost, drop_schemas, is_postgres, schema_prefix
+from tools.stack import DEFAULT_AMQP_URI, Stack, StackError, ensure_rabbitmq, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ("owner", "admin", "staff", "read_only")
-
-
-def is_postgres(url: str) -> bool:
-    return url.startswith(("postgresql", "postgres:"))
-
-
-def drop_schemas(database_url: str, prefix: str) -> None:
-    import psycopg
-
-    scheme, _, rest = database_url.partition("://")
-    with psycopg.connect("postgresql://" + rest, autocommit=True) as conn:
-        for service in SERVICES:
-            if service != "gateway":
-                conn.execute(f'DROP SCHEMA IF EXISTS "{prefix}{service}" CASCADE')
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +49,7 @@ def stack_env(tmp_path_factory, api_keys):
     database_url = env.get("DATABASE_URL", "")
     prefix = None
     if is_postgres(database_url):
-        prefix = f"t{secrets.token_hex(4)}_"
+        prefix = schema_prefix()
         env["DATABASE_SCHEMA_PREFIX"] = prefix
     try:
         yield env

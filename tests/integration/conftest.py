@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from tools.isolation import create_vhost, delete_vhost
+from tools.isolation import create_vhost, delete_vhost, drop_schemas, is_postgres, schema_prefix
 from tools.stack import DEFAULT_AMQP_URI, StackError, ensure_rabbitmq
 
 
@@ -17,3 +17,15 @@ def amqp_uri():
         pytest.fail(str(exc), pytrace=False)
     yield uri
     delete_vhost(vhost)
+
+
+@pytest.fixture()
+def own_database(tmp_path, monkeypatch):
+    """Give the containers of one test their own SQLite folder or PostgreSQL schemas."""
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    prefix = schema_prefix()
+    monkeypatch.setenv("DATABASE_SCHEMA_PREFIX", prefix)
+    yield
+    database_url = os.environ.get("DATABASE_URL")
+    if is_postgres(database_url):
+        drop_schemas(database_url, prefix)

@@ -58,8 +58,7 @@ class Listener:
 
 
 @pytest.fixture()
-def containers(amqp_uri, tmp_path, monkeypatch):
-    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+def containers(amqp_uri, own_database):
     Listener.heard = []
     started = [ServiceContainer(cls, {"AMQP_URI": amqp_uri}) for cls in (Listener, NoteTaker)]
     for container in started:
