@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
-from tools.isolation import create_vhost, delete_vhost  # noqa: E402
+from tools.isolation import create_vhost, delete_vhost, drop_schemas, is_postgres, schema_prefix  # noqa: E402
 from tools.stack import DEFAULT_AMQP_URI, Stack, StackError, ensure_rabbitmq, free_port  # noqa: E402
 
 API_KEY = "bench-owner-key"
@@ -78,12 +78,14 @@ class Bench:
         self.rows = []
         self.vhost = None
         self.stack = None
+        # On PostgreSQL (DATABASE_URL) the bench's tables live in schemas of their own.
+        self.schema_prefix = schema_prefix()
 
     def env(self, cache_entries: int) -> dict:
         return {**os.environ, "AMQP_URI": self.amqp_uri, "DATA_DIR": str(self.workdir / "data"),
                 "GATEWAY_PORT": str(self.port), "GATEWAY_ADDRESS": f"127.0.0.1:{self.port}",
                 "API_KEYS": f"{API_KEY}:owner", "GATEWAY_CACHE_ENTRIES": str(cache_entries),
-                "LOG_LEVEL": "WARNING"}
+                "LOG_LEVEL": "WARNING", "DATABASE_SCHEMA_PREFIX": self.schema_prefix}
 
     def start(self, cache_entries: int = 50_000):
         self.stack = Stack(self.env(cache_entries), ROOT, self.workdir / "logs")
@@ -108,9 +110,12 @@ class Bench:
                 self.stack.stop()
             delete_vhost(self.vhost)
             shutil.rmtree(self.workdir, ignore_errors=True)
+            if is_postgres(os.environ.get("DATABASE_URL")):
+                drop_schemas(os.environ["DATABASE_URL"], self.schema_prefix)
 
     def _scenarios(self):
-        os.environ["DATA_DIR"] = str(self.workdir / "data")
+        os.environ["DATA_DIR"] = str(self.workdir / "data")  # where bench.seed writes
+        os.environ["DATABASE_SCHEMA_PREFIX"] = self.schema_prefix
         from bench.seed import seed_customers
 
         self.start()
