@@ -153,7 +153,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--warmup", type=int, default=5, help="seconds of unmeasured load before each scenario")
+    parser.add_argument("--warmup", type=int, default=10, help="seconds of unmeasured load before each scenario")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("bench: wrk is not installed; install it with `apt-get install wrk`", file=sys.stderr)
