@@ -6,8 +6,9 @@ reads, so it writes the rows with the customers service's own models in one go.
 import uuid as uuid_lib
 from datetime import datetime, timezone
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 
+from roster.config import database_schema
 from roster.database import prepare
 from services.customers.models import Base, CustomAttribute, Customer, ExternalId, Tag
 
@@ -33,6 +34,12 @@ def seed_customers(total: int, data_source_uuid: str) -> list[str]:
                 {"customer_id": i, "key": "seats", "type": "Integer", "value": i % 50, "source": "API"} for i in ids
             ])
         uuids = list(connection.scalars(select(Customer.uuid).order_by(Customer.id)))
+    if engine.dialect.name == "postgresql":
+        # Fresh planner statistics, as autovacuum would give a table that grew this fast.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            schema = database_schema("customers")
+            for table in Base.metadata.sorted_tables:
+                connection.execute(text(f'ANALYZE "{schema}"."{table.name}"'))
     engine.dispose()
     return uuids
 

@@ -4,6 +4,7 @@ SQLite (the default) gets WAL and a busy timeout so several processes of one ser
 can share a file. On PostgreSQL every service keeps its tables in its own schema, so
 one `DATABASE_URL` can serve all services without any of them seeing another's tables.
 """
+import os
 import time
 from pathlib import Path
 
@@ -14,6 +15,11 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 from roster import config
+
+# psycopg's C extension waits for the server in C, which would block every green thread of
+# the process; it detects gevent's patching but not eventlet's. Its pure-Python select()
+# wait goes through the socket eventlet patched, so the C speed stays and I/O stays green.
+os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 
 
 CREATE_ATTEMPTS = 5
@@ -46,8 +52,6 @@ def _sqlite_engine(url) -> Engine:
 
 
 def _postgres_engine(url, schema: str | None) -> Engine:
-    # psycopg 3 in pure-Python mode does its I/O through sockets eventlet has patched,
-    # so a query yields to other green threads instead of blocking the process.
     url = url.set(drivername="postgresql+psycopg")
     engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
     if schema:
