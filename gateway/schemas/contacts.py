@@ -3,14 +3,13 @@
 The contacts service owns the rules (email, LinkedIn, Twitter, position, custom
 attributes) and checks them again, so any RPC caller gets the same answers.
 """
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
+
+from gateway.schemas.fields import Lenient
 
 
-class ContactFieldsSchema(Schema):
+class ContactFieldsSchema(Lenient):
     """The fields a contact carries, all optional (a PATCH sets only what it sends)."""
-
-    class Meta:
-        unknown = EXCLUDE
 
     external_id = fields.String(allow_none=True)
     first_name = fields.String(allow_none=True)
@@ -47,10 +46,7 @@ class PrimaryContactSchema(ContactFieldsSchema):
     """`primary_contact` inside a customer create body."""
 
 
-class ListContactsQuery(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
+class ListContactsQuery(Lenient):
     customer_uuid = fields.String()
     data_source_uuid = fields.String()
     email = fields.String()
@@ -60,10 +56,7 @@ class ListContactsQuery(Schema):
     per_page = fields.Integer(validate=validate.Range(min=1))
 
 
-class PageQuery(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
+class PageQuery(Lenient):
     cursor = fields.String()
     per_page = fields.Integer(validate=validate.Range(min=1))
 

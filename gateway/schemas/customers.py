@@ -1,18 +1,11 @@
 """HTTP shapes of customers, tags and custom attributes (ChartMogul REST API v1)."""
 import os
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from gateway.schemas.fields import FlexibleDateTime, StrictString
+from gateway.schemas.fields import FlexibleDateTime, Lenient, StrictString
 
 CUSTOM_TYPES = ("String", "Integer", "Decimal", "Timestamp", "Boolean")
-
-
-class Lenient(Schema):
-    """Request schemas ignore keys they do not know (the client echoes read-only ones)."""
-
-    class Meta:
-        unknown = EXCLUDE
 
 
 class CustomAttributeIn(Lenient):

@@ -1,20 +1,14 @@
 """HTTP shapes of data sources (ChartMogul REST API v1 §2.6)."""
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
 
-from gateway.schemas.fields import StrictString
+from gateway.schemas.fields import Lenient, StrictString
 
 
-class DataSourceCreate(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
+class DataSourceCreate(Lenient):
     name = StrictString(required=True, validate=validate.Length(min=1, max=500))
 
 
-class DataSourceListQuery(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
+class DataSourceListQuery(Lenient):
     name = fields.String()
     system = fields.String()
 

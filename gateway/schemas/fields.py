@@ -1,7 +1,7 @@
 """Field types shared by the gateway's HTTP schemas."""
 from datetime import datetime, timezone
 
-from marshmallow import fields, ValidationError
+from marshmallow import EXCLUDE, Schema, ValidationError, fields
 
 
 class FlexibleDateTime(fields.Field):
@@ -46,3 +46,10 @@ class StrictString(fields.String):
         if not isinstance(value, str):
             raise ValidationError("must be a string")
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+class Lenient(Schema):
+    """Request schemas ignore keys they do not know (the client echoes read-only ones)."""
+
+    class Meta:
+        unknown = EXCLUDE
