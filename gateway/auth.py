@@ -1,6 +1,7 @@
 """API keys and roles: HTTP Basic with the key as user name (what the official client sends)."""
 import base64
 import binascii
+import hashlib
 import os
 
 from nameko.extensions import SharedExtension
@@ -71,6 +72,11 @@ class ApiKeys(SharedExtension):
         if len(self._by_header) < 10_000:
             self._by_header[header] = role
         return role
+
+    def scope_of(self, header: str | None) -> str:
+        """Return a short stable name for the API key in `header` (never the key itself)."""
+        key = key_from_header(header) or ""
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def authorize(self, header: str | None, permission: str) -> None:
         check_permission(self.role_for(header), permission)

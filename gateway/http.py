@@ -22,7 +22,9 @@ from werkzeug.wrappers import Request, Response
 
 from gateway.auth import READ, ApiKeys
 from gateway.cache import RenderedCache
+from roster import config
 from roster.errors import BadRequest, RosterError, ValidationFailed, from_marshmallow
+from roster.rpc import DEADLINE, IDEMPOTENCY_KEY, deadline_after
 
 logger = logging.getLogger(__name__)
 
@@ -145,9 +147,20 @@ class ApiEndpoint(HttpRequestHandler):
         self.check_signature(args, kwargs)
         event = Event()
         self.container.spawn_worker(
-            self, args, kwargs, context_data={}, handle_result=partial(self.handle_result, event)
+            self, args, kwargs, context_data=self.call_context(request), handle_result=partial(self.handle_result, event)
         )
         return self.response_from_result(event.wait())
+
+    def call_context(self, request) -> dict:
+        """What every RPC made for this request carries: its deadline, and the client's idempotency key."""
+        context = {DEADLINE: deadline_after(config.rpc_timeout())}
+        key = request.headers.get("Idempotency-Key")
+        if key:
+            if len(key) > 255:
+                raise BadRequest("Idempotency-Key: at most 255 characters", param="Idempotency-Key")
+            # scoped by the API key, so two clients' keys never meet
+            context[IDEMPOTENCY_KEY] = f"{self.keys.scope_of(request.headers.get('Authorization'))}:{key}"
+        return context
 
     def get_entrypoint_parameters(self, request):
         kwargs = dict(request.path_values)

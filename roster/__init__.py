@@ -1,4 +1,8 @@
-"""Roster's shared library: configuration, database access, event envelope and
-outbox, pagination, error types and bounded RPC. No business rules live here."""
+"""Roster's shared library: settings, database access and migrations, the unit of work,
+events (envelope, outbox relay, durable handlers), bounded RPC, cursors, timestamps and
+error types. No business rules live here.
 
-from roster import serialization  # noqa: E402,F401  (registers the bus JSON codec on import)
+Importing `roster` loads nothing else: the pure modules (errors, timestamps, pagination,
+uow, events) import no framework, and only roster.rpc, roster.handlers and
+roster.dependencies touch nameko.
+"""

@@ -19,16 +19,28 @@ def data_dir() -> Path:
 def database_url(service_name: str) -> str:
     """Return the database URL of one service.
 
-    `<SERVICE>_DATABASE_URL` wins, then `DATABASE_URL` (on PostgreSQL each service
-    then gets its own schema, see `roster.database`), then a SQLite file under DATA_DIR.
+    `<SERVICE>_DATABASE_URL` wins, then `DATABASE_URL`, then a SQLite file under DATA_DIR.
+    A shared `DATABASE_URL` on PostgreSQL gives each service its own schema (see
+    `roster.database`); a shared SQLite file `sqlite:///x/roster.db` gives each service a
+    file of its own beside it (`x/roster.customers.db`), so no two services share tables.
     """
     specific = os.environ.get(f"{service_name.upper()}_DATABASE_URL")
     if specific:
         return specific
     shared = os.environ.get("DATABASE_URL")
     if shared:
-        return shared
+        return per_service_sqlite(shared, service_name) if shared.startswith("sqlite") else shared
     return f"sqlite:///{data_dir() / service_name}.db"
+
+
+def per_service_sqlite(url: str, service_name: str) -> str:
+    """Return the SQLite URL of one service's own file derived from a shared one."""
+    prefix, _, path = url.partition(":///")
+    if not path or path.startswith(":memory:"):
+        return url
+    file = Path(path)
+    suffix = file.suffix or ".db"
+    return f"{prefix}:///{file.with_name(file.stem + '.' + service_name + suffix)}"
 
 
 def database_schema(service_name: str) -> str:

@@ -1,38 +1,45 @@
-"""One database per service: engine set-up and the nameko dependency that hands out sessions.
+"""One database per service: engines, the column types every service uses, and row locks.
 
-SQLite (the default) gets WAL and a busy timeout so several processes of one service
-can share a file. On PostgreSQL every service keeps its tables in its own schema, so
-one `DATABASE_URL` can serve all services without any of them seeing another's tables.
+SQLite (the default) runs in WAL mode with a busy timeout so several processes of one
+service can share a file, and a write transaction starts with `BEGIN IMMEDIATE`: it takes
+the file's write lock up front, so two processes that read then write cannot deadlock on
+the lock upgrade. PostgreSQL keeps each service's tables in a schema of its own (set as the
+connection's search_path), so one `DATABASE_URL` serves every service without any of them
+seeing another's tables; multi-row writes lock their rows with `SELECT ... FOR UPDATE` in
+id order (`lock_rows`).
 """
 import os
-import time
+from datetime import datetime, timezone
 from pathlib import Path
 
-from nameko.extensions import DependencyProvider
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import DateTime, create_engine, event, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
-from sqlalchemy.orm import DeclarativeBase, sessionmaker
-
-from roster import config
+from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeDecorator
 
 # psycopg's C extension waits for the server in C, which would block every green thread of
 # the process; it detects gevent's patching but not eventlet's. Its pure-Python select()
 # wait goes through the socket eventlet patched, so the C speed stays and I/O stays green.
 os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 
+WRITE = {"roster_write": True}  # execution option: this transaction will write
 
-CREATE_ATTEMPTS = 5
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
 
 
 def make_engine(url: str, schema: str | None = None) -> Engine:
     """Return an engine for `url`; on PostgreSQL its tables live in `schema`."""
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
         return _sqlite_engine(parsed)
-    if parsed.get_backend_name() == "postgresql":
+    if backend == "postgresql":
         return _postgres_engine(parsed, schema)
-    return create_engine(parsed, pool_pre_ping=True)
+    raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
 
 
 def _sqlite_engine(url) -> Engine:
@@ -42,61 +49,88 @@ def _sqlite_engine(url) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection, _record):
+        # The driver's own transaction handling is off; "begin" below issues BEGIN itself.
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        immediate = connection.get_execution_options().get("roster_write")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
     return engine
 
 
 def _postgres_engine(url, schema: str | None) -> Engine:
     url = url.set(drivername="postgresql+psycopg")
-    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    connect_args = {}
     if schema:
-        with engine.begin() as connection:
+        _quote_check(schema)
+        with create_engine(url).begin() as connection:
             connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-        engine = engine.execution_options(schema_translate_map={None: schema})
-    return engine
+        connect_args["options"] = f"-csearch_path={schema}"
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args)
 
 
-def prepare(base: type[DeclarativeBase], service_name: str) -> Engine:
-    """Create the service's tables if they are missing and return its engine."""
-    for attempt in range(CREATE_ATTEMPTS):
-        engine = None
-        try:
-            engine = make_engine(config.database_url(service_name), config.database_schema(service_name))
-            base.metadata.create_all(engine)
-            return engine
-        except (OperationalError, ProgrammingError, IntegrityError):
-            if engine is not None:
-                engine.dispose()
-            # Several processes of one service (sync workers) may create the same tables at
-            # once; the loser sees "already exists" and finds them there on the next look.
-            if attempt == CREATE_ATTEMPTS - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
+def _quote_check(schema: str) -> None:
+    if not schema.replace("_", "").isalnum():
+        raise ValueError(f"schema name {schema!r} must be letters, digits and '_'")
 
 
-class Database(DependencyProvider):
-    """Injects a session factory bound to this service's own database.
+class UtcDateTime(TypeDecorator):
+    """A timestamp stored in UTC and read back as an aware UTC datetime on every database.
 
-    Use `with self.db.begin() as session:` for one transaction.
+    SQLite keeps no zone: a value with an offset would be stored as its wall-clock time and
+    read back as if it were UTC, hours off. Normalising on the way in makes both agree.
     """
 
-    def __init__(self, base: type[DeclarativeBase]):
-        self.base = base
-        self.engine = None
-        self.sessions = None
+    impl = DateTime(timezone=True)
+    cache_ok = True
 
-    def setup(self):
-        self.engine = prepare(self.base, self.container.service_name)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def stop(self):
-        if self.engine is not None:
-            self.engine.dispose()
+    def process_result_value(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
-    def get_dependency(self, worker_ctx):
-        return self.sessions
+
+def lock_rows(session: Session, model, ids) -> dict:
+    """Lock the rows of `model` with these ids, in id order; return {id: row} of those that exist.
+
+    In id order so two transactions locking overlapping sets queue behind each other instead
+    of deadlocking. On SQLite the write transaction's BEGIN IMMEDIATE already holds the
+    file's lock, and FOR UPDATE is left out.
+    """
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = session.scalars(
+        select(model).where(model.id.in_(wanted)).order_by(model.id).with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {row.id: row for row in rows}
+
+
+def insert_ignore(session: Session, table, rows: list[dict], conflict_columns: list[str]) -> int:
+    """Insert `rows`, skipping any that would break the unique key `conflict_columns`; return how many went in.
+
+    Concurrent inserts of the same key then both succeed (one inserts, one skips) instead of
+    one failing with a unique violation.
+    """
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(table).values(rows).on_conflict_do_nothing(index_elements=conflict_columns)
+    return session.execute(statement).rowcount

@@ -1,10 +1,10 @@
-"""Error types shared across the bus.
+"""Error types every service and the gateway share: plain Python, no framework.
 
-Each is registered as a nameko remote error, so an RPC caller gets the same type
-back (with its field name) instead of a generic RemoteError. The gateway maps each
-type to one HTTP status in one table.
+A domain rule raises one of these; the gateway maps each type to one HTTP status in one
+table. `roster.rpc` registers them with nameko, so an RPC caller gets the same type back
+(with its field name) instead of a generic RemoteError; that mapping lives at the edge,
+not here.
 """
-from nameko.exceptions import deserialize_to_instance
 
 
 class RosterError(Exception):
@@ -21,34 +21,53 @@ class RosterError(Exception):
         return self.message
 
 
-@deserialize_to_instance
 class BadRequest(RosterError):
     status = 400
 
 
-@deserialize_to_instance
 class Unauthorized(RosterError):
     status = 401
 
 
-@deserialize_to_instance
 class Forbidden(RosterError):
     status = 403
 
 
-@deserialize_to_instance
 class NotFound(RosterError):
     status = 404
 
 
-@deserialize_to_instance
+class Conflict(RosterError):
+    """The request is valid but collides with the current state (e.g. a concurrent merge)."""
+
+    status = 409
+
+
+class PayloadTooLarge(RosterError):
+    status = 413
+
+
 class ValidationFailed(RosterError):
     status = 422
 
 
-@deserialize_to_instance
 class ServiceUnavailable(RosterError):
     status = 503
+
+
+class UnprocessableEvent(RosterError):
+    """An event handler can never apply this event (it goes to the dead letters at once)."""
+
+    status = 422
+
+
+ALL_ERRORS = (RosterError, BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge,
+              ValidationFailed, ServiceUnavailable, UnprocessableEvent)
+
+
+def invalid(field: str, reason: str) -> ValidationFailed:
+    """Return the 422 for one field: message `field: reason`, param `field`."""
+    return ValidationFailed(f"{field}: {reason}", param=field)
 
 
 def from_marshmallow(err) -> ValidationFailed:
@@ -60,9 +79,7 @@ def from_marshmallow(err) -> ValidationFailed:
 def _first_message(messages, prefix=""):
     if isinstance(messages, dict):
         for key, value in messages.items():
-            name = key if key == "_schema" else (f"{prefix}.{key}" if prefix else str(key))
-            if key == "_schema":
-                name = prefix
+            name = prefix if key == "_schema" else (f"{prefix}.{key}" if prefix else str(key))
             return _first_message(value, name)
     if isinstance(messages, list) and messages:
         first = messages[0]

@@ -1,177 +1,155 @@
-"""Events as a public contract: the envelope, a transactional outbox, and consumer dedupe.
+"""Events as a public contract: the envelope, and the relay that moves the outbox onto the bus.
 
-A service records an event in its `outbox` table inside the same transaction as the
-change it describes; the Outbox dependency publishes pending rows after the worker
-finishes (and on a timer, to cover a crash between commit and publish). Consumers
-remember the event ids they have handled, so a redelivery changes nothing.
+A service records each event in its `outbox` table in the transaction that makes the change
+(`roster.uow`). The relay publishes committed rows: it claims a batch (so several processes
+of one service do not publish the same rows; `FOR UPDATE SKIP LOCKED` on PostgreSQL, the
+write lock on SQLite), publishes it in id order, and marks it published. A crash between
+publishing and marking republishes the batch later (at least once; consumers dedupe on
+`event_id`); a claim by a process that died expires after CLAIM_SECONDS. A row the broker
+refuses for good (`PermanentPublishError`) is quarantined with the reason and never blocks
+the rows behind it. Nothing here knows nameko: `publish_batch` is handed in.
 """
-import logging
-import time
-import uuid
-import weakref
-from datetime import datetime, timedelta, timezone
+from __future__ import annotations
 
-import eventlet
-from nameko.events import SERVICE_POOL, EventDispatcher, EventHandler
-from sqlalchemy import JSON, DateTime, Integer, String, delete, select, update
-from sqlalchemy.orm import Mapped, Session, mapped_column
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.orm import sessionmaker
+
+from roster.database import WRITE
+from roster.timestamps import render, utcnow
 
 logger = logging.getLogger(__name__)
 
 ENVELOPE_VERSION = 1
-REPUBLISH_INTERVAL = 2.0
+CLAIM_SECONDS = 30
+BATCH_SIZE = 200
 OUTBOX_RETENTION = timedelta(days=7)  # published rows are kept this long, for inspection
-PRUNE_EVERY = 600  # seconds
-REQUEUE_PAUSE = 1.0
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+PROCESSED_RETENTION = timedelta(days=30)  # longer than any redelivery could take
+IDEMPOTENCY_RETENTION = timedelta(hours=24)
 
 
 def envelope(**fields) -> dict:
     """Return an event payload: `event_id`, `occurred_at`, `version`, then the fields."""
-    return {
-        "event_id": str(uuid.uuid4()),
-        "occurred_at": utcnow().isoformat(),
-        "version": ENVELOPE_VERSION,
-        **fields,
-    }
+    return {"event_id": str(uuid.uuid4()), "occurred_at": render(utcnow()), "version": ENVELOPE_VERSION, **fields}
 
 
-class OutboxRowMixin:
-    """Columns of the outbox table; each service declares `class OutboxRow(OutboxRowMixin, Base)`."""
-
-    __tablename__ = "outbox"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    event_type: Mapped[str] = mapped_column(String(100))
-    payload: Mapped[dict] = mapped_column(JSON)
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+class PermanentPublishError(Exception):
+    """The broker will never take this message (e.g. it is larger than its frame limit)."""
 
 
-class ProcessedEventMixin:
-    """Event ids a consumer has already applied; each service declares its own table."""
-
-    __tablename__ = "processed_events"
-
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+@dataclass(frozen=True)
+class PendingEvent:
+    id: int
+    event_type: str
+    payload: str
 
 
-def first_delivery(session: Session, row_class, handler: str, payload: dict) -> bool:
-    """Mark the event as handled by `handler`; False if it already was (skip it)."""
-    key = f"{handler}:{payload['event_id']}"
-    if session.get(row_class, key) is not None:
-        return False
-    session.add(row_class(key=key))
-    return True
+PublishBatch = Callable[[list[PendingEvent]], list[tuple[PendingEvent, str]]]
+"""Publishes events in order; returns those refused for good with the reason. Raises when the
+broker is unreachable (nothing after the failure counts as published)."""
 
 
-class Outbox(EventDispatcher):
-    """Records events in the service's outbox and publishes them once committed.
+class OutboxRelay:
+    """Publishes one service's committed outbox rows (see the module docstring)."""
 
-    Inject as `outbox = Outbox(OutboxRow, "db")` next to `db = Database(Base)`; in a
-    worker call `self.outbox(session, "customer_created", uuid=...)` inside the
-    transaction. Publishing happens after the worker returns.
-    """
+    def __init__(self, sessions: sessionmaker, row_class, publish_batch: PublishBatch, *, service: str = ""):
+        self.sessions = sessions
+        self.rows = row_class
+        self.publish_batch = publish_batch
+        self.service = service
+        self.published = 0
+        self.quarantined = 0
 
-    def __init__(self, row_class, database_attr: str = "db", **kwargs):
-        super().__init__(**kwargs)
-        self.row_class = row_class
-        self.database_attr = database_attr  # a name, not the provider: nameko binds attributes
-        self.database = None
-        self._flushing = None
-        self._timer = None
-        self._recorded = weakref.WeakSet()
-
-    def setup(self):
-        super().setup()
-        self._flushing = eventlet.semaphore.Semaphore()
-        self.database = next(
-            dep for dep in self.container.dependencies if dep.attr_name == self.database_attr
-        )
-
-    def start(self):
-        self._timer = self.container.spawn_managed_thread(self._republish_forever)
-
-    def stop(self):
-        if self._timer is not None:
-            self._timer.kill()
-        super().stop()
-
-    def get_dependency(self, worker_ctx):
-        def record(session: Session, event_type: str, **fields) -> dict:
-            payload = envelope(**fields)
-            session.add(self.row_class(event_type=event_type, payload=payload))
-            self._recorded.add(worker_ctx)
-            return payload
-
-        return record
-
-    def worker_teardown(self, worker_ctx):
-        # Only workers that recorded an event pay for a look at the outbox.
-        if worker_ctx in self._recorded:
-            self._recorded.discard(worker_ctx)
-            self.publish_pending()
-
-    def _republish_forever(self):
-        last_pruned = 0.0
+    def publish_pending(self) -> int:
+        """Publish every committed, unclaimed row; return how many went out."""
+        total = 0
         while True:
-            eventlet.sleep(REPUBLISH_INTERVAL)
+            batch = self._claim()
+            if not batch:
+                return total
             try:
-                self.publish_pending()
-                if time.monotonic() - last_pruned > PRUNE_EVERY:
-                    self.prune_published()
-                    last_pruned = time.monotonic()
-            except Exception:  # the broker or database may be away; try again next round
-                logger.exception("outbox: publishing pending events failed")
+                refused = self.publish_batch(batch)
+            except Exception:
+                self._release(batch)
+                raise
+            self._settle(batch, refused)
+            total += len(batch) - len(refused)
+            self.published += len(batch) - len(refused)
+            if len(batch) < BATCH_SIZE:
+                return total
 
-    def prune_published(self, older_than: timedelta = OUTBOX_RETENTION) -> None:
-        """Delete published rows older than `older_than`, so the outbox does not grow forever."""
-        with self.database.sessions.begin() as session:
-            session.execute(delete(self.row_class).where(self.row_class.published_at < utcnow() - older_than))
+    def _claim(self) -> list[PendingEvent]:
+        now = utcnow()
+        rows = self.rows
+        pending = (
+            select(rows.id)
+            .where(rows.published_at.is_(None), rows.failed_at.is_(None),
+                   or_(rows.claimed_until.is_(None), rows.claimed_until < now))
+            .order_by(rows.id).limit(BATCH_SIZE)
+        )
+        with self.sessions() as session:
+            session.connection(execution_options=WRITE)
+            if session.get_bind().dialect.name == "postgresql":
+                pending = pending.with_for_update(skip_locked=True)
+            claimed = session.execute(
+                update(rows).where(rows.id.in_(pending.scalar_subquery()))
+                .values(claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
+                .returning(rows.id, rows.event_type, rows.payload)
+                .execution_options(synchronize_session=False)
+            ).all()
+            session.commit()
+        return sorted((PendingEvent(*row) for row in claimed), key=lambda event: event.id)
 
-    def publish_pending(self):
-        """Publish every committed, unpublished event in order."""
-        sessions = self.database.sessions
-        with self._flushing:
-            while True:
-                with sessions() as session:
-                    rows = session.execute(
-                        select(self.row_class.id, self.row_class.event_type, self.row_class.payload)
-                        .where(self.row_class.published_at.is_(None))
-                        .order_by(self.row_class.id)
-                        .limit(200)
-                    ).all()
-                if not rows:
-                    return
-                for row in rows:
-                    self.publisher.publish(row.payload, exchange=self.exchange, routing_key=row.event_type)
-                with sessions.begin() as session:
-                    session.execute(
-                        update(self.row_class)
-                        .where(self.row_class.id.in_([row.id for row in rows]))
-                        .values(published_at=utcnow())
-                    )
+    def _release(self, batch: list[PendingEvent]) -> None:
+        """Give a batch back at once when the broker is away, rather than waiting for the claim to expire."""
+        try:
+            with self.sessions() as session:
+                session.connection(execution_options=WRITE)
+                session.execute(update(self.rows).where(self.rows.id.in_([e.id for e in batch]))
+                                .values(claimed_until=None).execution_options(synchronize_session=False))
+                session.commit()
+        except Exception:  # the claim then simply expires
+            logger.warning("outbox %s: could not release a claim", self.service, exc_info=True)
+
+    def _settle(self, batch: list[PendingEvent], refused: list[tuple[PendingEvent, str]]) -> None:
+        now = utcnow()
+        refused_ids = {event.id for event, _ in refused}
+        with self.sessions() as session:
+            session.connection(execution_options=WRITE)
+            published = [event.id for event in batch if event.id not in refused_ids]
+            if published:
+                session.execute(update(self.rows).where(self.rows.id.in_(published))
+                                .values(published_at=now).execution_options(synchronize_session=False))
+            for event, reason in refused:
+                session.execute(update(self.rows).where(self.rows.id == event.id)
+                                .values(failed_at=now, error=reason[:2000])
+                                .execution_options(synchronize_session=False))
+                logger.error("outbox %s: quarantined event %s (%s): %s",
+                             self.service, event.id, event.event_type, reason)
+            session.commit()
+        self.quarantined += len(refused)
+
+    def backlog(self) -> int:
+        """Return how many committed rows wait to be published (quarantined ones excluded)."""
+        from sqlalchemy import func
+
+        with self.sessions() as session:
+            return session.scalar(select(func.count()).select_from(self.rows).where(
+                self.rows.published_at.is_(None), self.rows.failed_at.is_(None)))
 
 
-class DurableEventHandler(EventHandler):
-    """A handler on a durable queue whose failed messages go back on the queue, not lost.
-
-    Before a failed message is requeued the worker pauses, so a handler that cannot succeed
-    for now (its database or a service it asks is away) retries about once a second instead
-    of spinning.
-    """
-
-    def __init__(self, source_service: str, event_type: str, **kwargs):
-        super().__init__(source_service, event_type, handler_type=SERVICE_POOL,
-                         reliable_delivery=True, requeue_on_error=True, **kwargs)
-
-    def handle_message_processed(self, message, result=None, exc_info=None):
-        if exc_info is not None:
-            eventlet.sleep(REQUEUE_PAUSE)
-        super().handle_message_processed(message, result, exc_info)
-
-
-durable_event_handler = DurableEventHandler.decorator
+def prune(sessions: sessionmaker, tables) -> None:
+    """Delete published outbox rows, processed-event marks and idempotent answers past their retention."""
+    now = utcnow()
+    with sessions() as session:
+        session.connection(execution_options=WRITE)
+        session.execute(delete(tables.outbox).where(
+            and_(tables.outbox.published_at.is_not(None), tables.outbox.published_at < now - OUTBOX_RETENTION)))
+        session.execute(delete(tables.processed).where(tables.processed.processed_at < now - PROCESSED_RETENTION))
+        session.execute(delete(tables.idempotent).where(tables.idempotent.created_at < now - IDEMPOTENCY_RETENTION))
+        session.commit()

@@ -3,9 +3,11 @@ import base64
 import binascii
 import json
 
-from roster.errors import ValidationFailed
+from roster.errors import BadRequest, ValidationFailed
 
 MAX_PER_PAGE = 200
+MAX_CURSOR_LENGTH = 2000
+INT64_MAX = 2**63 - 1
 
 
 def encode_cursor(position: dict) -> str:
@@ -14,31 +16,54 @@ def encode_cursor(position: dict) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> dict:
-    """Return the position a cursor stands for; {} for no cursor; 422 for a forged one."""
+def decode_cursor(cursor: str | None, **fields: type) -> dict:
+    """Return the position a cursor stands for, each of `fields` checked to have its type.
+
+    `decode_cursor(c, after_id=int)` → `{"after_id": 42}`; {} for no cursor. A cursor this
+    API did not hand out (not base64 JSON, other keys, wrong types, huge numbers) is a 400.
+    """
     if not cursor:
         return {}
     try:
+        if len(cursor) > MAX_CURSOR_LENGTH:
+            raise ValueError("too long")
         padded = cursor + "=" * (-len(cursor) % 4)
-        position = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValidationFailed("cursor: is not a cursor this API returned", param="cursor")
-    if not isinstance(position, dict):
-        raise ValidationFailed("cursor: is not a cursor this API returned", param="cursor")
+        position = json.loads(base64.urlsafe_b64decode(padded.encode()), parse_constant=_refuse)
+    except (ValueError, binascii.Error, UnicodeDecodeError, TypeError):
+        raise _forged()
+    if not isinstance(position, dict) or set(position) != set(fields):
+        raise _forged()
+    for name, kind in fields.items():
+        value = position[name]
+        if kind is int:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
+                raise _forged()
+        elif not isinstance(value, kind) or (isinstance(value, str) and len(value) > 500):
+            raise _forged()
     return position
 
 
+def _refuse(constant):
+    raise ValueError(f"{constant} is not a cursor value")
+
+
+def _forged() -> BadRequest:
+    return BadRequest("cursor: is not a cursor this API returned", param="cursor")
+
+
 def page_size(per_page) -> int:
-    """Return the page size asked for, defaulting to and capped at MAX_PER_PAGE."""
+    """Return the page size asked for: default MAX_PER_PAGE; 1 to MAX_PER_PAGE, else a 422."""
     if per_page in (None, ""):
         return MAX_PER_PAGE
+    if isinstance(per_page, bool):
+        raise ValidationFailed("per_page: must be a whole number", param="per_page")
     try:
         size = int(per_page)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValidationFailed("per_page: must be a whole number", param="per_page")
-    if size < 1:
-        raise ValidationFailed("per_page: must be at least 1", param="per_page")
-    return min(size, MAX_PER_PAGE)
+    if not 1 <= size <= MAX_PER_PAGE:
+        raise ValidationFailed(f"per_page: must be between 1 and {MAX_PER_PAGE}", param="per_page")
+    return size
 
 
 def keyset_page(rows: list, size: int, key) -> tuple[list, bool, str | None]:

@@ -1,45 +1,111 @@
-"""RPC with a bound: a service that does not answer becomes a fast ServiceUnavailable.
+"""RPC at the edge: typed errors across the bus, replays, and calls bounded by a deadline.
 
-nameko's RpcProxy waits forever for a reply. This proxy waits at most RPC_TIMEOUT
-seconds and sends each request with the same expiration, so a request that nobody
-picked up in time is dropped by RabbitMQ instead of running later, after the caller
-has already been told it failed. Eventlet-specific code stays in this module.
+* Every `roster.errors` type is registered with nameko, so a caller gets the same type back
+  (with its field name) rather than a RemoteError.
+* `rpc` is nameko's entrypoint with RosterError expected (a 4xx is not a crash) and an
+  idempotent replay (`roster.uow.Replay`) turned into the stored answer.
+* `BoundedRpcProxy` never waits longer than RPC_TIMEOUT, nor past the deadline of the
+  request it serves: the gateway stamps a deadline into the call context, every hop
+  inherits it minus HOP_MARGIN, so an inner call gives up first and the 503 names the
+  service that did not answer. Each request carries the same expiration, so a request
+  nobody picked up in time is dropped by RabbitMQ instead of running after its caller gave up.
+
+Eventlet-specific code stays in this module and in roster.handlers / roster.dependencies.
 """
+import time
+
 import eventlet
-from nameko.exceptions import UnknownService
-from nameko.rpc import RpcProxy
+from nameko.exceptions import UnknownService, registry
+from nameko.exceptions import get_module_path
+from nameko.rpc import MethodProxy, Rpc, RpcProxy
 
 from roster import config
-from roster.errors import ServiceUnavailable
+from roster import serialization  # noqa: F401  (registers the bus codec)
+from roster.errors import ALL_ERRORS, RosterError, ServiceUnavailable
+from roster.uow import AlreadyHandled, Replay
+
+HOP_MARGIN = 0.25  # seconds an inner call leaves its caller to answer after giving up
+DEADLINE = "deadline"  # context key: epoch seconds by which the original caller needs an answer
+IDEMPOTENCY_KEY = "idempotency_key"  # context key: the client's Idempotency-Key, scoped by the gateway
+
+for _error in ALL_ERRORS:
+    registry[get_module_path(_error)] = _error
+
+
+class RosterRpc(Rpc):
+    """nameko's @rpc with RosterError expected and idempotent replays answered."""
+
+    def __init__(self, expected_exceptions=(), **kwargs):
+        if not isinstance(expected_exceptions, tuple):
+            expected_exceptions = (expected_exceptions,)
+        super().__init__(expected_exceptions=(RosterError, Replay, AlreadyHandled) + expected_exceptions, **kwargs)
+
+    def handle_result(self, message, worker_ctx, result=None, exc_info=None):
+        if exc_info is not None and isinstance(exc_info[1], Replay):
+            result, exc_info = exc_info[1].result, None
+        return super().handle_result(message, worker_ctx, result, exc_info)
+
+
+rpc = RosterRpc.decorator
+
+
+def deadline_after(seconds: float) -> str:
+    """Return the context value of a deadline `seconds` from now (plus the first hop's margin)."""
+    return repr(time.time() + seconds + HOP_MARGIN)
 
 
 class BoundedRpcProxy(RpcProxy):
     def __init__(self, target_service: str, timeout: float | None = None, **options):
-        self.timeout = timeout if timeout is not None else config.rpc_timeout()
-        super().__init__(target_service, expiration=self.timeout, **options)
+        self.timeout = timeout
+        super().__init__(target_service, **options)
 
     def get_dependency(self, worker_ctx):
-        return BoundedServiceProxy(super().get_dependency(worker_ctx), self.target_service, self.timeout)
+        timeout = self.timeout if self.timeout is not None else config.rpc_timeout()
+        return BoundedServiceProxy(worker_ctx, self.target_service, self.rpc_reply_listener, timeout)
 
 
 class BoundedServiceProxy:
-    def __init__(self, proxy, service_name: str, timeout: float):
-        self._proxy = proxy
+    def __init__(self, worker_ctx, service_name: str, reply_listener, timeout: float):
+        self._worker_ctx = worker_ctx
         self._service_name = service_name
+        self._reply_listener = reply_listener
         self._timeout = timeout
 
-    def __getattr__(self, method_name):
-        method = getattr(self._proxy, method_name)
+    def _budget(self) -> float:
+        deadline = self._worker_ctx.context_data.get(DEADLINE)
+        if deadline is None:
+            return self._timeout
+        try:
+            remaining = float(deadline) - time.time() - HOP_MARGIN
+        except (TypeError, ValueError):
+            return self._timeout
+        return min(self._timeout, remaining)
 
+    def __getattr__(self, method_name):
         def call(*args, **kwargs):
+            budget = self._budget()
+            if budget <= 0.05:
+                raise ServiceUnavailable(f"No time was left to ask the {self._service_name} service")
+            method = MethodProxy(self._worker_ctx, self._service_name, method_name, self._reply_listener,
+                                 expiration=budget)
+            reply = None
             try:
-                with eventlet.Timeout(self._timeout):
-                    return method.call_async(*args, **kwargs).result()
+                with eventlet.Timeout(budget):
+                    reply = method.call_async(*args, **kwargs)
+                    return reply.result()
             except eventlet.Timeout:
-                raise ServiceUnavailable(
-                    f"The {self._service_name} service did not answer within {self._timeout:g}s"
-                )
+                self._forget(reply)
+                raise ServiceUnavailable(f"The {self._service_name} service did not answer within {budget:.3g}s")
             except UnknownService:
                 raise ServiceUnavailable(f"The {self._service_name} service is not running")
 
         return call
+
+    def _forget(self, reply) -> None:
+        """Drop the reply we stopped waiting for, so abandoned calls do not pile up in memory."""
+        if reply is None:
+            return
+        events = self._reply_listener._reply_events
+        for correlation_id, event in list(events.items()):
+            if event is reply.reply_event:
+                events.pop(correlation_id, None)

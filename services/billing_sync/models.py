@@ -1,10 +1,12 @@
 """The billing_sync service's tables. Only this service reads or writes them."""
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String
+from sqlalchemy import Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from roster.events import OutboxRowMixin, ProcessedEventMixin, utcnow
+from roster.database import UtcDateTime
+from roster.timestamps import utcnow
+from roster.uow import bookkeeping_tables
 
 
 class Base(DeclarativeBase):
@@ -21,12 +23,8 @@ class DataSource(Base):
     name: Mapped[str] = mapped_column(String(500))
     system: Mapped[str] = mapped_column(String(100), default="Import API", index=True)
     status: Mapped[str] = mapped_column(String(40), default="idle")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class OutboxRow(OutboxRowMixin, Base):
-    pass
-
-
-class ProcessedEvent(ProcessedEventMixin, Base):
-    pass
+bookkeeping = bookkeeping_tables(Base)
+UNIQUE_RULES = ()

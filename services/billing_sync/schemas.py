@@ -1,18 +1,13 @@
-"""What the billing_sync service returns over RPC: plain dicts, dumped by schemas."""
-from datetime import timezone
-
-from marshmallow import Schema, fields
-
-
-class DataSourceSchema(Schema):
-    uuid = fields.String()
-    name = fields.String()
-    system = fields.String()
-    status = fields.String()
-    created_at = fields.Function(
-        lambda source: (source.created_at if source.created_at.tzinfo else
-                        source.created_at.replace(tzinfo=timezone.utc)).isoformat()
-    )
+"""What the billing_sync service answers over RPC: plain dicts of one shape."""
+from roster.timestamps import render
+from services.billing_sync.models import DataSource
 
 
-data_source_schema = DataSourceSchema()
+def dump_data_source(source: DataSource) -> dict:
+    return {
+        "uuid": source.uuid,
+        "name": source.name,
+        "system": source.system,
+        "status": source.status,
+        "created_at": render(source.created_at),
+    }

@@ -3,9 +3,10 @@
 No nameko, database or network here; `tests/unit/test_contacts_domain.py` covers it.
 """
 import re
-from datetime import datetime, timezone
+from datetime import datetime
 from urllib.parse import urlsplit
 
+from roster import timestamps
 from roster.errors import ValidationFailed
 
 # Free-text fields a contact carries, with their maximum length.
@@ -150,21 +151,7 @@ def clean_text(field: str, value, prefix: str = "") -> str | None:
 
 def parse_timestamp(value, field: str = "last_seen", prefix: str = "") -> datetime | None:
     """Return an aware UTC datetime from ISO-8601 (T or space, with or without zone, or a date)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, str):
-        text = value.strip()
-        if text[-1:] in ("Z", "z"):
-            text = text[:-1] + "+00:00"
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            _fail(field, f"{value!r} is not an ISO-8601 date or time", prefix)
-    else:
-        _fail(field, "must be an ISO-8601 date or time string", prefix)
-    return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return timestamps.parse(value, f"{prefix}{field}")
 
 
 def clean_custom(value, prefix: str = "") -> dict:

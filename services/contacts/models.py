@@ -1,10 +1,12 @@
 """The contacts service's tables. Only this service reads or writes them."""
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text
+from sqlalchemy import JSON, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from roster.events import OutboxRowMixin, ProcessedEventMixin, utcnow
+from roster.database import UtcDateTime
+from roster.timestamps import utcnow
+from roster.uow import bookkeeping_tables
 
 
 class Base(DeclarativeBase):
@@ -37,9 +39,9 @@ class Contact(Base):
     twitter: Mapped[str | None] = mapped_column(String(500))
     notes: Mapped[str | None] = mapped_column(Text)
     custom: Mapped[dict] = mapped_column(JSON, default=dict)
-    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    last_seen: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
 Index("ix_contacts_source_external_id", Contact.data_source_uuid, Contact.external_id)
@@ -57,12 +59,8 @@ class GoneCustomer(Base):
 
     uuid: Mapped[str] = mapped_column(String(40), primary_key=True)
     merged_into: Mapped[str | None] = mapped_column(String(40))
-    gone_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    gone_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class OutboxRow(OutboxRowMixin, Base):
-    pass
-
-
-class ProcessedEvent(ProcessedEventMixin, Base):
-    pass
+bookkeeping = bookkeeping_tables(Base)
+UNIQUE_RULES = ()

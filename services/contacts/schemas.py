@@ -1,18 +1,14 @@
 """What the contacts service returns over RPC: plain dicts, dumped by one schema."""
-from datetime import datetime, timezone
-
 from marshmallow import Schema, fields
+
+from roster.timestamps import render
 
 
 class UtcDateTime(fields.DateTime):
-    """ISO-8601 in UTC; SQLite hands back naive datetimes that are UTC by construction."""
+    """A timestamp rendered the one way every service renders them (roster.timestamps)."""
 
     def _serialize(self, value, attr, obj, **kwargs):
-        if value is None:
-            return None
-        if isinstance(value, datetime) and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.isoformat()
+        return render(value)
 
 
 class ContactSchema(Schema):

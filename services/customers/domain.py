@@ -3,10 +3,10 @@
 No nameko, database or network here; `tests/unit/test_customers_domain.py` covers it.
 """
 import re
-from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
+from roster import timestamps
 from roster.errors import ValidationFailed
 
 LEAD_STATUSES = ("New Lead", "Working Lead", "Qualified Lead", "Unqualified Lead")
@@ -15,6 +15,8 @@ DEFAULT_STATUS = "New Lead"
 STATUS_ALIASES = {"lead": "New Lead"}  # the bare "Lead" of older API versions
 
 CUSTOM_TYPES = ("String", "Integer", "Decimal", "Timestamp", "Boolean")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+DECIMAL_DIGITS = (30, 10)  # at most 30 digits before the point and 10 after
 CUSTOM_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,199}$")
 HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 TOP_LEVEL_DOMAIN = re.compile(r"^(xn--[a-z0-9-]+|[a-z]{2,63})$")
@@ -123,29 +125,18 @@ def coerce_custom_value(type_name: str, value, key: str):
         if isinstance(value, str):
             return value
     elif type_name == "Integer":
-        if isinstance(value, bool):
-            pass
-        elif isinstance(value, int):
-            return value
-        elif isinstance(value, float) and value.is_integer():
-            return int(value)
-        elif isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
-            return int(value)
+        number = _whole_number(value)
+        if number is not None:
+            if not INT64_MIN <= number <= INT64_MAX:
+                raise ValidationFailed(f"{field}: must fit in 64 bits (-2^63 to 2^63-1)", param=field)
+            return number
     elif type_name == "Decimal":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                number = Decimal(value.strip())
-            except InvalidOperation:
-                number = None
-            if number is not None and number.is_finite():
-                return float(number) if number != number.to_integral() else int(number)
+        number = _decimal(value)
+        if number is not None:
+            return _decimal_text(number, field)
     elif type_name == "Timestamp":
         if isinstance(value, str):
-            parsed = parse_timestamp(value)
-            if parsed is not None:
-                return parsed.isoformat()
+            return timestamps.render(timestamps.parse(value, field))
     elif type_name == "Boolean":
         if isinstance(value, bool):
             return value
@@ -169,14 +160,38 @@ def infer_custom_type(value, key: str) -> str:
     raise ValidationFailed(f"custom.{key}: must be a string, number or boolean", param=f"custom.{key}")
 
 
-def parse_timestamp(value: str) -> datetime | None:
-    """Return an aware datetime from ISO-8601 (T or space, with or without zone, or a date)."""
-    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
+def _whole_number(value) -> int | None:
+    if isinstance(value, bool):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d{1,40}", value.strip()):
+        return int(value)
+    return None
+
+
+def _decimal(value) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = Decimal(value.strip() if isinstance(value, str) else str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _decimal_text(number: Decimal, field: str) -> str:
+    """Return the exact decimal as plain text ("12.50", never "1E+1"); too many digits is a 422."""
+    whole, fraction = DECIMAL_DIGITS
+    sign, digits, exponent = number.as_tuple()
+    before = max(len(digits) + exponent, 0)
+    after = max(-exponent, 0)
+    if before > whole or after > fraction:
+        raise ValidationFailed(f"{field}: at most {whole} digits before the point and {fraction} after",
+                               param=field)
+    return format(number, "f")
 
 
 def merged_tags(into_tags: list[str], from_tags: list[str]) -> list[str]:

@@ -1,10 +1,12 @@
 """The customers service's tables. Only this service reads or writes them."""
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from roster.events import OutboxRowMixin, ProcessedEventMixin, utcnow
+from roster.database import UtcDateTime
+from roster.timestamps import utcnow
+from roster.uow import bookkeeping_tables
 
 
 class Base(DeclarativeBase):
@@ -21,9 +23,9 @@ class Customer(Base):
     email_lower: Mapped[str] = mapped_column(String(320), default="", index=True)
     company: Mapped[str] = mapped_column(String(500), default="")
     status: Mapped[str] = mapped_column(String(40), default="New Lead", index=True)
-    lead_created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    free_trial_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    customer_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lead_created_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    free_trial_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    customer_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
     owner: Mapped[str | None] = mapped_column(String(320))
     city: Mapped[str | None] = mapped_column(String(200))
     state: Mapped[str | None] = mapped_column(String(200))
@@ -33,8 +35,8 @@ class Customer(Base):
     mrr: Mapped[int] = mapped_column(BigInteger, default=0)
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     billing_system_type: Mapped[str] = mapped_column(String(100), default="Import API", index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
     external_ids: Mapped[list["ExternalId"]] = relationship(
         back_populates="customer", order_by="ExternalId.id", cascade="all, delete-orphan"
@@ -84,9 +86,5 @@ Index("ix_customer_external_ids_source", ExternalId.data_source_uuid, ExternalId
 Index("ix_customer_external_ids_external_id", ExternalId.external_id)
 
 
-class OutboxRow(OutboxRowMixin, Base):
-    pass
-
-
-class ProcessedEvent(ProcessedEventMixin, Base):
-    pass
+bookkeeping = bookkeeping_tables(Base)
+UNIQUE_RULES = ()

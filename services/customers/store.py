@@ -4,6 +4,7 @@ from collections import defaultdict
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from roster import timestamps
 from roster.errors import NotFound, ValidationFailed
 from services.customers import domain
 from services.customers.models import CustomAttribute, Customer, ExternalId, Tag
@@ -135,7 +136,7 @@ def apply_fields(customer: Customer, data: dict) -> None:
         customer.email_lower = (customer.email or "").strip().lower()
     for field in DATE_FIELDS:
         if field in data:
-            setattr(customer, field, domain.parse_timestamp(data[field]) if data[field] else None)
+            setattr(customer, field, timestamps.parse(data[field], field, not_in_future=True))
     if "website_url" in data:
         customer.website_url = domain.normalise_website(data["website_url"])
     if data.get("status") is not None:

@@ -1,14 +1,14 @@
-"""The contacts service with nameko's worker_factory: a real (in-memory) database, hand-written
-fakes for the customers and billing_sync services and for the outbox."""
+"""The contacts service with nameko's worker_factory: a real SQLite database behind a real unit
+of work, hand-written fakes for the customers and billing_sync services; events are read back
+from the outbox."""
 import pytest
 from nameko.testing.services import worker_factory
-from sqlalchemy import create_engine, func, select
-from sqlalchemy.orm import sessionmaker
-from sqlalchemy.pool import StaticPool
+from sqlalchemy import func, select
 
-from roster.errors import NotFound, ServiceUnavailable, ValidationFailed
+from roster.errors import BadRequest, NotFound, ServiceUnavailable, ValidationFailed
 from roster.events import envelope
-from services.contacts.models import Base, Contact
+from roster.testing import recorded, unit_of_work
+from services.contacts.models import Base, Contact, bookkeeping
 from services.contacts.service import ContactsService
 
 DS = "ds_11111111-1111-1111-1111-111111111111"
@@ -46,27 +46,14 @@ class FakeBilling:
         return {"uuid": uuid, "name": "other", "system": "Import API"}
 
 
-class FakeOutbox:
-    """Records events as the real outbox would, in call order."""
-
-    def __init__(self):
-        self.events = []
-
-    def __call__(self, session, event_type, **fields):
-        payload = envelope(**fields)
-        self.events.append((event_type, payload))
-        return payload
-
-    def of_type(self, event_type):
-        return [payload for kind, payload in self.events if kind == event_type]
+@pytest.fixture
+def uow(tmp_path):
+    return unit_of_work(Base, bookkeeping, tmp_path)
 
 
 @pytest.fixture
-def sessions():
-    engine = create_engine("sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool)
-    Base.metadata.create_all(engine)
-    yield sessionmaker(engine, expire_on_commit=False)
-    engine.dispose()
+def sessions(uow):
+    return uow.sessions
 
 
 @pytest.fixture
@@ -77,15 +64,28 @@ def customers():
     return fake
 
 
-@pytest.fixture
-def outbox():
-    return FakeOutbox()
+class Outbox:
+    """Reads back the events the service committed to its outbox."""
+
+    def __init__(self, uow):
+        self.uow = uow
+
+    def of_type(self, event_type):
+        return recorded(self.uow, event_type)
+
+    @property
+    def events(self):
+        return recorded(self.uow)
 
 
 @pytest.fixture
-def service(sessions, customers, outbox):
-    return worker_factory(ContactsService, db=sessions, outbox=outbox, customers_rpc=customers,
-                          billing_rpc=FakeBilling({OTHER_DS}))
+def outbox(uow):
+    return Outbox(uow)
+
+
+@pytest.fixture
+def service(uow, customers):
+    return worker_factory(ContactsService, uow=uow, customers_rpc=customers, billing_rpc=FakeBilling({OTHER_DS}))
 
 
 def contact_count(sessions, **filters):
@@ -165,8 +165,8 @@ def test_list_filters_and_pages_with_a_cursor(service):
     assert service.list_contacts({"customer_external_id": "ext-b"})["entries"] == [other]
 
 
-def test_a_forged_cursor_is_a_422(service):
-    with pytest.raises(ValidationFailed) as caught:
+def test_a_forged_cursor_is_a_400(service):
+    with pytest.raises(BadRequest) as caught:
         service.list_contacts({}, "not-a-cursor!", None)
     assert caught.value.param == "cursor"
 
@@ -177,7 +177,7 @@ def test_update_sets_fields_and_merges_custom_attributes(service, outbox):
                                                        "last_seen": "2024-05-01 10:00:00"})
     assert updated["title"] == "CTO" and updated["first_name"] == "Jane"
     assert updated["custom"] == {"a": 1, "c": 3}
-    assert updated["last_seen"] == "2024-05-01T10:00:00+00:00"
+    assert updated["last_seen"] == "2024-05-01T10:00:00Z"
     [event] = outbox.of_type("contact_updated")
     assert set(event["changes"]) == {"title", "custom", "last_seen"}
 

@@ -78,14 +78,16 @@ def test_clean_tags_refuses_blank_or_non_string_tags(bad):
     ("Integer", 20, 20),
     ("Integer", "20", 20),
     ("Integer", 20.0, 20),
-    ("Decimal", 12.5, 12.5),
-    ("Decimal", "12.50", 12.5),
-    ("Decimal", 7, 7),
+    ("Decimal", 12.5, "12.5"),
+    ("Decimal", "12.50", "12.50"),
+    ("Decimal", 7, "7"),
+    ("Decimal", "1e3", "1000"),
+    ("Integer", "9223372036854775807", 2**63 - 1),
     ("Boolean", True, True),
     ("Boolean", "false", False),
-    ("Timestamp", "2024-01-02 03:04:05", "2024-01-02T03:04:05+00:00"),
-    ("Timestamp", "2024-01-02", "2024-01-02T00:00:00+00:00"),
-    ("Timestamp", "2024-01-02T03:04:05Z", "2024-01-02T03:04:05+00:00"),
+    ("Timestamp", "2024-01-02 03:04:05", "2024-01-02T03:04:05Z"),
+    ("Timestamp", "2024-01-02", "2024-01-02T00:00:00Z"),
+    ("Timestamp", "2024-01-02T03:04:05Z", "2024-01-02T03:04:05Z"),
     ("String", None, None),
 ])
 def test_coerce_custom_value_stores_each_type(type_name, value, stored):
@@ -94,7 +96,8 @@ def test_coerce_custom_value_stores_each_type(type_name, value, stored):
 
 @pytest.mark.parametrize("type_name, value", [
     ("String", 5), ("Integer", "twenty"), ("Integer", 2.5), ("Integer", True), ("Decimal", "abc"),
-    ("Decimal", "nan"), ("Boolean", "yes"), ("Boolean", 1), ("Timestamp", "yesterday"), ("Timestamp", 5),
+    ("Decimal", "nan"), ("Decimal", "1e30"), ("Decimal", "0.00000000001"), ("Integer", 2**63),
+    ("Integer", "-9223372036854775809"), ("Integer", "100000000000000000000"), ("Boolean", "yes"), ("Boolean", 1), ("Timestamp", "yesterday"), ("Timestamp", 5),
 ])
 def test_coerce_custom_value_refuses_values_of_another_type(type_name, value):
     with pytest.raises(ValidationFailed) as failure:

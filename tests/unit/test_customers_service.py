@@ -1,12 +1,11 @@
 """The customers service's methods on a real SQLite database, with hand-written fakes for
-what lies outside it (the billing_sync service and the event outbox)."""
+what lies outside it (the billing_sync service); events are read back from the outbox."""
 import pytest
 from nameko.testing.services import worker_factory
-from sqlalchemy.orm import sessionmaker
 
-from roster.database import make_engine
+from roster.testing import recorded_fields, unit_of_work
 from roster.errors import NotFound, ValidationFailed
-from services.customers.models import Base
+from services.customers.models import Base, bookkeeping
 from services.customers.service import CustomersService
 
 SOURCE = "ds_known"
@@ -21,27 +20,13 @@ class FakeBilling:
         return {"uuid": SOURCE, "name": "Imports", "system": "Import API"}
 
 
-class RecordingOutbox:
-    """Records events as the real outbox would, so tests can read them back."""
-
-    def __init__(self):
-        self.events = []
-
-    def __call__(self, session, event_type, **fields):
-        self.events.append((event_type, fields))
-
-    def named(self, event_type):
-        return [fields for name, fields in self.events if name == event_type]
-
-
 @pytest.fixture()
 def service(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'customers.db'}")
-    Base.metadata.create_all(engine)
-    worker = worker_factory(CustomersService, db=sessionmaker(engine, expire_on_commit=False),
-                            outbox=RecordingOutbox(), billing_rpc=FakeBilling())
-    yield worker
-    engine.dispose()
+    return worker_factory(CustomersService, uow=unit_of_work(Base, bookkeeping, tmp_path), billing_rpc=FakeBilling())
+
+
+def events(service, event_type=None):
+    return recorded_fields(service.uow, event_type)
 
 
 def create(service, external_id="e1", **fields):
@@ -56,14 +41,14 @@ def test_create_stores_the_customer_and_records_customer_created(service):
     assert customer["website_url"] == "https://acme.io" and customer["status"] == "New Lead"
     assert customer["country"] == "DE"
     assert customer["attributes"]["custom"] == {"seats": 4}
-    assert service.outbox.named("customer_created") == [{"customer": customer}]
+    assert events(service, "customer_created") == [{"customer": customer}]
 
 
 def test_create_in_an_unknown_data_source_is_a_422_that_stores_nothing(service):
     with pytest.raises(ValidationFailed) as failure:
         service.create_customer({"data_source_uuid": "ds_nope", "external_id": "e1"})
     assert failure.value.param == "data_source_uuid"
-    assert service.list_customers({})["entries"] == [] and service.outbox.events == []
+    assert service.list_customers({})["entries"] == [] and events(service) == []
 
 
 def test_a_duplicate_external_id_is_refused_and_a_bad_attribute_rolls_back(service):
@@ -88,7 +73,7 @@ def test_list_pages_by_keyset_and_filters(service):
 def test_update_records_only_the_changed_fields(service):
     customer = create(service, name="Old")
     service.update_customer(customer["uuid"], {"name": "New", "company": ""})
-    assert service.outbox.named("customer_updated") == [{"uuid": customer["uuid"], "changes": {"name": "New"}}]
+    assert events(service, "customer_updated") == [{"uuid": customer["uuid"], "changes": {"name": "New"}}]
 
 
 def test_merge_moves_ids_tags_and_attributes_and_deletes_the_loser(service):
@@ -103,14 +88,14 @@ def test_merge_moves_ids_tags_and_attributes_and_deletes_the_loser(service):
     assert survivor["attributes"]["custom"] == {"k": "a", "pro": True}
     with pytest.raises(NotFound):
         service.get_customer(loser["uuid"])
-    merged_event = service.outbox.named("customer_merged")[0]
+    merged_event = events(service, "customer_merged")[0]
     assert (merged_event["from_uuid"], merged_event["into_uuid"]) == (loser["uuid"], into["uuid"])
 
 
 def test_delete_records_the_ids_subscribers_need(service):
     customer = create(service, "gone")
     service.delete_customer(customer["uuid"])
-    assert service.outbox.named("customer_deleted") == [
+    assert events(service, "customer_deleted") == [
         {"uuid": customer["uuid"], "external_ids": ["gone"], "data_source_uuids": [SOURCE]}]
     with pytest.raises(NotFound):
         service.delete_customer(customer["uuid"])

@@ -5,7 +5,9 @@ from datetime import datetime
 import pytest
 from marshmallow import Schema, ValidationError, fields
 
-from roster.errors import ValidationFailed, from_marshmallow
+import base64
+
+from roster.errors import BadRequest, ValidationFailed, from_marshmallow
 from roster.events import envelope
 from roster.pagination import MAX_PER_PAGE, decode_cursor, encode_cursor, keyset_page, page_size
 
@@ -13,31 +15,40 @@ from roster.pagination import MAX_PER_PAGE, decode_cursor, encode_cursor, keyset
 def test_cursor_round_trips_and_is_opaque():
     cursor = encode_cursor({"after_id": 1234})
     assert "1234" not in cursor
-    assert decode_cursor(cursor) == {"after_id": 1234}
-    assert decode_cursor(None) == {} and decode_cursor("") == {}
+    assert decode_cursor(cursor, after_id=int) == {"after_id": 1234}
+    assert decode_cursor(None, after_id=int) == {} and decode_cursor("", after_id=int) == {}
 
 
-@pytest.mark.parametrize("forged", ["!!!", "bm90IGpzb24", encode_cursor({"a": 1})[:-3] + "@@"])
-def test_forged_cursor_is_a_422_naming_cursor(forged):
-    with pytest.raises(ValidationFailed) as failure:
-        decode_cursor(forged)
+def _raw(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("forged", [
+    "!!!", "bm90IGpzb24", encode_cursor({"a": 1})[:-3] + "@@",
+    _raw("null"), _raw('{"after_id": "x"}'), _raw('{"after_id": NaN}'), _raw('{"after_id": 1e400}'),
+    _raw('{"after_id": %d}' % 2**70), _raw('{"after_id": -1}'), _raw('{"after_id": true}'),
+    _raw('{"after_id": 1, "extra": 2}'), _raw("{}"), "A" * 5000,
+])
+def test_forged_cursor_is_a_400_naming_cursor(forged):
+    with pytest.raises(BadRequest) as failure:
+        decode_cursor(forged, after_id=int)
     assert failure.value.param == "cursor"
 
 
-def test_page_size_defaults_caps_and_refuses_nonsense():
+def test_page_size_defaults_and_refuses_what_is_out_of_range():
     assert page_size(None) == MAX_PER_PAGE == 200
-    assert page_size("50") == 50
-    assert page_size(10_000) == 200
-    for bad in ("0", "-1", "ten"):
-        with pytest.raises(ValidationFailed):
+    assert page_size("50") == 50 and page_size(200) == 200
+    for bad in ("0", "-1", "ten", 201, 10**30, "1e3", True):
+        with pytest.raises(ValidationFailed) as failure:
             page_size(bad)
+        assert failure.value.param == "per_page"
 
 
 def test_keyset_page_reports_more_only_when_an_extra_row_came_back():
     rows = [{"id": i} for i in range(1, 5)]
     page, has_more, cursor = keyset_page(rows, 3, lambda row: {"after_id": row["id"]})
     assert [r["id"] for r in page] == [1, 2, 3] and has_more
-    assert decode_cursor(cursor) == {"after_id": 3}
+    assert decode_cursor(cursor, after_id=int) == {"after_id": 3}
     page, has_more, cursor = keyset_page(rows, 4, lambda row: {"after_id": row["id"]})
     assert len(page) == 4 and not has_more and cursor is None
 

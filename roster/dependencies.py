@@ -1,0 +1,134 @@
+"""The nameko dependency every service declares: its database, as one UnitOfWork per worker.
+
+    class CustomersService:
+        name = "customers"
+        uow = UnitOfWorkProvider(Base, models.bookkeeping, unique_rules=models.UNIQUE_RULES)
+
+At start-up it upgrades the service's database to the newest migration, then hands every
+worker a `roster.uow.UnitOfWork` that knows what the worker is doing: an event handler's
+UnitOfWork dedupes on the event id, an RPC carrying an idempotency key replays its first
+answer. It also runs the outbox relay: woken as soon as a worker commits events, and every
+RELAY_INTERVAL seconds to pick up rows another process left behind; it prunes old
+bookkeeping rows every PRUNE_INTERVAL seconds.
+"""
+import logging
+import time
+
+import eventlet
+from eventlet.event import Event
+from nameko.events import EventDispatcher
+from sqlalchemy.orm import sessionmaker
+
+from roster import config, migrations
+from roster.database import make_engine
+from roster.events import OutboxRelay, PendingEvent, PermanentPublishError, prune
+from roster.handlers import DurableEventHandler
+from roster.rpc import IDEMPOTENCY_KEY
+from roster.serialization import MAX_MESSAGE_BYTES
+from roster.uow import UnitOfWork, fingerprint
+
+logger = logging.getLogger(__name__)
+
+RELAY_INTERVAL = 1.0
+PRUNE_INTERVAL = 600.0
+ERROR_LOG_INTERVAL = 30.0
+
+
+class UnitOfWorkProvider(EventDispatcher):
+    """Injects a UnitOfWork bound to this service's database, and publishes its outbox."""
+
+    def __init__(self, base, tables, unique_rules=(), migrate: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.migrate = migrate  # False: create the tables as they are (toy services in tests)
+        self.base = base
+        self.tables = tables
+        self.unique_rules = tuple(unique_rules)
+        self.engine = None
+        self.sessions = None
+        self.relay = None
+        self._wake = None
+        self._relay_thread = None
+
+    def setup(self):
+        super().setup()
+        name = self.container.service_name
+        self.engine = make_engine(config.database_url(name), config.database_schema(name))
+        if self.migrate:
+            migrations.upgrade(self.engine, name, self.base.metadata)
+        else:
+            self.base.metadata.create_all(self.engine)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.relay = OutboxRelay(self.sessions, self.tables.outbox, self._publish_batch, service=name)
+        self._wake = Event()
+
+    def start(self):
+        self._relay_thread = self.container.spawn_managed_thread(self._relay_forever)
+
+    def stop(self):
+        if self._relay_thread is not None:
+            self._relay_thread.kill()
+        super().stop()
+        if self.engine is not None:
+            self.engine.dispose()
+
+    def kill(self):
+        self.stop()
+
+    def get_dependency(self, worker_ctx):
+        return UnitOfWork(
+            self.sessions, self.tables, unique_rules=self.unique_rules,
+            idempotency=_idempotency(worker_ctx), handled_event=_handled_event(worker_ctx),
+            on_commit=self._committed,
+        )
+
+    # ---- the relay ----
+
+    def _committed(self, _payloads) -> None:
+        if not self._wake.ready():
+            self._wake.send(True)
+
+    def _relay_forever(self) -> None:
+        last_pruned = last_error_logged = 0.0
+        while True:
+            with eventlet.Timeout(RELAY_INTERVAL, False):
+                self._wake.wait()
+            self._wake = Event()
+            try:
+                self.relay.publish_pending()
+                if time.monotonic() - last_pruned > PRUNE_INTERVAL:
+                    prune(self.sessions, self.tables)
+                    last_pruned = time.monotonic()
+            except Exception:  # the broker or the database is away: try again next round
+                if time.monotonic() - last_error_logged > ERROR_LOG_INTERVAL:
+                    logger.exception("outbox %s: publishing failed; retrying every %.0fs",
+                                     self.container.service_name, RELAY_INTERVAL)
+                    last_error_logged = time.monotonic()
+                eventlet.sleep(RELAY_INTERVAL)
+
+    def _publish_batch(self, batch: list[PendingEvent]) -> list[tuple[PendingEvent, str]]:
+        refused = []
+        for event in batch:
+            if len(event.payload) > MAX_MESSAGE_BYTES:
+                refused.append((event, f"payload of {len(event.payload)} bytes exceeds {MAX_MESSAGE_BYTES}"))
+                continue
+            try:
+                self.publisher.publish(event.payload, exchange=self.exchange, routing_key=event.event_type,
+                                       content_type="application/json", content_encoding="utf-8")
+            except PermanentPublishError as refusal:
+                refused.append((event, str(refusal)))
+        return refused
+
+
+def _idempotency(worker_ctx) -> tuple[str, str] | None:
+    key = worker_ctx.context_data.get(IDEMPOTENCY_KEY)
+    if not key:
+        return None
+    entrypoint = worker_ctx.entrypoint
+    return f"{entrypoint.method_name}:{key}", fingerprint(entrypoint.method_name, worker_ctx.args, worker_ctx.kwargs)
+
+
+def _handled_event(worker_ctx) -> str | None:
+    if not isinstance(worker_ctx.entrypoint, DurableEventHandler) or not worker_ctx.args:
+        return None
+    payload = worker_ctx.args[0]
+    return f"{worker_ctx.entrypoint.method_name}:{payload['event_id']}"

@@ -1,0 +1,130 @@
+"""Durable event handlers: a failed event is retried with backoff, then dead-lettered, never lost.
+
+`@event_handler("customers", "customer_deleted")` consumes from a durable queue shared by
+the service's processes. Each event is applied once: the unit of work records the event id
+in the handler's first write transaction and skips an event it has seen (roster.uow).
+
+When the handler raises, the message is published again to the same queue with its attempt
+count raised, after a pause that doubles each time (RETRY_BASE_SECONDS, ...), and only then
+acknowledged, so a crash in between duplicates the event rather than losing it. The pause is
+spent in a managed green thread, not in a worker. After MAX_ATTEMPTS, or at once for an
+event that can never succeed (an envelope version this code does not know, no event_id, or
+`UnprocessableEvent` raised by the handler), the message goes to the durable queue
+`dead_letters.<service>`, with headers saying where it came from and why;
+`python -m tools.dlq` lists and replays them.
+"""
+import logging
+from functools import partial
+
+import eventlet
+from kombu import Connection, Exchange, Queue
+from nameko.amqp.publish import Publisher
+from nameko.events import SERVICE_POOL, EventHandler
+
+from roster import serialization  # noqa: F401  (registers the bus codec)
+from roster.errors import RosterError, UnprocessableEvent
+from roster.events import ENVELOPE_VERSION
+from roster.timestamps import render, utcnow
+from roster.uow import AlreadyHandled
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+RETRY_BASE_SECONDS = 0.5
+ATTEMPTS = "x-roster-attempts"
+DEFAULT_EXCHANGE = Exchange("")
+
+
+def dead_letter_queue(service_name: str) -> Queue:
+    return Queue(f"dead_letters.{service_name}", exchange=DEFAULT_EXCHANGE,
+                 routing_key=f"dead_letters.{service_name}", durable=True)
+
+
+class DurableEventHandler(EventHandler):
+    """An event handler on a durable queue with capped retries and a dead-letter queue."""
+
+    def __init__(self, source_service: str, event_type: str, **kwargs):
+        kwargs.setdefault("expected_exceptions", ())
+        expected = kwargs.pop("expected_exceptions")
+        if not isinstance(expected, tuple):
+            expected = (expected,)
+        super().__init__(source_service, event_type, handler_type=SERVICE_POOL, reliable_delivery=True,
+                         requeue_on_error=False, expected_exceptions=(AlreadyHandled, RosterError) + expected,
+                         **kwargs)
+        self.publisher = None
+
+    def setup(self):
+        super().setup()
+        amqp_uri = self.container.config["AMQP_URI"]
+        self.dead_letters = dead_letter_queue(self.container.service_name)
+        self.publisher = Publisher(amqp_uri, declare=[self.dead_letters])
+        with Connection(amqp_uri) as connection:  # exists from the start, so `tools.dlq` finds it
+            self.dead_letters.declare(channel=connection.default_channel)
+
+    def handle_message(self, body, message):
+        problem = unprocessable(body)
+        if problem is not None:
+            self._dead_letter(message, attempts=_attempts(message) + 1, error=problem)
+            return
+        super().handle_message(body, message)
+
+    def handle_message_processed(self, message, result=None, exc_info=None):
+        if exc_info is None or isinstance(exc_info[1], AlreadyHandled):
+            self.queue_consumer.ack_message(message)
+            return
+        error = exc_info[1]
+        attempts = _attempts(message) + 1
+        reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+        if isinstance(error, UnprocessableEvent) or attempts >= MAX_ATTEMPTS:
+            self._dead_letter(message, attempts, reason)
+            return
+        pause = RETRY_BASE_SECONDS * 2 ** (attempts - 1)
+        logger.warning("%s: %s failed (attempt %d of %d), retrying in %.1fs: %s", self.container.service_name,
+                       self.method_name, attempts, MAX_ATTEMPTS, pause, reason)
+        self.container.spawn_managed_thread(partial(self._retry_later, message, attempts, pause))
+
+    def _retry_later(self, message, attempts: int, pause: float) -> None:
+        eventlet.sleep(pause)
+        self._publish_copy(message, self.queue.name, {ATTEMPTS: attempts})
+        self.queue_consumer.ack_message(message)
+
+    def _dead_letter(self, message, attempts: int, error: str) -> None:
+        logger.error("%s: dead-lettering %s event after %d attempt(s): %s", self.container.service_name,
+                     self.event_type, attempts, error)
+        self._publish_copy(message, self.dead_letters.name, {
+            ATTEMPTS: attempts,
+            "x-roster-error": error,
+            "x-roster-original-queue": self.queue.name,
+            "x-roster-original-exchange": self.queue.exchange.name,
+            "x-roster-original-routing-key": self.event_type,
+            "x-roster-dead-lettered-at": render(utcnow()),
+        })
+        self.queue_consumer.ack_message(message)
+
+    def _publish_copy(self, message, queue_name: str, headers: dict) -> None:
+        self.publisher.publish(
+            message.body, exchange=DEFAULT_EXCHANGE, routing_key=queue_name,
+            headers={**(message.headers or {}), **headers},
+            content_type=message.content_type or "application/json",
+            content_encoding=message.content_encoding or "utf-8",
+        )
+
+
+def _attempts(message) -> int:
+    try:
+        return int((message.headers or {}).get(ATTEMPTS, 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def unprocessable(body) -> str | None:
+    """Return why an event can never be handled by this code (None when it can be)."""
+    if not isinstance(body, dict) or not isinstance(body.get("event_id"), str):
+        return "UnprocessableEvent: not an event envelope (no event_id)"
+    version = body.get("version", ENVELOPE_VERSION)
+    if not isinstance(version, int) or version > ENVELOPE_VERSION:
+        return f"UnprocessableEvent: envelope version {version!r} is newer than this service knows ({ENVELOPE_VERSION})"
+    return None
+
+
+event_handler = DurableEventHandler.decorator

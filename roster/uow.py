@@ -1,0 +1,264 @@
+"""The unit of work every service layer takes: transactions, events, dedupe and idempotency.
+
+A command runs `with uow.write() as tx:` and inside it changes rows through `tx.session`
+and records facts with `tx.record("customer_created", customer=...)`. On leaving the block
+the transaction commits: the changes and their events together, or neither. Around that:
+
+* Event payloads are encoded while they are recorded, so a value the bus cannot carry is a
+  422 naming the field, before anything is stored.
+* A write transaction takes the write lock up front on SQLite (BEGIN IMMEDIATE).
+* An event handler's first write transaction also records the event id as handled; if it
+  already was, the block does not run (`AlreadyHandled`), so a redelivery changes nothing,
+  even for effects that are not idempotent by nature.
+* A command carrying an idempotency key stores its answer (`tx.result(value)`) with its
+  changes; a retry with the same key gets that answer back (`Replay`) instead of running
+  again, even when the first attempt's caller had already given up.
+* A unique constraint broken by a concurrent writer becomes a 422 naming the field
+  (`UniqueRule`), not a 500.
+
+Nothing here knows nameko: `roster.dependencies` builds one UnitOfWork per worker, and unit
+tests build one on an in-memory database.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+from sqlalchemy import Integer, String, Text, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from roster.database import WRITE, UtcDateTime, insert_ignore
+from roster.errors import ValidationFailed, invalid
+from roster.events import envelope
+from roster.serialization import UnencodableValue, encode_event
+from roster.timestamps import utcnow
+
+
+class AlreadyHandled(Exception):
+    """This event was handled before; the handler's work is already committed."""
+
+
+class Replay(Exception):
+    """This command ran before with the same idempotency key; `result` is its answer."""
+
+    def __init__(self, result):
+        super().__init__("replayed")
+        self.result = result
+
+
+# ---- the bookkeeping tables every service has -------------------------------------------------
+
+class OutboxRowMixin:
+    """Events waiting to be published, written in the transaction of the change they describe."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_type: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[str] = mapped_column(Text)  # encoded JSON, exactly what goes on the bus
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)  # a relay is publishing it
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    failed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # quarantined: cannot be published
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ProcessedEventMixin:
+    """Events a handler has applied (`<handler>:<event_id>`), so a redelivery is skipped."""
+
+    __tablename__ = "processed_events"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+
+class IdempotentResultMixin:
+    """Answers of commands sent with an idempotency key, kept for IDEMPOTENCY_RETENTION."""
+
+    __tablename__ = "idempotent_results"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    result: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+
+@dataclass(frozen=True)
+class Bookkeeping:
+    """A service's outbox, processed-events and idempotency tables."""
+
+    outbox: type
+    processed: type
+    idempotent: type
+
+
+def bookkeeping_tables(base) -> Bookkeeping:
+    """Declare the bookkeeping tables on a service's declarative `base` and return them."""
+    outbox = type("OutboxRow", (OutboxRowMixin, base), {"__module__": base.__module__})
+    processed = type("ProcessedEvent", (ProcessedEventMixin, base), {"__module__": base.__module__})
+    idempotent = type("IdempotentResult", (IdempotentResultMixin, base), {"__module__": base.__module__})
+    return Bookkeeping(outbox, processed, idempotent)
+
+
+# ---- unique constraints as field errors -------------------------------------------------------
+
+@dataclass(frozen=True)
+class UniqueRule:
+    """What a unique constraint means to a client: the field to blame and why."""
+
+    table: str
+    columns: tuple[str, ...]
+    param: str
+    reason: str
+
+
+def unique_rule_for(error: IntegrityError, rules: tuple[UniqueRule, ...]) -> UniqueRule | None:
+    """Return the rule whose constraint `error` broke, on PostgreSQL or SQLite; None if none matches."""
+    original = getattr(error, "orig", None)
+    diag = getattr(original, "diag", None)
+    if diag is not None and getattr(diag, "table_name", None):  # PostgreSQL (psycopg)
+        detail = getattr(diag, "message_detail", "") or ""
+        match = re.search(r"Key \(([^)]*)\)", detail)
+        columns = tuple(name.strip() for name in match.group(1).split(",")) if match else ()
+        return _matching(rules, diag.table_name, columns)
+    match = re.search(r"UNIQUE constraint failed: (.*)$", str(original))  # SQLite
+    if match:
+        pairs = [name.strip().split(".", 1) for name in match.group(1).split(",")]
+        if all(len(pair) == 2 for pair in pairs):
+            return _matching(rules, pairs[0][0], tuple(column for _, column in pairs))
+    return None
+
+
+def _matching(rules, table: str, columns: tuple[str, ...]) -> UniqueRule | None:
+    for rule in rules:
+        if rule.table == table and set(rule.columns) == set(columns):
+            return rule
+    return None
+
+
+# ---- the unit of work -------------------------------------------------------------------------
+
+@dataclass
+class Transaction:
+    """What a command sees inside `uow.write()`: the session, and where events and answers go."""
+
+    session: Session
+    uow: UnitOfWork
+    recorded: list[dict] = field(default_factory=list)
+    stored_result: bool = False
+
+    def record(self, event_type: str, **fields) -> dict:
+        """Record an event to publish once this transaction commits; return its payload.
+
+        A field the bus cannot carry is a 422 naming it, and the transaction is abandoned.
+        """
+        payload = envelope(**fields)
+        try:
+            body = encode_event(payload)
+        except UnencodableValue as bad:
+            raise invalid(bad.path, bad.reason)
+        self.session.add(self.uow.tables.outbox(event_type=event_type, payload=body))
+        self.recorded.append(payload)
+        return payload
+
+    def result(self, value):
+        """Return `value`, storing it as the command's answer if it carries an idempotency key."""
+        if self.uow.idempotency is not None and not self.stored_result:
+            key, fingerprint = self.uow.idempotency
+            self.session.add(self.uow.tables.idempotent(
+                key=key, fingerprint=fingerprint, result=orjson.dumps(value).decode()))
+            self.stored_result = True
+        return value
+
+
+class UnitOfWork:
+    """One service's database access for one command or event (see the module docstring)."""
+
+    def __init__(self, sessions: sessionmaker, tables: Bookkeeping, *,
+                 unique_rules: tuple[UniqueRule, ...] = (),
+                 idempotency: tuple[str, str] | None = None,
+                 handled_event: str | None = None,
+                 on_commit: Callable[[list[dict]], None] | None = None):
+        self.sessions = sessions
+        self.tables = tables
+        self.unique_rules = unique_rules
+        self.idempotency = idempotency  # (key, fingerprint of the request)
+        self.handled_event = handled_event  # "<handler>:<event_id>" while handling an event
+        self.on_commit = on_commit
+        self._checked = False
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """Yield a session for reading; nothing it does is committed."""
+        with self.sessions() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Transaction]:
+        """Yield a Transaction; commit its changes and events together when the block ends."""
+        session = self.sessions()
+        session.connection(execution_options=WRITE)
+        tx = Transaction(session=session, uow=self)
+        try:
+            self._check_once(session)
+            yield tx
+            session.commit()
+        except IntegrityError as error:
+            session.rollback()
+            self._raise_for(error, session)
+            raise
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        if tx.recorded and self.on_commit is not None:
+            self.on_commit(tx.recorded)
+
+    def _check_once(self, session: Session) -> None:
+        """On the first write: skip a handled event, replay an answered command."""
+        if self._checked:
+            return
+        self._checked = True
+        if self.handled_event is not None:
+            inserted = insert_ignore(session, self.tables.processed.__table__,
+                                     [{"key": self.handled_event, "processed_at": utcnow()}], ["key"])
+            if not inserted:
+                raise AlreadyHandled(self.handled_event)
+        if self.idempotency is not None:
+            self._replay_if_answered(session)
+
+    def _replay_if_answered(self, session: Session) -> None:
+        key, fingerprint = self.idempotency
+        stored = session.get(self.tables.idempotent, key)
+        if stored is None:
+            return
+        if stored.fingerprint != fingerprint:
+            raise ValidationFailed(
+                "Idempotency-Key: this key was used before with a different request", param="Idempotency-Key")
+        raise Replay(orjson.loads(stored.result))
+
+    def _raise_for(self, error: IntegrityError, session: Session) -> None:
+        """Turn a broken unique constraint into its 422, or a lost idempotency race into a Replay."""
+        if self.idempotency is not None:
+            with self.sessions() as fresh:
+                stored = fresh.get(self.tables.idempotent, self.idempotency[0])
+                if stored is not None:
+                    self._checked = False
+                    self._replay_if_answered(fresh)
+        rule = unique_rule_for(error, self.unique_rules)
+        if rule is not None:
+            raise ValidationFailed(f"{rule.param}: {rule.reason}", param=rule.param) from None
+
+
+def fingerprint(method: str, args, kwargs) -> str:
+    """Return a stable hash of a command and its arguments (to refuse a reused idempotency key)."""
+    raw = orjson.dumps([method, args, kwargs], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
+                       default=str)
+    return hashlib.sha256(raw).hexdigest()
