@@ -170,12 +170,16 @@ def restarts_so_far(previous: int, uptime: float, *, stable: float = STABLE_UPTI
     return 0 if uptime >= stable else previous
 
 
+RESTART_MARKER = "--- restarted at"
+
+
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """Return the last lines of a log file ('' when there is none)."""
+    """Return the last lines of a log file written since the last restart ('' when there is none)."""
     try:
         text = path.read_text(errors="replace")
     except OSError:
         return ""
+    text = text.rpartition(RESTART_MARKER)[2].partition("\n")[2] if RESTART_MARKER in text else text
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
@@ -296,7 +300,7 @@ class Stack:
     def _spawn(self, name: str, log_path: Path, log_mode: str, restarts: int = 0) -> ServiceProcess:
         log_file = open(log_path, log_mode)
         if log_mode == "ab":
-            log_file.write(f"\n--- restarted at {time.strftime('%H:%M:%S')} ---\n".encode())
+            log_file.write(f"\n{RESTART_MARKER} {time.strftime('%H:%M:%S')} ---\n".encode())
             log_file.flush()
         popen = subprocess.Popen(
             self.command(name), cwd=self.root, env=self.env, stdin=subprocess.DEVNULL,

@@ -59,7 +59,20 @@ def test_a_dead_process_is_reported_with_its_log_and_restarted_after_its_delay(s
     clock.now += 1
     assert stack.supervise_once() == [f"customers restarted (restart 1, pid {stack.processes['customers'][0].popen.pid})"]
     assert stack.processes["customers"][0] is not first
-    assert (stack.log_dir / "customers.log").read_text().count("cannot connect to the database") >= 1
+
+
+def test_the_report_of_a_replacement_shows_only_its_own_log(stack):
+    stack, clock = stack
+    wait_for_exit(stack)
+    stack.supervise_once()
+    clock.now += 1
+    stack.supervise_once()
+    wait_for_exit(stack)
+
+    report = stack.supervise_once()[0]
+
+    assert (stack.log_dir / "customers.log").read_text().count("cannot connect to the database") == 2
+    assert report.count("cannot connect to the database") == 1
 
 
 def test_restarts_in_a_row_wait_longer_each_time(stack):
