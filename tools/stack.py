@@ -28,6 +28,7 @@ DEFAULT_AMQP_URI = "amqp://guest:guest@localhost:5672/"
 DEFAULT_GATEWAY_PORT = 8000
 STOP_GRACE_SECONDS = 10
 LOG_TAIL_LINES = 25
+RESTART_MARKER = "--- restarted at"  # written into a log before each restart's output
 # Supervision (make run): a process that dies is restarted after 1 s, 2 s, 4 s ... at most
 # 30 s; a process that stayed up a minute before it died starts again from 1 s.
 FIRST_RESTART_DELAY = 1.0
@@ -168,9 +169,6 @@ def restart_delay(restart: int, *, first: float = FIRST_RESTART_DELAY,
 def restarts_so_far(previous: int, uptime: float, *, stable: float = STABLE_UPTIME) -> int:
     """Return how many restarts in a row precede the next one: none after a stable run."""
     return 0 if uptime >= stable else previous
-
-
-RESTART_MARKER = "--- restarted at"
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
