@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.stamp
 POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: help venv run test test-unit test-e2e test-postgres bench lint compose-check clean
+.PHONY: help venv run test test-unit test-e2e test-postgres bench lint dlq clean-vhosts compose-check clean
 
 help:
 	@echo "make run            start RabbitMQ (if needed), every service and the gateway"
@@ -15,7 +15,9 @@ help:
 	@echo "make test-postgres  the whole suite on PostgreSQL (DATABASE_URL, default $(POSTGRES_URL))"
 	@echo "make bench          gateway benchmark (bench/gateway.py)"
 	@echo "make lint           ruff (pyflakes-level checks)"
-	@echo "make compose-check  validate docker-compose.yml"
+	@echo "make dlq            list dead letters (replay: python -m tools.dlq replay SERVICE EVENT_ID|--all)"
+	@echo "make clean-vhosts   delete test vhosts left by killed runs (older than 3 hours)"
+	@echo "make compose-check  validate docker-compose.yml (needs docker-compose)"
 	@echo "make clean          remove var/ and caches"
 
 venv: $(STAMP)
@@ -47,9 +49,20 @@ bench: venv
 lint: venv
 	$(VENV)/bin/ruff check --select F,E9 --exclude $(VENV) .
 
+dlq: venv
+	$(PY) -m tools.dlq list
+
+clean-vhosts: venv
+	$(PY) -m tools.isolation prune
+
+# Validates against the compose schema; needs no Docker engine.
 compose-check:
-	@if command -v docker-compose >/dev/null 2>&1; then docker-compose config -q; \
-	else docker compose config -q; fi && echo "docker-compose.yml is valid"
+	@if ! command -v docker-compose >/dev/null 2>&1; then \
+		echo "make compose-check needs docker-compose, which is not installed: apt-get install -y docker-compose" >&2; \
+		exit 1; \
+	fi
+	docker-compose config -q
+	@echo "docker-compose.yml is valid"
 
 clean:
 	rm -rf var .pytest_cache

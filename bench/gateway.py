@@ -83,7 +83,7 @@ class Bench:
 
     def env(self, cache_entries: int) -> dict:
         return {**os.environ, "AMQP_URI": self.amqp_uri, "DATA_DIR": str(self.workdir / "data"),
-                "GATEWAY_PORT": str(self.port), "GATEWAY_ADDRESS": f"127.0.0.1:{self.port}",
+                "GATEWAY_PORT": str(self.port), "GATEWAY_HOST": "127.0.0.1",
                 "API_KEYS": f"{API_KEY}:owner", "GATEWAY_CACHE_ENTRIES": str(cache_entries),
                 "LOG_LEVEL": "WARNING", "DATABASE_SCHEMA_PREFIX": self.schema_prefix}
 

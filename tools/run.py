@@ -3,6 +3,7 @@
 Settings come from the environment (see README.md): AMQP_URI, DATA_DIR (default var),
 GATEWAY_PORT (default 8000), GATEWAY_PROCESSES, SYNC_WORKERS, API_KEYS. Without API_KEYS an
 owner key is generated once and kept in DATA_DIR/api_key, so later runs print the same key.
+A process that dies is restarted with backoff (tools.stack.Stack.supervise_once), and says so.
 """
 from __future__ import annotations
 
@@ -52,8 +53,7 @@ def settings() -> dict:
     if not data_dir.is_absolute():
         data_dir = ROOT / data_dir
     env["DATA_DIR"] = str(data_dir)
-    env["GATEWAY_PORT"] = port = env.get("GATEWAY_PORT") or "8000"
-    env["GATEWAY_ADDRESS"] = f"0.0.0.0:{port}"
+    env["GATEWAY_PORT"] = env.get("GATEWAY_PORT") or "8000"
     if not env.get("API_KEYS"):
         env["API_KEYS"] = f"{owner_key(data_dir)}:owner"
     return env
@@ -94,13 +94,10 @@ def main() -> int:
         stack.start()
         stack.wait_ready()
         print(banner(stack, env, log_dir), flush=True)
-        reported = set()
         while True:
             time.sleep(1)
-            for proc in stack.exited():
-                if proc.label not in reported:
-                    reported.add(proc.label)
-                    print(f"warning: {proc.describe_exit()}", file=sys.stderr, flush=True)
+            for report in stack.supervise_once():
+                print(report, file=sys.stderr, flush=True)
     except Stop as stop:
         print(f"\nReceived {stop}, stopping Roster ...", flush=True)
         code = 0

@@ -19,15 +19,21 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable, Mapping
 from urllib.parse import urlsplit
 
 DEFAULT_AMQP_URI = "amqp://guest:guest@localhost:5672/"
 DEFAULT_GATEWAY_PORT = 8000
 STOP_GRACE_SECONDS = 10
 LOG_TAIL_LINES = 25
+RESTART_MARKER = "--- restarted at"  # written into a log before each restart's output
+# Supervision (make run): a process that dies is restarted after 1 s, 2 s, 4 s ... at most
+# 30 s; a process that stayed up a minute before it died starts again from 1 s.
+FIRST_RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 30.0
+STABLE_UPTIME = 60.0
 
 # Start order: the services the gateway calls first, the gateway last.
 SERVICES = {
@@ -154,12 +160,24 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         pass
 
 
+def restart_delay(restart: int, *, first: float = FIRST_RESTART_DELAY,
+                  maximum: float = MAX_RESTART_DELAY) -> float:
+    """Return the seconds to wait before the `restart`-th restart in a row (1 s doubling, capped)."""
+    return min(maximum, first * 2 ** max(0, restart - 1))
+
+
+def restarts_so_far(previous: int, uptime: float, *, stable: float = STABLE_UPTIME) -> int:
+    """Return how many restarts in a row precede the next one: none after a stable run."""
+    return 0 if uptime >= stable else previous
+
+
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """Return the last lines of a log file ('' when there is none)."""
+    """Return the last lines of a log file written since the last restart ('' when there is none)."""
     try:
         text = path.read_text(errors="replace")
     except OSError:
         return ""
+    text = text.rpartition(RESTART_MARKER)[2].partition("\n")[2] if RESTART_MARKER in text else text
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
@@ -170,6 +188,9 @@ class ServiceProcess:
     log_path: Path
     popen: subprocess.Popen
     log_file: IO[bytes]
+    started_at: float = field(default_factory=time.monotonic)
+    restarts: int = 0  # restarts in a row that led to this process (supervision)
+    restart_at: float | None = None  # when the supervisor will start its replacement
 
     @property
     def label(self) -> str:
@@ -185,19 +206,25 @@ class ServiceProcess:
 
 
 class Stack:
-    """The platform's processes: start them, wait until they answer, stop them."""
+    """The platform's processes: start them, wait until they answer, restart the ones that die, stop them.
 
-    def __init__(self, env: dict, root: Path, log_dir: Path):
+    `services` maps each name to what `nameko run` starts (default: SERVICES, the whole platform);
+    a name "gateway" is the HTTP gateway, any other an RPC service with a `health` method.
+    """
+
+    def __init__(self, env: dict, root: Path, log_dir: Path, services: Mapping[str, str] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.root = Path(root).resolve()
         self.log_dir = Path(log_dir)
+        self.services = dict(SERVICES if services is None else services)
+        self.clock = clock
         self.env = dict(env)
         self.env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(self.root), self.env.get("PYTHONPATH", "")]))
         self.env.setdefault("AMQP_URI", DEFAULT_AMQP_URI)
-        port = int(self.env.get("GATEWAY_PORT") or DEFAULT_GATEWAY_PORT)
-        self.env.setdefault("GATEWAY_ADDRESS", f"0.0.0.0:{port}")
-        self.gateway_port = int(self.env["GATEWAY_ADDRESS"].rpartition(":")[2])
-        self.processes: dict[str, list[ServiceProcess]] = {name: [] for name in SERVICES}
+        self.env["GATEWAY_PORT"] = str(int(self.env.get("GATEWAY_PORT") or DEFAULT_GATEWAY_PORT))
+        self.gateway_port = int(self.env["GATEWAY_PORT"])
+        self.processes: dict[str, list[ServiceProcess]] = {name: [] for name in self.services}
         self._atexit_registered = False
 
     # -- settings
@@ -234,13 +261,13 @@ class Stack:
     def start(self) -> None:
         """Launch every service's processes (fresh log files); does not wait for readiness."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for name in SERVICES:  # logs of an earlier run with other process counts
+        for name in self.services:  # logs of an earlier run with other process counts
             for stale in [*self.log_dir.glob(f"{name}.log"), *self.log_dir.glob(f"{name}-*.log")]:
                 stale.unlink()
         if not self._atexit_registered:
             atexit.register(self.stop)
             self._atexit_registered = True
-        for name in SERVICES:
+        for name in self.services:
             self._launch(name, log_mode="wb")
 
     def start_service(self, name: str) -> None:
@@ -257,23 +284,29 @@ class Stack:
                 f"Port {self.gateway_port} is already in use (another `make run`?); "
                 "stop it or set GATEWAY_PORT to another port."
             )
-        module = SERVICES[name]
-        command = [sys.executable, "-m", "nameko", "run", "--config", "config.yaml", module]
         for index, log_path in enumerate(self.log_paths(name)):
             if index == 1 and name != "gateway":
                 # Let the first process create the tables before its siblings try the same
                 # (two concurrent create_all calls race on a fresh database).
                 self._wait_consuming(name, timeout=60)
-            log_file = open(log_path, log_mode)
-            if log_mode == "ab":
-                log_file.write(f"\n--- restarted at {time.strftime('%H:%M:%S')} ---\n".encode())
-                log_file.flush()
-            popen = subprocess.Popen(
-                command, cwd=self.root, env=self.env, stdin=subprocess.DEVNULL,
-                stdout=log_file, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent,
-            )
-            self.processes[name].append(ServiceProcess(name, module, log_path, popen, log_file))
+            self.processes[name].append(self._spawn(name, log_path, log_mode))
+
+    def command(self, name: str) -> list[str]:
+        """Return the command line that runs one process of service `name`."""
+        return [sys.executable, "-m", "nameko", "run", "--config", "config.yaml", self.services[name]]
+
+    def _spawn(self, name: str, log_path: Path, log_mode: str, restarts: int = 0) -> ServiceProcess:
+        log_file = open(log_path, log_mode)
+        if log_mode == "ab":
+            log_file.write(f"\n{RESTART_MARKER} {time.strftime('%H:%M:%S')} ---\n".encode())
+            log_file.flush()
+        popen = subprocess.Popen(
+            self.command(name), cwd=self.root, env=self.env, stdin=subprocess.DEVNULL,
+            stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        return ServiceProcess(name, self.services[name], log_path, popen, log_file,
+                              started_at=self.clock(), restarts=restarts)
 
     def _wait_consuming(self, name: str, timeout: float) -> None:
         """Return when a process of `name` consumes its RPC queue; fail fast if one exits."""
@@ -305,9 +338,9 @@ class Stack:
 
     def stop(self, timeout: float = STOP_GRACE_SECONDS) -> None:
         """Stop every process, the gateway first; safe to call more than once."""
-        everything = [proc for name in reversed(list(SERVICES)) for proc in self.processes[name]]
+        everything = [proc for name in reversed(list(self.services)) for proc in self.processes[name]]
         self._terminate(everything, timeout)
-        self.processes = {name: [] for name in SERVICES}
+        self.processes = {name: [] for name in self.services}
 
     @staticmethod
     def _signal(proc: ServiceProcess, sig: int) -> None:
@@ -336,6 +369,37 @@ class Stack:
             self._signal(proc, signal.SIGKILL)
             proc.log_file.close()
 
+    # -- supervising (make run)
+
+    def supervise_once(self) -> list[str]:
+        """Restart what died on its own, with backoff; return one report per exit and per restart.
+
+        A process found dead is given a restart time (1 s, 2 s, 4 s ... at most 30 s after its
+        death, back to 1 s if it had stayed up a minute); a later call past that time starts its
+        replacement. Processes stopped through stop()/stop_service() are not watched any more.
+        """
+        reports = []
+        now = self.clock()
+        for name, procs in self.processes.items():
+            for index, proc in enumerate(procs):
+                if proc.alive():
+                    continue
+                if proc.restart_at is None:
+                    restart = restarts_so_far(proc.restarts, now - proc.started_at) + 1
+                    delay = restart_delay(restart)
+                    proc.restarts = restart
+                    proc.restart_at = now + delay
+                    log = tail(proc.log_path)
+                    reports.append(
+                        f"{proc.label} exited with code {proc.popen.returncode}; restarting in {delay:g} s "
+                        f"(restart {restart}); log: {proc.log_path}" + (f"\n{log}" if log else ""))
+                elif now >= proc.restart_at:
+                    self._signal(proc, signal.SIGKILL)  # anything it left in its process group
+                    proc.log_file.close()
+                    procs[index] = self._spawn(name, proc.log_path, "ab", restarts=proc.restarts)
+                    reports.append(f"{proc.label} restarted (restart {proc.restarts}, pid {procs[index].popen.pid})")
+        return reports
+
     # -- watching
 
     def exited(self) -> list[ServiceProcess]:
@@ -355,7 +419,7 @@ class Stack:
         tail of its log; a process that exits meanwhile fails the wait at once.
         """
         deadline = time.monotonic() + timeout
-        waiting = [name for name in SERVICES if name != "gateway" and self.processes[name]]
+        waiting = [name for name in self.services if name != "gateway" and self.processes[name]]
         problems: dict[str, str] = {}
         while waiting:
             self._fail_if_exited()
@@ -370,7 +434,7 @@ class Stack:
                 raise self._not_ready(waiting, problems, timeout)
             if waiting:
                 time.sleep(0.25)
-        if self.processes["gateway"]:
+        if self.processes.get("gateway"):
             while True:
                 self._fail_if_exited()
                 problem = self._gateway_problem()
@@ -410,24 +474,23 @@ class Stack:
         key = self.api_key
         return http_ping_problem(self.gateway_port, key, expected=(200,) if key else (401,))
 
-    @staticmethod
-    def _check_name(name: str) -> None:
-        if name not in SERVICES:
-            raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
+    def _check_name(self, name: str) -> None:
+        if name not in self.services:
+            raise ValueError(f"unknown service {name!r}; one of {', '.join(self.services)}")
 
 
 def main(argv: list[str]) -> int:
     """`python -m tools.stack health NAME`: exit 0 when that service answers (container healthcheck).
 
     An RPC service must answer `health`; the gateway must answer GET /v1/ping (401 without a key
-    counts: the server is up). Uses AMQP_URI and GATEWAY_ADDRESS from the environment.
+    counts: the server is up). Uses AMQP_URI and GATEWAY_PORT from the environment.
     """
     if len(argv) != 2 or argv[0] != "health" or argv[1] not in SERVICES:
         print(f"usage: python -m tools.stack health {{{'|'.join(SERVICES)}}}", file=sys.stderr)
         return 2
     name = argv[1]
     if name == "gateway":
-        port = int(os.environ.get("GATEWAY_ADDRESS", f":{DEFAULT_GATEWAY_PORT}").rpartition(":")[2])
+        port = int(os.environ.get("GATEWAY_PORT") or DEFAULT_GATEWAY_PORT)
         problem = http_ping_problem(port, None, expected=(200, 401))
     else:
         problem = rpc_health_problem(os.environ.get("AMQP_URI", DEFAULT_AMQP_URI), name, timeout=5)

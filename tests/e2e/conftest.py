@@ -43,7 +43,7 @@ def stack_env(tmp_path_factory, api_keys):
         "AMQP_URI": amqp_uri,
         "DATA_DIR": str(tmp_path_factory.mktemp("data")),
         "GATEWAY_PORT": str(port),
-        "GATEWAY_ADDRESS": f"127.0.0.1:{port}",
+        "GATEWAY_HOST": "127.0.0.1",
         "API_KEYS": ",".join(f"{key}:{role}" for role, key in api_keys.items()),
     })
     database_url = env.get("DATABASE_URL", "")

@@ -1,0 +1,113 @@
+"""The supervisor of `make run`: restart with backoff, on a fake clock, with a real child process."""
+import sys
+
+import pytest
+
+from tools.stack import Stack, restart_delay, restarts_so_far
+
+
+@pytest.mark.parametrize("restart, delay", [(1, 1), (2, 2), (3, 4), (5, 16), (6, 30), (40, 30)])
+def test_restart_delay_doubles_from_one_second_up_to_thirty(restart, delay):
+    assert restart_delay(restart) == delay
+
+
+def test_restarts_in_a_row_start_again_after_a_minute_up():
+    assert restarts_so_far(4, uptime=59.9) == 4
+    assert restarts_so_far(4, uptime=60) == 0
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+class CrashingStack(Stack):
+    """A Stack whose only service prints a line and exits with code 3 (no broker, no nameko)."""
+
+    def command(self, name):
+        return [sys.executable, "-c", "import sys; print('cannot connect to the database'); sys.exit(3)"]
+
+
+@pytest.fixture()
+def stack(tmp_path):
+    clock = Clock()
+    crashing = CrashingStack({}, tmp_path, tmp_path / "logs", services={"customers": "unused"}, clock=clock)
+    crashing.start()
+    yield crashing, clock
+    crashing.stop(timeout=5)
+
+
+def wait_for_exit(stack):
+    for proc in stack.processes["customers"]:
+        proc.popen.wait(timeout=30)
+
+
+def test_a_dead_process_is_reported_with_its_log_and_restarted_after_its_delay(stack):
+    stack, clock = stack
+    first = stack.processes["customers"][0]
+    wait_for_exit(stack)
+
+    reports = stack.supervise_once()
+
+    assert len(reports) == 1
+    assert reports[0].startswith("customers exited with code 3; restarting in 1 s (restart 1)")
+    assert "cannot connect to the database" in reports[0]
+    assert stack.supervise_once() == []  # not before its time
+    clock.now += 1
+    assert stack.supervise_once() == [f"customers restarted (restart 1, pid {stack.processes['customers'][0].popen.pid})"]
+    assert stack.processes["customers"][0] is not first
+
+
+def test_the_report_of_a_replacement_shows_only_its_own_log(stack):
+    stack, clock = stack
+    wait_for_exit(stack)
+    stack.supervise_once()
+    clock.now += 1
+    stack.supervise_once()
+    wait_for_exit(stack)
+
+    report = stack.supervise_once()[0]
+
+    assert (stack.log_dir / "customers.log").read_text().count("cannot connect to the database") == 2
+    assert report.count("cannot connect to the database") == 1
+
+
+def test_restarts_in_a_row_wait_longer_each_time(stack):
+    stack, clock = stack
+    announced = []
+    for _ in range(3):
+        wait_for_exit(stack)
+        report = stack.supervise_once()[0]
+        announced.append(report.split("; ")[1])
+        clock.now += 30  # past any delay; the replacement then dies at once (uptime 0)
+        stack.supervise_once()
+
+    assert announced == ["restarting in 1 s (restart 1)", "restarting in 2 s (restart 2)",
+                         "restarting in 4 s (restart 3)"]
+
+
+def test_a_process_that_stayed_up_a_minute_starts_again_from_one_second(stack):
+    stack, clock = stack
+    wait_for_exit(stack)
+    stack.supervise_once()
+    clock.now += 1
+    stack.supervise_once()  # restart 1
+    wait_for_exit(stack)
+    clock.now += 61  # it "stayed up" a minute before dying
+
+    report = stack.supervise_once()[0]
+
+    assert "restarting in 1 s (restart 1)" in report
+
+
+def test_a_stopped_service_is_not_restarted(stack):
+    stack, clock = stack
+    wait_for_exit(stack)
+    stack.stop_service("customers")
+    clock.now += 100
+
+    assert stack.supervise_once() == []
+    assert stack.processes["customers"] == []
