@@ -1,7 +1,8 @@
 """Customer MRR over time and its movements: golden cases computed by hand (docs/mrr.md)."""
 import pytest
 
-from services.billing_sync.invoices import Cancellation
+from roster.errors import ValidationFailed
+from services.billing_sync.invoices import Cancellation, LineItem
 from services.billing_sync.movements import (
     CHURN, CONTRACTION, EXPANSION, NEW_BIZ, REACTIVATION, Cause, CustomerState, changes_of,
     movements, state_at,
@@ -213,9 +214,6 @@ def test_state_survives_a_round_trip_through_json_data():
 
 
 def test_a_subscription_line_without_subscription_or_start_names_the_field():
-    from roster.errors import ValidationFailed
-    from services.billing_sync.invoices import LineItem
-
     with pytest.raises(ValidationFailed, match="subscription_external_id"):
         changes_of([invoice("i", utc(2024, 1, 1), LineItem(id="l", type="subscription",
                                                            amount_in_cents=1))])
