@@ -19,17 +19,21 @@ def transaction_amount(invoice: Invoice, transaction: Transaction) -> int:
     return round_cents(amount * invoice.exchange_rate)
 
 
+def payment_effect(invoice: Invoice, transaction: Transaction) -> int:
+    """Return what the transaction adds to net payments: +amount for a successful payment,
+    −amount for a successful refund, 0 for a failed one (so a running total can be kept)."""
+    if transaction.result != SUCCESSFUL:
+        return 0
+    sign = {PAYMENT: 1, REFUND: -1}.get(transaction.type, 0)
+    return sign * transaction_amount(invoice, transaction)
+
+
 def net_payments(invoices: Iterable[Invoice], at: datetime | None = None) -> int:
     """Return successful payments minus successful refunds (failed ones ignored), in account
     cents, counting transactions dated on or before `at` (all of them when `at` is None)."""
-    total = 0
-    for invoice in invoices:
-        for transaction in invoice.transactions:
-            if transaction.result != SUCCESSFUL or (at is not None and transaction.date > at):
-                continue
-            sign = {PAYMENT: 1, REFUND: -1}.get(transaction.type, 0)
-            total += sign * transaction_amount(invoice, transaction)
-    return total
+    return sum(payment_effect(invoice, transaction)
+               for invoice in invoices for transaction in invoice.transactions
+               if at is None or transaction.date <= at)
 
 
 def is_settled(invoice: Invoice, at: datetime) -> bool:

@@ -51,7 +51,8 @@ def customer_status(
     """Return Past Due, Active, Cancelled, or `lead_status` for a customer who never paid.
 
     `state` must be the customer's state as of `at` (`movements.state_at`, or the stored state when
-    nothing is dated after `at`).
+    nothing is dated after `at`). Only invoices not settled by `at` can be past due, so passing just
+    those gives the same answer at a cost that does not grow with the customer's history.
     """
     _check_state_time(state, at)
     if state.mrr > 0:
