@@ -36,6 +36,7 @@ class StandIn:
     def __init__(self):
         self.routes = {}
         self.requests = []
+        self.request_headers = []
         self.release = threading.Event()  # set at teardown, so slow handlers end
         self.bytes_sent = {}
         stand_in = self
@@ -43,6 +44,7 @@ class StandIn:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 stand_in.requests.append(self.path)
+                stand_in.request_headers.append(dict(self.headers))
                 route = stand_in.routes.get(urlsplit(self.path).path, not_found)
                 try:
                     route(stand_in, self)
@@ -248,6 +250,18 @@ def test_a_huge_body_is_no_image_and_is_not_downloaded(clearbit, fetcher, declar
     assert clearbit.bytes_sent.get("/acme.com", 0) < 64 * 1024 * 1024
 
 
+def test_a_declared_length_over_the_cap_is_refused_before_reading(clearbit, fetcher):
+    def oversized(stand_in, handler):
+        handler.send_response(200)
+        handler.send_header("Content-Type", "image/png")
+        handler.send_header("Content-Length", str(MAX_BYTES + 1))
+        handler.end_headers()
+        handler.wfile.write(PNG)
+        stand_in.release.wait(10)  # a reader waiting for the rest would time out instead
+    clearbit.routes["/acme.com"] = oversized
+    assert clients.clearbit_logo(fetcher, "acme.com") is None
+
+
 def test_a_chunked_image_is_read_and_a_huge_chunked_one_refused(clearbit, fetcher):
     clearbit.routes["/acme.com"] = chunked(PNG)
     assert clients.clearbit_logo(fetcher, "acme.com") == domain.Image("image/png", PNG)
@@ -289,9 +303,10 @@ def test_what_is_not_an_accepted_raster_image_is_no_image(clearbit, fetcher, con
 
 
 def test_a_compressed_body_is_refused(clearbit, fetcher):
-    clearbit.routes["/acme.com"] = answer(200, "image/png", zlib.compress(PNG), headers=[("Content-Encoding",
-                                                                                             "deflate")])
+    deflated = answer(200, "image/png", zlib.compress(PNG), headers=[("Content-Encoding", "deflate")])
+    clearbit.routes["/acme.com"] = deflated
     assert clients.clearbit_logo(fetcher, "acme.com") is None
+    assert clearbit.request_headers[0]["Accept-Encoding"] == "identity"
 
 
 # --- redirects and the one host -----------------------------------------------------------------
