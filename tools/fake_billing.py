@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 DEFAULT_API_KEY = "sk_test_roster_fake"
 BASE_TIME = 1704067200  # 2024-01-01T00:00:00Z: where fixture timelines start unless told otherwise
+SEED_UNTIL = 1767225600  # 2026-01-01T00:00:00Z: `seed` keeps every invoice before this
 DAY = 86400
 EMBEDDED_LINES = 10  # Stripe embeds this many invoice lines; the rest are paged separately
 REMOVE = object()  # in `malform`: drop this field from the served object
@@ -421,8 +422,9 @@ class BillingModel:
     def seed(self, customers: int, invoices_each: int, *, seed: int = 1) -> list[str]:
         """Add `customers` customers with one subscription of `invoices_each` invoices each. Returns their ids.
 
-        Deterministic for a given `seed`. About one in ten has a failed last payment, one in seven a
-        refunded first charge, one in nine a subscription cancelled at the end of its last period.
+        Deterministic for a given `seed`. Every invoice lies before SEED_UNTIL: each subscription starts
+        early enough for its invoices to end by then. About one in ten has a failed last payment, one in
+        seven a refunded first charge, one in nine a subscription cancelled at the end of its last period.
         """
         rng = random.Random(seed)
         with self.lock:
@@ -431,13 +433,17 @@ class BillingModel:
                       self.add_price("Pro annual", 99000, interval="year")]
             ids = []
             for n in range(customers):
-                start = BASE_TIME + rng.randrange(0, 365) * DAY
+                price = rng.choice(prices)
+                recurring = self.prices[price]["recurring"]
+                last_period_end = SEED_UNTIL - rng.randrange(0, 365) * DAY
+                start = add_interval(last_period_end, recurring["interval"],
+                                     -recurring["interval_count"] * invoices_each)
                 customer_id = self.add_customer(
                     f"Customer {n:05d}", f"billing{n:05d}@example.com", created=start - 7 * DAY,
                     country=rng.choice(["US", "GB", "DE", "FR"]), city="Springfield",
                     metadata={"company": f"Company {n:05d}"})
                 if invoices_each:
-                    sub = self.subscribe(customer_id, rng.choice(prices), start=start,
+                    sub = self.subscribe(customer_id, price, start=start,
                                          quantity=rng.randint(1, 3), periods=invoices_each,
                                          tax=rng.choice([0, 0, 500]))
                     sub_invoices = self.subscriptions[sub]["_invoices"]

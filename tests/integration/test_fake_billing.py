@@ -4,7 +4,7 @@ import socket
 import pytest
 import requests
 
-from tools.fake_billing import BASE_TIME, REMOVE, BillingModel, FakeBilling, add_interval, unix
+from tools.fake_billing import BASE_TIME, REMOVE, SEED_UNTIL, BillingModel, FakeBilling, add_interval, unix
 
 
 @pytest.fixture()
@@ -28,6 +28,8 @@ def test_add_interval_moves_by_calendar_months_and_clamps_the_day():
     assert add_interval(unix(2024, 11, 30), "month", 3) == unix(2025, 2, 28)
     assert add_interval(unix(2024, 2, 29), "year") == unix(2025, 2, 28)
     assert add_interval(unix(2024, 1, 1), "week", 2) == unix(2024, 1, 15)
+    assert add_interval(unix(2024, 3, 31), "month", -1) == unix(2024, 2, 29)
+    assert add_interval(unix(2024, 1, 15), "year", -2) == unix(2022, 1, 15)
 
 
 def test_a_wrong_or_missing_key_is_401_with_a_stripe_error(fake):
@@ -187,6 +189,7 @@ def test_seed_gives_each_customer_a_subscription_with_its_invoices(model):
     assert sum(1 for c in model.charges.values() if c["status"] == "failed") == 3
     assert len(model.refunds) == 4
     assert sum(1 for s in model.subscriptions.values() if s["status"] == "canceled") == 3
+    assert max(line["end"] for i in model.invoices.values() for line in i["lines"]) <= SEED_UNTIL
     again = BillingModel()
     again.seed(customers=30, invoices_each=4)
     assert again.render_invoice("in_000077") == model.render_invoice("in_000077")

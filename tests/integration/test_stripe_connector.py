@@ -233,3 +233,16 @@ def test_a_refund_list_too_long_to_embed_is_fetched_per_charge(fake, model, clie
     bundle = fetch_customer_bundle(client, ada)
     assert len(bundle.refunds) == 1
     assert fake.count("/v1/refunds") == 1
+
+
+def test_a_full_sync_of_seeded_data_maps_every_customer_without_errors(fake, model, client):
+    ids = model.seed(customers=30, invoices_each=3)
+    mapped = [map_bundle(fetch_customer_bundle(client, customer_id)) for customer_id in iter_customer_ids(client)]
+    assert sorted(m.customer["external_id"] for m in mapped) == sorted(ids)
+    assert [m.errors for m in mapped if m.errors] == []
+    assert {len(m.invoices) for m in mapped} == {3}
+    transactions = [t for m in mapped for i in m.invoices for t in i["transactions"]]
+    assert sum(t["result"] == "failed" for t in transactions) == 3
+    assert sum(t["type"] == "refund" for t in transactions) == 4
+    assert sum(len(m.cancellations) for m in mapped) == 3
+    assert fake.count() == 1 + 4 * 30  # one page of ids, then four requests per customer
