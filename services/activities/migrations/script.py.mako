@@ -6,7 +6,7 @@ Create Date: ${create_date}
 """
 from alembic import op
 import sqlalchemy as sa
-import roster.database
+import roster.database  # noqa: F401  (revisions may name its column types)
 ${imports if imports else ""}
 
 revision = ${repr(up_revision)}

@@ -6,7 +6,6 @@ Create Date: 2026-11-26 21:49:45.619348
 """
 from alembic import op
 import sqlalchemy as sa
-import roster.database
 
 
 revision = '0001'
