@@ -21,14 +21,16 @@ from werkzeug.routing import Map
 from werkzeug.wrappers import Request, Response
 
 from gateway.auth import READ, ApiKeys
-from gateway.cache import RenderedCache
+from gateway.cache import RecordCache
 from roster import config
-from roster.errors import BadRequest, RosterError, ValidationFailed, from_marshmallow
+from roster.errors import BadRequest, PayloadTooLarge, RosterError, ValidationFailed, from_marshmallow
 from roster.rpc import DEADLINE, IDEMPOTENCY_KEY, deadline_after
 
 logger = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json"
+MAX_BODY_BYTES = 1024 * 1024  # per route: `@api(..., max_body=...)` for e.g. invoice batches
+MAX_JSON_DEPTH = 32  # deeper than any request of the API needs
 
 
 def json_response(status: int, payload) -> Response:
@@ -43,33 +45,67 @@ def error_response(status: int, message: str, param: str | None = None) -> Respo
     return json_response(status, payload)
 
 
-def parse_json_body(request: Request) -> dict:
-    """Return the request's JSON object ({} when there is no body); 400 when it is not JSON."""
-    raw = request.get_data(cache=True)
+def read_body(request: Request, limit: int) -> bytes:
+    """Return the raw body; 413 when it is larger than `limit` bytes (checked before reading it all)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes")
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes")
+    return raw
+
+
+def parse_json_body(raw: bytes) -> dict:
+    """Return the JSON object in `raw` ({} when empty); 400 for what is not plain, sane JSON."""
     if not raw.strip():
         return {}
     try:
-        body = orjson.loads(raw)
+        body = orjson.loads(raw)  # also refuses invalid UTF-8
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"The request body is not valid JSON: {exc}")
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object")
+    check_plain(body)
     return body
+
+
+def check_plain(value, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON nested deeper than `limit`, and NUL characters in any key or string (400)."""
+    stack = [(value, "", 1)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > limit:
+            raise BadRequest(f"The request body is nested deeper than {limit} levels", param=path or None)
+        if isinstance(item, dict):
+            for key, child in item.items():
+                name = f"{path}.{key}" if path else key
+                if "\x00" in key:
+                    raise BadRequest("Text may not contain NUL characters", param=path or None)
+                stack.append((child, name, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{index}]", depth + 1) for index, child in enumerate(item))
+        elif isinstance(item, str) and "\x00" in item:
+            raise BadRequest(f"{path}: text may not contain NUL characters", param=path or None)
 
 
 def load_query(schema, request: Request) -> dict:
     """Return the query string loaded through `schema`; a value of the wrong type is a 400."""
+    args = request.args.to_dict()
+    for name, value in args.items():
+        if "\x00" in value or "\x00" in name:
+            raise BadRequest(f"{name}: text may not contain NUL characters", param=name)
     try:
-        return schema.load(request.args.to_dict())
+        return schema.load(args)
     except ValidationError as err:
         failure = from_marshmallow(err)
         raise BadRequest(failure.message, param=failure.param)
 
 
-def load_body(schema, request: Request) -> dict:
+def load_body(schema, request: Request, limit: int = MAX_BODY_BYTES) -> dict:
     """Return the JSON body loaded through `schema`; a field that fails validation is a 422."""
+    body = parse_json_body(read_body(request, limit))
     try:
-        return schema.load(parse_json_body(request))
+        return schema.load(body)
     except ValidationError as err:
         raise from_marshmallow(err)
 
@@ -109,10 +145,10 @@ class JsonWebServer(WebServer):
 class ApiEndpoint(HttpRequestHandler):
     server = JsonWebServer()
     keys = ApiKeys()
-    rendered = RenderedCache()
+    record_cache = RecordCache()
 
     def __init__(self, method, url, permission=READ, body=None, query=None, response=None,
-                 status=200, cache_key=None, summary="", **kwargs):
+                 status=200, cache_key=None, summary="", max_body=MAX_BODY_BYTES, **kwargs):
         kwargs.setdefault("expected_exceptions", (RosterError,))
         super().__init__(method, url, **kwargs)
         self.permission = permission
@@ -122,6 +158,7 @@ class ApiEndpoint(HttpRequestHandler):
         self.status = status
         self.cache_key = cache_key  # path value whose rendered answer may be served from memory
         self.summary = summary
+        self.max_body = max_body
 
     def handle_request(self, request):
         try:
@@ -130,13 +167,13 @@ class ApiEndpoint(HttpRequestHandler):
             if self.cache_key is None:
                 return self._run_worker(request)
             key = request.path_values[self.cache_key]
-            body = self.rendered.get(key)
+            body = self.record_cache.get(key)
             if body is not None:
                 return Response(body, status=200, mimetype=JSON_TYPE)
-            epoch = self.rendered.epoch
+            version = self.record_cache.version(key)  # before the read, so a racing write wins
             response = self._run_worker(request)
             if response.status_code == 200:
-                self.rendered.put(key, response.get_data(), epoch)
+                self.record_cache.put(key, response.get_data(), version)
             return response
         except Exception as exc:
             return self.response_from_exception(exc)
@@ -167,7 +204,7 @@ class ApiEndpoint(HttpRequestHandler):
         if self.query_schema is not None:
             kwargs["query"] = load_query(self.query_schema, request)
         if self.body_schema is not None:
-            kwargs["body"] = load_body(self.body_schema, request)
+            kwargs["body"] = load_body(self.body_schema, request, self.max_body)
         return (request,), kwargs
 
     def response_from_result(self, result):
@@ -190,4 +227,4 @@ class ApiEndpoint(HttpRequestHandler):
 
 api = ApiEndpoint.decorator
 
-__all__ = ["api", "ApiEndpoint", "ValidationFailed", "parse_json_body"]
+__all__ = ["api", "ApiEndpoint"]

@@ -1,7 +1,7 @@
 """The HTTP gateway: one nameko service whose routes live in one mixin per domain."""
 from nameko.events import BROADCAST, event_handler
 
-from gateway.cache import Cache
+from gateway.cache import RecordCacheDependency
 from gateway.routes.contacts import ContactRoutes
 from gateway.routes.customers import CustomerRoutes
 from gateway.routes.data_sources import DataSourceRoutes
@@ -15,13 +15,11 @@ class GatewayService(MetaRoutes, CustomerRoutes, ContactRoutes, DataSourceRoutes
     customers_rpc = BoundedRpcProxy("customers")
     contacts_rpc = BoundedRpcProxy("contacts")
     billing_rpc = BoundedRpcProxy("billing_sync")
-    activities_rpc = BoundedRpcProxy("activities")
-    avatars_rpc = BoundedRpcProxy("avatars")
-    cache = Cache()
+    cache = RecordCacheDependency()
 
-    # Every gateway process drops its cached copy when any process changes a customer.
-    # Broadcast queues are per process and short-lived: the TTL in the cache covers a
-    # message missed while reconnecting.
+    # Changes made outside this gateway (event consumers, other hosts) reach every gateway
+    # process as a broadcast. Broadcast queues are per process and short-lived: the cache's
+    # TTL covers a message missed while reconnecting.
     @event_handler("customers", "customer_updated", handler_type=BROADCAST, reliable_delivery=False)
     def forget_updated_customer(self, payload):
         self.cache.invalidate(payload["uuid"])

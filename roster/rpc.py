@@ -76,7 +76,10 @@ class BoundedServiceProxy:
         if deadline is None:
             return self._timeout
         try:
-            remaining = float(deadline) - time.time() - HOP_MARGIN
+            # Each hop gives up one margin before its caller does (the gateway is hop 1), so the
+            # innermost call that hangs fails first and its 503 names the service at fault.
+            depth = max(1, len(self._worker_ctx.call_id_stack))
+            remaining = float(deadline) - time.time() - HOP_MARGIN * depth
         except (TypeError, ValueError):
             return self._timeout
         return min(self._timeout, remaining)

@@ -44,6 +44,9 @@ def stack_env(tmp_path_factory, api_keys):
         "DATA_DIR": str(tmp_path_factory.mktemp("data")),
         "GATEWAY_PORT": str(port),
         "GATEWAY_HOST": "127.0.0.1",
+        # Two gateway processes share the port, as in production: the suite proves what users
+        # see holds whichever process answers (read-your-writes, cache eviction).
+        "GATEWAY_PROCESSES": "2",
         "API_KEYS": ",".join(f"{key}:{role}" for role, key in api_keys.items()),
     })
     database_url = env.get("DATABASE_URL", "")

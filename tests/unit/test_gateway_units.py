@@ -1,14 +1,16 @@
 """Gateway pieces without a broker: keys and roles, the rendered cache, wire rendering, schemas."""
 import base64
+import io
 
 import pytest
 from marshmallow import ValidationError
 
 from gateway.auth import ADMIN, READ, WRITE, check_permission, key_from_header, parse_api_keys
-from gateway.cache import RenderedCache
+from gateway.cache import RecordCache, SharedVersions
+from gateway.http import parse_json_body, read_body
 from gateway.schemas.customers import CustomerCreate, CustomerOut, customer_wire
 from gateway.schemas.fields import parse_datetime
-from roster.errors import Forbidden, Unauthorized
+from roster.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
 
 
 def basic(key: str) -> str:
@@ -45,36 +47,87 @@ def test_no_key_is_unauthorized():
         check_permission(None, READ)
 
 
-def make_cache(entries=3, ttl=60.0):
-    cache = RenderedCache()
+def make_cache(folder, entries=3, ttl=60.0):
+    """A RecordCache as one gateway process has it; two made on one folder share versions like two processes."""
+    cache = RecordCache()
     cache.max_entries, cache.ttl = entries, ttl
+    cache.versions = SharedVersions(folder / "versions")
     return cache
 
 
-def test_cache_serves_what_was_put_and_forgets_on_invalidate():
-    cache = make_cache()
-    cache.put("a", b"A", cache.epoch)
+def test_cache_serves_what_was_put_and_forgets_on_invalidate(tmp_path):
+    cache = make_cache(tmp_path)
+    cache.put("a", b"A", cache.version("a"))
     assert cache.get("a") == b"A"
     cache.invalidate("a")
     assert cache.get("a") is None
 
 
-def test_cache_refuses_a_fill_that_an_invalidation_overtook():
-    cache = make_cache()
-    epoch = cache.epoch          # a request starts fetching "a"
-    cache.invalidate("a")        # meanwhile "a" changes
-    cache.put("a", b"stale", epoch)
+def test_cache_refuses_a_fill_that_an_invalidation_overtook(tmp_path):
+    cache = make_cache(tmp_path)
+    version = cache.version("a")  # a request starts fetching "a"
+    cache.invalidate("a")         # meanwhile "a" changes
+    cache.put("a", b"stale", version)
     assert cache.get("a") is None
 
 
-def test_cache_evicts_oldest_and_expires_after_ttl():
-    cache = make_cache(entries=2)
+def test_a_write_through_one_process_stops_every_process_serving_the_old_copy(tmp_path):
+    first, second = make_cache(tmp_path), make_cache(tmp_path)
+    for cache in (first, second):
+        cache.put("a", b"old", cache.version("a"))
+    first.invalidate("a")  # what the gateway process that handled the write does before answering
+    assert second.get("a") is None and first.get("a") is None
+    second.put("a", b"new", second.version("a"))
+    assert second.get("a") == b"new"
+
+
+def test_versions_advance_by_one_per_bump_across_processes(tmp_path):
+    first, second = SharedVersions(tmp_path / "v"), SharedVersions(tmp_path / "v")
+    assert [first.bump("k"), second.bump("k"), first.bump("k")] == [1, 2, 3]
+    assert second.of("k") == 3 and first.of("other") == 0
+
+
+def test_cache_evicts_least_recently_stored_and_expires_after_ttl(tmp_path):
+    cache = make_cache(tmp_path, entries=2)
     for key in "abc":
-        cache.put(key, key.encode(), cache.epoch)
+        cache.put(key, key.encode(), cache.version(key))
     assert cache.get("a") is None and cache.get("c") == b"c"
-    expired = make_cache(ttl=-1)
-    expired.put("a", b"A", expired.epoch)
+    expired = make_cache(tmp_path, ttl=-1)
+    expired.put("a", b"A", expired.version("a"))
     assert expired.get("a") is None
+
+
+class FakeRequest:
+    def __init__(self, body: bytes, declared=None):
+        self.stream = io.BytesIO(body)
+        self.content_length = declared
+
+
+def test_a_body_over_the_limit_is_a_413_before_it_is_read():
+    with pytest.raises(PayloadTooLarge):
+        read_body(FakeRequest(b"", declared=2_000_000), 1024)
+    with pytest.raises(PayloadTooLarge):  # chunked: no length declared
+        read_body(FakeRequest(b"x" * 1025), 1024)
+    assert read_body(FakeRequest(b"x" * 1024), 1024) == b"x" * 1024
+
+
+@pytest.mark.parametrize("raw, param", [
+    (b"[1]", None),
+    (b"{\"a\": " * 40 + b"1" + b"}" * 40, "a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a"),
+    (b'{"name": "a\\u0000b"}', "name"),
+    (b'{"tags": ["ok", "\\u0000"]}', "tags[1]"),
+    (b'{"n": "\xff\xfe"}', None),
+    (b"{not json", None),
+])
+def test_bodies_that_are_not_plain_sane_json_are_a_400(raw, param):
+    with pytest.raises(BadRequest) as failure:
+        parse_json_body(raw)
+    assert failure.value.param == param
+
+
+def test_plain_json_passes():
+    assert parse_json_body(b'{"a": {"b": [1, "x"]}}') == {"a": {"b": [1, "x"]}}
+    assert parse_json_body(b"  ") == {}
 
 
 SERVICE_CUSTOMER = {
