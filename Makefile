@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.stamp
 POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: help venv run test test-unit test-e2e test-postgres bench lint dlq clean-vhosts compose-check clean
+.PHONY: bench-writes help venv run test test-unit test-e2e test-postgres bench lint dlq clean-vhosts compose-check clean
 
 help:
 	@echo "make run            start RabbitMQ (if needed), every service and the gateway"
@@ -13,6 +13,7 @@ help:
 	@echo "make test-unit      tests/unit only"
 	@echo "make test-e2e       tests/e2e only (starts the whole platform once)"
 	@echo "make test-postgres  the whole suite on PostgreSQL (DATABASE_URL, default $(POSTGRES_URL))"
+	@echo "make bench-writes   write mix and creates vs a naive peer (bench/writes.py), SQLite then PostgreSQL"
 	@echo "make bench          gateway benchmark (bench/gateway.py)"
 	@echo "make lint           ruff (pyflakes-level checks)"
 	@echo "make dlq            list dead letters (replay: python -m tools.dlq replay SERVICE EVENT_ID|--all)"
@@ -45,6 +46,11 @@ test-postgres: venv
 
 bench: venv
 	$(PY) bench/gateway.py
+
+# The write mix and creates against a naive peer, on SQLite and then on PostgreSQL.
+bench-writes: venv
+	DATABASE_URL= $(PY) bench/writes.py
+	DATABASE_URL="$${DATABASE_URL:-$(POSTGRES_URL)}" $(PY) bench/writes.py
 
 lint: venv
 	$(VENV)/bin/ruff check --select F,E9 --exclude $(VENV) .

@@ -13,7 +13,6 @@ Starts the whole platform in a throwaway vhost and data folder, loads 1,000 and 
 """
 import argparse
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -25,10 +24,10 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
+from bench.common import API_KEY, wrk  # noqa: E402
 from tools.isolation import create_vhost, delete_vhost, drop_schemas, is_postgres, schema_prefix  # noqa: E402
 from tools.stack import DEFAULT_AMQP_URI, Stack, StackError, ensure_rabbitmq, free_port  # noqa: E402
 
-API_KEY = "bench-owner-key"
 WRK_SCRIPT = textwrap.dedent("""
     local paths = {}
     for line in io.lines(os.getenv("BENCH_PATHS")) do paths[#paths + 1] = line end
@@ -40,33 +39,12 @@ WRK_SCRIPT = textwrap.dedent("""
 """)
 
 
-def wrk(url_base: str, paths: list[str], connections: int, duration: int, workdir: Path) -> dict:
+def cycle(url_base: str, paths: list[str], connections: int, duration: int, workdir: Path) -> dict:
     """Run wrk over `paths` round-robin; return req/s, p50 and p99 in milliseconds."""
-    path_file, script = workdir / "paths.txt", workdir / "cycle.lua"
+    path_file = workdir / "paths.txt"
     path_file.write_text("\n".join(paths) + "\n")
-    script.write_text(WRK_SCRIPT)
-    import base64
-    import subprocess
-    auth = "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode()
-    result = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), "-H",
-         f"Authorization: {auth}", url_base],
-        capture_output=True, text=True, env={**os.environ, "BENCH_PATHS": str(path_file)}, check=True,
-    )
-    return parse_wrk(result.stdout)
-
-
-def parse_wrk(output: str) -> dict:
-    def millis(text: str) -> float:
-        value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}
-    for label, key in (("50%", "p50"), ("99%", "p99")):
-        figures[key] = millis(re.search(rf"{label}\s+([\d.]+\w+)", output).group(1))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    figures["errors"] = int(errors.group(1)) if errors else 0
-    return figures
+    return wrk(url_base, WRK_SCRIPT, connections=connections, duration=duration, workdir=workdir,
+               env={"BENCH_PATHS": str(path_file)})
 
 
 class Bench:
@@ -93,8 +71,8 @@ class Bench:
         self.stack.wait_ready(timeout=90)
 
     def measure(self, label: str, customers: int, paths: list[str]):
-        wrk(self.base, paths, self.args.connections, self.args.warmup, self.workdir)  # fills caches; not counted
-        figures = wrk(self.base, paths, self.args.connections, self.args.duration, self.workdir)
+        cycle(self.base, paths, self.args.connections, self.args.warmup, self.workdir)  # fills caches; not counted
+        figures = cycle(self.base, paths, self.args.connections, self.args.duration, self.workdir)
         self.rows.append((label, customers, figures))
         print(f"  {label:<44} {customers:>8,} {figures['rps']:>9.0f} {figures['p50']:>8.1f} {figures['p99']:>8.1f}"
               f"{'  (' + str(figures['errors']) + ' errors)' if figures['errors'] else ''}", flush=True)

@@ -8,8 +8,9 @@ from datetime import datetime, timezone
 
 from sqlalchemy import func, insert, select, text
 
+from roster import config, migrations
 from roster.config import database_schema
-from roster.database import prepare
+from roster.database import make_engine
 from services.customers.models import Base, CustomAttribute, Customer, ExternalId, Tag
 
 BATCH = 5_000
@@ -17,7 +18,8 @@ BATCH = 5_000
 
 def seed_customers(total: int, data_source_uuid: str) -> list[str]:
     """Make the customers table hold `total` customers; return their uuids in id order."""
-    engine = prepare(Base, "customers")
+    engine = make_engine(config.database_url("customers"), database_schema("customers"))
+    migrations.upgrade(engine, "customers", Base.metadata)
     now = datetime.now(timezone.utc)
     with engine.begin() as connection:
         have = connection.scalar(select(func.count()).select_from(Customer))

@@ -30,3 +30,48 @@ def test_a_slow_postgres_query_lets_other_green_threads_run():
     engine.dispose()
 
     assert len(ticks) >= 8  # a blocking driver would let the ticker run only after the query
+
+
+@pytest.fixture()
+def pg_uow():
+    from sqlalchemy.orm import sessionmaker
+
+    from roster.uow import UnitOfWork
+    from tests.unit.test_roster_mechanisms import RULES, Base, tables
+    from tools.isolation import drop_schemas, schema_prefix
+
+    prefix = schema_prefix()
+    engine = make_engine(DATABASE_URL, f"{prefix}uow")
+    Base.metadata.create_all(engine)
+    yield UnitOfWork(sessionmaker(engine, expire_on_commit=False), tables, unique_rules=RULES)
+    engine.dispose()
+    drop_schemas(DATABASE_URL, prefix)
+
+
+@pytest.mark.skipif(not is_postgres(DATABASE_URL), reason="needs DATABASE_URL pointing at PostgreSQL")
+def test_a_unique_violation_on_postgres_is_a_422_naming_the_field(pg_uow):
+    from roster.errors import ValidationFailed
+    from tests.unit.test_roster_mechanisms import add_thing
+
+    add_thing(pg_uow)
+    with pytest.raises(ValidationFailed) as failure:
+        add_thing(pg_uow)
+    assert failure.value.param == "external_id"
+
+
+@pytest.mark.skipif(not is_postgres(DATABASE_URL), reason="needs DATABASE_URL pointing at PostgreSQL")
+def test_concurrent_commands_with_one_idempotency_key_store_once_and_answer_alike(pg_uow):
+    from roster.testing import recorded, with_idempotency_key
+    from roster.uow import Replay
+    from tests.unit.test_roster_mechanisms import add_thing, count
+
+    def attempt(n):
+        try:
+            return add_thing(with_idempotency_key(pg_uow, "same-key", "request"), "e1")
+        except Replay as replay:
+            return replay.result
+
+    pool = eventlet.GreenPool()
+    answers = list(pool.imap(attempt, range(8)))
+    assert answers == [{"external_id": "e1"}] * 8
+    assert count(pg_uow) == 1 and len(recorded(pg_uow)) == 1

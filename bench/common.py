@@ -1,0 +1,77 @@
+"""What every benchmark needs: a throwaway platform (vhost, data folder, schemas) and wrk."""
+import base64
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tools.isolation import create_vhost, delete_vhost, drop_schemas, is_postgres, schema_prefix
+from tools.stack import DEFAULT_AMQP_URI, Stack, ensure_rabbitmq, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+API_KEY = "bench-owner-key"
+
+
+def wrk(base_url: str, script: str, *, connections: int, duration: int, workdir: Path, env: dict | None = None) -> dict:
+    """Run wrk with a Lua `script` against `base_url`; return req/s, p50 and p99 (ms) and non-2xx count."""
+    script_path = workdir / "scenario.lua"
+    script_path.write_text(script)
+    auth = "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode()
+    result = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script_path),
+         "-H", f"Authorization: {auth}", base_url],
+        capture_output=True, text=True, env={**os.environ, **(env or {})}, check=True,
+    )
+    return parse_wrk(result.stdout)
+
+
+def parse_wrk(output: str) -> dict:
+    def millis(text: str) -> float:
+        value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}
+    for label, key in (("50%", "p50"), ("99%", "p99")):
+        figures[key] = millis(re.search(rf"{label}\s+([\d.]+\w+)", output).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    figures["errors"] = int(errors.group(1)) if errors else 0
+    return figures
+
+
+class Platform:
+    """The platform on a vhost, data folder and (on PostgreSQL) schemas of its own."""
+
+    def __init__(self, **env):
+        self.workdir = Path(tempfile.mkdtemp(prefix="roster-bench-"))
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.schema_prefix = schema_prefix()
+        base_uri = os.environ.get("AMQP_URI") or DEFAULT_AMQP_URI
+        ensure_rabbitmq(base_uri)
+        self.vhost, self.amqp_uri = create_vhost(base_uri, prefix="roster_bench")
+        self.env = {**os.environ, "AMQP_URI": self.amqp_uri, "DATA_DIR": str(self.workdir / "data"),
+                    "GATEWAY_PORT": str(self.port), "GATEWAY_HOST": "127.0.0.1", "API_KEYS": f"{API_KEY}:owner",
+                    "LOG_LEVEL": "WARNING", "DATABASE_SCHEMA_PREFIX": self.schema_prefix, **env}
+        # bench.seed and the naive peer read these from the environment of this process
+        os.environ.update({"DATA_DIR": self.env["DATA_DIR"], "DATABASE_SCHEMA_PREFIX": self.schema_prefix})
+        self.stack = None
+
+    def start(self, **env) -> Stack:
+        self.stack = Stack({**self.env, **env}, ROOT, self.workdir / "logs")
+        self.stack.start()
+        self.stack.wait_ready(timeout=120)
+        return self.stack
+
+    def stop(self) -> None:
+        if self.stack is not None:
+            self.stack.stop()
+            self.stack = None
+
+    def close(self) -> None:
+        self.stop()
+        delete_vhost(self.vhost)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        if is_postgres(os.environ.get("DATABASE_URL")):
+            drop_schemas(os.environ["DATABASE_URL"], self.schema_prefix)

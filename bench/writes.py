@@ -1,0 +1,160 @@
+"""Write benchmark: a read/write mix and a burst of creates, Roster against a naive nameko peer.
+
+    make bench-writes      (SQLite, then PostgreSQL when DATABASE_URL points there)
+    .venv/bin/python bench/writes.py [--duration 20] [--warmup 10] [--gateway-processes 1]
+
+Scenarios, each against Roster (the whole platform: gateway, every service, their consumers)
+and against the naive peer of bench/naive.py (a gateway and a service: one RPC, one row, one
+commit, no outbox, no events):
+  * mixed: 32 connections, 90% `GET /v1/customers/{uuid}` and 10% `PATCH` of the name, spread
+    over 2,000 customers;
+  * creates: 16 connections of `POST /v1/customers`, each with a new external id.
+Every scenario gets an unmeasured warm-up first. Figures vary by about ±20% from run to run
+on a shared 2-core machine; run it on a quiet one.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import requests  # noqa: E402
+
+from bench.common import API_KEY, Platform, wrk  # noqa: E402
+from tools.isolation import is_postgres  # noqa: E402
+from tools.stack import free_port, rpc_health_problem  # noqa: E402
+
+CUSTOMERS = 2_000
+
+# A request given its own headers loses wrk's -H ones (the API key): copy them in.
+JSON_HEADERS = textwrap.dedent("""
+    function json_headers()
+      local h = {["Content-Type"] = "application/json"}
+      for name, value in pairs(wrk.headers) do h[name] = value end
+      return h
+    end
+""")
+
+MIXED = JSON_HEADERS + textwrap.dedent("""
+    local paths = {}
+    for line in io.lines(os.getenv("BENCH_PATHS")) do paths[#paths + 1] = line end
+    local n = 0
+    local headers = nil
+    request = function()
+      headers = headers or json_headers()
+      n = n + 1
+      local path = paths[math.random(#paths)]
+      if n % 10 == 0 then
+        return wrk.format("PATCH", path, headers, '{"name": "n' .. n .. '"}')
+      end
+      return wrk.format("GET", path)
+    end
+""")
+
+CREATES = JSON_HEADERS + textwrap.dedent("""
+    local n = 0
+    local run = tostring(os.time()) .. "-" .. tostring(math.random(1, 1000000))
+    local source = os.getenv("BENCH_SOURCE")
+    local headers = nil
+    request = function()
+      headers = headers or json_headers()
+      n = n + 1
+      return wrk.format("POST", "/v1/customers", headers,
+        '{"data_source_uuid": "' .. source .. '", "external_id": "' .. run .. '-' .. n .. '", "name": "Bench"}')
+    end
+""")
+
+
+class WriteBench:
+    def __init__(self, args):
+        self.args = args
+        self.platform = Platform(GATEWAY_PROCESSES=str(args.gateway_processes))
+        self.results = {}
+        self.naive = []
+
+    def run(self):
+        try:
+            self.roster()
+            self.platform.stop()
+            self.naive_peer()
+        finally:
+            for process in self.naive:
+                process.terminate()
+                process.wait(10)
+            self.platform.close()
+        self.report()
+
+    def measure(self, system: str, scenario: str, base: str, script: str, connections: int, env: dict):
+        workdir = self.platform.workdir
+        wrk(base, script, connections=connections, duration=self.args.warmup, workdir=workdir, env=env)
+        figures = wrk(base, script, connections=connections, duration=self.args.duration, workdir=workdir, env=env)
+        self.results[(system, scenario)] = figures
+        print(f"  {system:<7} {scenario:<8} {figures['rps']:>8.0f} req/s  p50 {figures['p50']:>6.1f} ms  "
+              f"p99 {figures['p99']:>6.1f} ms  errors {figures['errors']}", flush=True)
+
+    def roster(self):
+        from bench.seed import seed_customers
+
+        self.platform.start()
+        auth = (API_KEY, "")
+        base = self.platform.base
+        source = requests.post(f"{base}/v1/data_sources", json={"name": "Bench"}, auth=auth).json()["uuid"]
+        uuids = seed_customers(CUSTOMERS, source)
+        paths = self.platform.workdir / "paths.txt"
+        paths.write_text("\n".join(f"/v1/customers/{u}" for u in uuids) + "\n")
+        self.measure("roster", "mixed", base, MIXED, 32, {"BENCH_PATHS": str(paths)})
+        self.measure("roster", "creates", base, CREATES, 16, {"BENCH_SOURCE": source})
+
+    def naive_peer(self):
+        port = free_port()
+        env = {**self.platform.env, "GATEWAY_PORT": str(port), "PYTHONPATH": str(ROOT)}
+        for service in ("bench.naive:NaiveCustomers", "bench.naive:NaiveGateway"):
+            self.naive.append(subprocess.Popen(
+                [sys.executable, "-m", "nameko", "run", "--config", "config.yaml", service], cwd=ROOT, env=env,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 60
+        while rpc_health_problem(self.platform.amqp_uri, "naive_customers", 2) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        from nameko.standalone.rpc import ClusterRpcProxy
+
+        with ClusterRpcProxy({"AMQP_URI": self.platform.amqp_uri}, timeout=60) as cluster:
+            uuids = cluster.naive_customers.seed(CUSTOMERS)
+        base = f"http://127.0.0.1:{port}"
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{base}/v1/customers/{uuids[0]}", timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        paths = self.platform.workdir / "naive-paths.txt"
+        paths.write_text("\n".join(f"/v1/customers/{u}" for u in uuids) + "\n")
+        self.measure("naive", "mixed", base, MIXED, 32, {"BENCH_PATHS": str(paths)})
+        self.measure("naive", "creates", base, CREATES, 16, {"BENCH_SOURCE": "ds_naive"})
+
+    def report(self):
+        database = "PostgreSQL" if is_postgres(os.environ.get("DATABASE_URL")) else "SQLite"
+        print(f"\n  {database}, {self.args.gateway_processes} gateway process(es), {self.args.duration}s each")
+        for scenario in ("mixed", "creates"):
+            roster, naive = self.results[("roster", scenario)], self.results[("naive", scenario)]
+            print(f"  {scenario:<8} Roster {roster['rps']:>6.0f}/s (p99 {roster['p99']:.0f} ms)   "
+                  f"naive {naive['rps']:>6.0f}/s (p99 {naive['p99']:.0f} ms)   "
+                  f"Roster/naive {roster['rps'] / naive['rps']:.2f}x")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--gateway-processes", type=int, default=1)
+    args = parser.parse_args()
+    WriteBench(args).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The shared library's pure mechanisms: timestamps, the bus codec, the unit of work (events,
+dedupe, idempotency, unique rules), pruning, and where each service's database lives."""
+import json
+import os
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import orjson
+import pytest
+from sqlalchemy import Integer, String, UniqueConstraint, func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from roster import config, serialization, timestamps
+from roster.errors import PayloadTooLarge, ValidationFailed
+from roster.events import envelope, prune
+from roster.testing import as_handler, recorded, recorded_fields, unit_of_work, with_idempotency_key
+from roster.uow import AlreadyHandled, Replay, UniqueRule, bookkeeping_tables
+
+UTC = timezone.utc
+
+
+# ---- timestamps ----
+
+@pytest.mark.parametrize("text, expected", [
+    ("2024-01-02T10:00:00-04:00", datetime(2024, 1, 2, 14, 0, tzinfo=UTC)),
+    ("2024-01-02T10:00:00+05:30", datetime(2024, 1, 2, 4, 30, tzinfo=UTC)),
+    ("2024-01-02 10:00:00", datetime(2024, 1, 2, 10, 0, tzinfo=UTC)),
+    ("2024-01-02T10:00:00Z", datetime(2024, 1, 2, 10, 0, tzinfo=UTC)),
+    ("2024-01-02", datetime(2024, 1, 2, tzinfo=UTC)),
+    ("2024-01-02T10:00:00.123456789Z"[:26] + "Z", datetime(2024, 1, 2, 10, 0, 0, 123456, tzinfo=UTC)),
+])
+def test_every_timestamp_in_is_normalised_to_utc(text, expected):
+    assert timestamps.parse(text, "f") == expected
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2024-13-01", "0001-01-01T00:00:00+14:00", 5, "2024\x00-01-01",
+                                   "9" * 100])
+def test_a_timestamp_that_is_not_one_is_a_422_naming_the_field(value):
+    with pytest.raises(ValidationFailed) as failure:
+        timestamps.parse(value, "lead_created_at")
+    assert failure.value.param == "lead_created_at"
+
+
+def test_future_timestamps_can_be_refused_with_a_little_tolerance_for_clock_skew():
+    soon = timestamps.utcnow() + timedelta(minutes=1)
+    assert timestamps.parse(soon.isoformat(), "f", not_in_future=True) == soon
+    with pytest.raises(ValidationFailed):
+        timestamps.parse("2999-01-01", "f", not_in_future=True)
+
+
+def test_every_timestamp_out_is_rendered_one_way():
+    assert timestamps.render(datetime(2024, 1, 2, 14, 0, tzinfo=UTC)) == "2024-01-02T14:00:00Z"
+    assert timestamps.render(datetime(2024, 1, 2, 14, 0, 0, 5, tzinfo=UTC)) == "2024-01-02T14:00:00.000005Z"
+    assert timestamps.render(datetime(2024, 1, 2, 10, 0, tzinfo=timezone(timedelta(hours=-4)))) == \
+        "2024-01-02T14:00:00Z"
+    assert timestamps.render(datetime(2024, 1, 2, 14, 0)) == "2024-01-02T14:00:00Z"  # naive = UTC (SQLite)
+    assert timestamps.render(None) is None
+
+
+# ---- the bus codec ----
+
+@pytest.mark.parametrize("payload, path", [
+    ({"n": 2**63}, "n"), ({"a": {"b": [1, -(2**63) - 1]}}, "a.b[1]"), ({"x": float("inf")}, "x"),
+    ({"s": "a\x00"}, "s"), ({"d": Decimal("NaN")}, "d"), ({"o": object()}, "o"), ({"k": {1: "x"}}, "k"),
+])
+def test_an_event_refuses_what_other_readers_could_not_take_exactly(payload, path):
+    with pytest.raises(serialization.UnencodableValue) as failure:
+        serialization.encode_event(payload)
+    assert failure.value.path == path
+
+
+def test_an_event_carries_decimals_exactly_as_strings_and_64_bit_integers():
+    text = serialization.encode_event({"d": Decimal("1234567890.123456789"), "n": 2**63 - 1, "t": "é"})
+    assert orjson.loads(text) == {"d": "1234567890.123456789", "n": 2**63 - 1, "t": "é"}
+
+
+def test_an_rpc_message_never_fails_to_encode_a_json_value_and_refuses_a_giant_one(monkeypatch):
+    assert json.loads(serialization.dumps({"big": 2**70 + 1}))["big"] == 2**70 + 1
+    monkeypatch.setattr(serialization, "MAX_MESSAGE_BYTES", 100)
+    with pytest.raises(PayloadTooLarge):
+        serialization.dumps({"page": "x" * 200})
+
+
+# ---- the unit of work ----
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Thing(Base):
+    __tablename__ = "things"
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str] = mapped_column(String(20))
+
+
+tables = bookkeeping_tables(Base)
+RULES = (UniqueRule("things", ("source", "external_id"), "external_id", "is already used in this source"),)
+
+
+@pytest.fixture()
+def uow(tmp_path):
+    return unit_of_work(Base, tables, tmp_path, unique_rules=RULES)
+
+
+def add_thing(uow, external_id="e1", **event):
+    with uow.write() as tx:
+        tx.session.add(Thing(source="s", external_id=external_id))
+        tx.session.flush()
+        tx.record("thing_added", external_id=external_id, **event)
+        return tx.result({"external_id": external_id})
+
+
+def count(uow, model=Thing):
+    with uow.read() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_changes_and_their_events_commit_together(uow):
+    add_thing(uow)
+    assert count(uow) == 1
+    [event] = recorded(uow, "thing_added")
+    assert event["external_id"] == "e1" and event["version"] == 1 and event["occurred_at"].endswith("Z")
+
+
+def test_an_event_the_bus_cannot_carry_is_a_422_naming_the_field_and_nothing_is_stored(uow):
+    with pytest.raises(ValidationFailed) as failure:
+        add_thing(uow, extra={"n": 2**64})
+    assert failure.value.param == "extra.n"
+    assert count(uow) == 0 and recorded(uow) == []
+
+
+def test_a_broken_unique_constraint_is_a_422_naming_the_field(uow):
+    add_thing(uow)
+    with pytest.raises(ValidationFailed) as failure:
+        add_thing(uow)
+    assert failure.value.param == "external_id" and "already used" in failure.value.message
+    assert count(uow) == 1 and len(recorded(uow)) == 1
+
+
+def test_a_handler_applies_an_event_once_however_often_it_arrives(uow):
+    event = envelope(n=1)
+    add_thing(as_handler(uow, "on_thing", event), "first")
+    with pytest.raises(AlreadyHandled):
+        add_thing(as_handler(uow, "on_thing", event), "second")
+    add_thing(as_handler(uow, "another_handler", event), "third")  # dedupe is per handler
+    assert count(uow) == 2
+
+
+def test_a_command_retried_with_its_key_replays_its_first_answer_and_changes_nothing(uow):
+    first = add_thing(with_idempotency_key(uow, "k", "request-1"), "e1")
+    with pytest.raises(Replay) as replay:
+        add_thing(with_idempotency_key(uow, "k", "request-1"), "e1")
+    assert replay.value.result == first
+    with pytest.raises(ValidationFailed) as failure:
+        add_thing(with_idempotency_key(uow, "k", "request-2"), "e2")
+    assert failure.value.param == "Idempotency-Key"
+    assert count(uow) == 1 and len(recorded_fields(uow)) == 1
+
+
+def test_a_failed_command_stores_no_answer_so_its_retry_runs(uow):
+    add_thing(uow, "taken")
+    with pytest.raises(ValidationFailed):
+        add_thing(with_idempotency_key(uow, "k2"), "taken")
+    with uow.write() as tx:
+        tx.session.execute(Thing.__table__.delete())
+    assert add_thing(with_idempotency_key(uow, "k2"), "taken") == {"external_id": "taken"}
+
+
+def test_prune_keeps_what_is_recent_or_unpublished(uow):
+    old, recent = timestamps.utcnow() - timedelta(days=40), timestamps.utcnow() - timedelta(hours=1)
+    with uow.write() as tx:
+        tx.session.add_all([
+            tables.outbox(event_type="old", payload="{}", published_at=old),
+            tables.outbox(event_type="recent", payload="{}", published_at=recent),
+            tables.outbox(event_type="unpublished", payload="{}", created_at=old),
+            tables.processed(key="old", processed_at=old), tables.processed(key="recent", processed_at=recent),
+            tables.idempotent(key="old", fingerprint="f", result="{}", created_at=old),
+            tables.idempotent(key="recent", fingerprint="f", result="{}", created_at=recent),
+        ])
+    prune(uow.sessions, tables)
+    with uow.read() as session:
+        assert sorted(session.scalars(select(tables.outbox.event_type))) == ["recent", "unpublished"]
+        assert list(session.scalars(select(tables.processed.key))) == ["recent"]
+        assert list(session.scalars(select(tables.idempotent.key))) == ["recent"]
+
+
+# ---- where each service's data lives ----
+
+def test_one_shared_sqlite_url_gives_each_service_its_own_file(monkeypatch):
+    monkeypatch.delenv("CUSTOMERS_DATABASE_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL", "sqlite:////data/roster.db")
+    assert config.database_url("customers") == "sqlite:////data/roster.customers.db"
+    assert config.database_url("contacts") == "sqlite:////data/roster.contacts.db"
+    monkeypatch.setenv("CUSTOMERS_DATABASE_URL", "sqlite:////elsewhere/c.db")
+    assert config.database_url("customers") == "sqlite:////elsewhere/c.db"
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/db")
+    assert config.database_url("contacts") == "postgresql://u@h/db"
+    assert config.database_schema("contacts").endswith("contacts")
+    assert os.environ["DATABASE_URL"] == "postgresql://u@h/db"
