@@ -1,5 +1,5 @@
 """Contact routes (`/v1/contacts...`, `/v1/customers/{uuid}/contacts`) and the primary-contact helpers
-the customer create route calls."""
+the customer create and update routes call."""
 from gateway.auth import READ, WRITE
 from gateway.http import api
 from gateway.schemas.contacts import (
@@ -14,7 +14,6 @@ from gateway.schemas.contacts import (
 )
 from roster.errors import NotFound, ValidationFailed
 
-LIST_FILTERS = ("customer_uuid", "data_source_uuid", "email", "customer_external_id", "external_id")
 PRIMARY_CONTACT = "primary_contact."
 
 
@@ -40,8 +39,22 @@ def create_primary_contact(contacts_rpc, customer: dict, primary_contact: dict |
         raise ValidationFailed(f"{PRIMARY_CONTACT}{failure.message}", param=name)
 
 
+def check_primary_contact(contacts_rpc, primary_contact: dict | None) -> None:
+    """Raise the 422 a customer update must answer when its `primary_contact` is invalid (before it changes anything)."""
+    if primary_contact:
+        contacts_rpc.check_primary_contact(primary_contact)
+
+
+def set_primary_contact(contacts_rpc, customer_uuid: str, primary_contact: dict | None) -> dict | None:
+    """Update the customer's primary contact, creating it when it has none; return it (None if nothing given)."""
+    if not primary_contact:
+        return None
+    return contacts_rpc.set_primary_contact(customer_uuid, primary_contact)
+
+
 def _page(query: dict) -> tuple[str | None, str | None]:
-    return query.get("cursor") or None, query.get("per_page")
+    """Take the paging parameters out of `query`; what is left are the filters."""
+    return query.pop("cursor", None) or None, query.pop("per_page", None)
 
 
 class ContactRoutes:
@@ -53,9 +66,8 @@ class ContactRoutes:
     @api("GET", "/v1/contacts", permission=READ, query=ListContactsQuery(), response=ContactListOut(),
          summary="List contacts")
     def contacts_list(self, request, query):
-        filters = {name: query[name] for name in LIST_FILTERS if query.get(name)}
         cursor, per_page = _page(query)
-        return self.contacts_rpc.list_contacts(filters, cursor, per_page)
+        return self.contacts_rpc.list_contacts(query, cursor, per_page)  # the service knows its filters
 
     @api("GET", "/v1/contacts/<string:uuid>", permission=READ, response=ContactOut(),
          summary="Retrieve a contact")

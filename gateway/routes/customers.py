@@ -1,7 +1,12 @@
 """Customer, tag and custom-attribute routes (ChartMogul REST API v1 §2.1, §2.2)."""
 from gateway.auth import ADMIN, WRITE
 from gateway.http import api
-from gateway.routes.contacts import create_primary_contact, validate_primary_contact
+from gateway.routes.contacts import (
+    check_primary_contact,
+    create_primary_contact,
+    set_primary_contact,
+    validate_primary_contact,
+)
 from gateway.schemas import customers as schemas
 from gateway.schemas.customers import customer_wire, customers_wire
 
@@ -46,8 +51,10 @@ class CustomerRoutes:
     @api("PATCH,PUT", f"{C}/<uuid>", permission=WRITE, body=schemas.CustomerUpdate(),
          response=schemas.CustomerOut(), summary="Update a customer (PUT is an alias of PATCH)")
     def update_customer(self, request, uuid, body):
-        body.pop("primary_contact", None)
+        primary_contact = body.pop("primary_contact", None)
+        check_primary_contact(self.contacts_rpc, primary_contact)  # a bad field changes nothing
         customer = self.customers_rpc.update_customer(uuid, body)
+        set_primary_contact(self.contacts_rpc, uuid, primary_contact)
         self.cache.invalidate(uuid)
         return customer_wire(customer)
 

@@ -3,7 +3,7 @@
 The contacts service owns the rules (email, LinkedIn, Twitter, position, custom
 attributes) and checks them again, so any RPC caller gets the same answers.
 """
-from marshmallow import Schema, fields, validate
+from marshmallow import INCLUDE, Schema, fields, validate
 
 from gateway.schemas.fields import Lenient
 
@@ -42,16 +42,13 @@ class UpdateContactSchema(ContactFieldsSchema):
     last_seen = fields.String(allow_none=True)  # ISO-8601; the service parses it
 
 
-class PrimaryContactSchema(ContactFieldsSchema):
-    """`primary_contact` inside a customer create body."""
-
-
 class ListContactsQuery(Lenient):
-    customer_uuid = fields.String()
-    data_source_uuid = fields.String()
-    email = fields.String()
-    customer_external_id = fields.String()
-    external_id = fields.String()
+    """`GET /v1/contacts`: paging here; every other parameter goes to the contacts service, which owns the
+    filters (customer_uuid, data_source_uuid, email, customer_external_id, external_id) and ignores others."""
+
+    class Meta:
+        unknown = INCLUDE
+
     cursor = fields.String()
     per_page = fields.Integer(validate=validate.Range(min=1))
 
@@ -62,26 +59,27 @@ class PageQuery(Lenient):
 
 
 class ContactOut(Schema):
-    """A contact on the wire (documents the answer; the contacts service renders it)."""
+    """A contact on the wire (documents the answer; the contacts service renders it, and
+    tests/unit/test_contacts_wire.py keeps the two in step)."""
 
     uuid = fields.String(required=True, metadata={"description": "con_ + UUID"})
-    customer_uuid = fields.String()
+    customer_uuid = fields.String(required=True)
     customer_external_id = fields.String(allow_none=True)
-    data_source_uuid = fields.String()
+    data_source_uuid = fields.String(required=True)
     external_id = fields.String(allow_none=True)
     first_name = fields.String(allow_none=True)
     last_name = fields.String(allow_none=True)
-    position = fields.Integer(allow_none=True)
+    position = fields.Integer(required=True, metadata={"description": "1 for the primary contact"})
     title = fields.String(allow_none=True)
     email = fields.String(allow_none=True)
     phone = fields.String(allow_none=True)
     linked_in = fields.String(allow_none=True)
     twitter = fields.String(allow_none=True)
     notes = fields.String(allow_none=True)
-    custom = fields.Dict(metadata={"description": "custom attributes, key → value; {} when none"})
+    custom = fields.Dict(required=True, metadata={"description": "custom attributes, key → value; {} when none"})
     last_seen = fields.DateTime(allow_none=True)
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
 
 
 class ContactListOut(Schema):

@@ -1,17 +1,26 @@
 """The contacts service layer: one function per command, query or event, no nameko.
 
 Each takes a `roster.uow.UnitOfWork` and, where it needs another service, a port for it
-(`customers` with `get_customer(uuid)`, `billing` with `get_data_source(uuid)`).
+(`customers` with `get_customer(uuid)`, `billing` with `get_data_source(uuid)`); ports are
+asked before the write transaction opens, never inside it.
+
+Locks, so concurrent writes queue instead of losing each other's work: a contact's own
+row for an update or a delete (`custom` keys of concurrent PATCHes all land), both rows
+in id order for a merge (re-checked once locked), and the customer's known-customers row
+for anything that adds contacts to a customer or takes them away (a contact is never
+created behind a deletion that is being handled).
 """
 import uuid as uuid_lib
 
-from roster.errors import NotFound, ValidationFailed
+from roster.errors import Conflict, NotFound, invalid
 from roster.pagination import decode_cursor, keyset_page, page_size
 from roster.uow import Transaction, UnitOfWork
 from services.contacts import domain, store
-from services.contacts.models import Contact
+from services.contacts.models import EXTERNAL_ID_TAKEN, Contact, KnownCustomer
 from services.contacts.schemas import dump_contact, dump_contacts
 
+
+# --- commands and queries -----------------------------------------------------------------
 
 def validate_contact(uow: UnitOfWork, data: dict, field_prefix: str = "", data_source_uuid: str | None = None) -> None:
     """Check a contact's own fields (no customer needed); a 422 names the first bad field.
@@ -22,149 +31,159 @@ def validate_contact(uow: UnitOfWork, data: dict, field_prefix: str = "", data_s
     if data_source_uuid and fields.get("external_id"):
         with uow.read() as session:
             if store.external_id_taken(session, data_source_uuid, fields["external_id"]):
-                name = f"{field_prefix}external_id"
-                raise ValidationFailed(
-                    f"{name}: {fields['external_id']!r} is already used by another contact of this data source",
-                    param=name,
-                )
+                raise invalid(f"{field_prefix}external_id", EXTERNAL_ID_TAKEN.reason)
+
+
+def check_primary_contact(fields: dict) -> None:
+    """Check the `primary_contact` of a customer update; a 422 names `primary_contact.<field>`."""
+    domain.clean_primary_contact(fields)
 
 
 def create_contact(uow: UnitOfWork, data: dict, *, customers, billing) -> dict:
     """Create a contact of an existing customer; return it."""
     fields = domain.clean_fields(data)
-    customer_uuid = domain.required_reference(data, "customer_uuid")
+    customer = _customer(customers, domain.required_reference(data, "customer_uuid"))
     data_source_uuid = domain.required_reference(data, "data_source_uuid")
-    customer = _customer(customers, customer_uuid)
     _check_data_source(billing, customer, data_source_uuid)
-    custom = {key: value for key, value in fields.pop("custom", {}).items() if value is not None}
-    email = fields.pop("email", None)
     with uow.write() as tx:
-        _check_still_there(tx.session, customer_uuid)
-        store.check_external_id_free(tx.session, data_source_uuid, fields.get("external_id"))
-        contact = Contact(
-            uuid=f"con_{uuid_lib.uuid4()}",
-            customer_uuid=customer["uuid"],
-            customer_external_id=customer.get("external_id") or None,
-            data_source_uuid=data_source_uuid,
-            custom=custom,
-            **fields,
-        )
-        store.set_email(contact, email)
-        tx.session.add(contact)
-        tx.session.flush()
-        created = dump_contact(contact)
-        tx.record("contact_created", uuid=contact.uuid, customer_uuid=contact.customer_uuid, contact=created)
-        return tx.result(created)
+        known = _lock_customer(tx, customer)
+        return tx.result(_insert(tx, known, data_source_uuid, fields))
+
+
+def set_primary_contact(uow: UnitOfWork, customer_uuid: str, fields: dict, *, customers) -> dict:
+    """Update the customer's primary contact (position 1) with `fields`, creating it when there is none; return it."""
+    changes = domain.clean_primary_contact(fields)
+    customer = _customer(customers, customer_uuid)
+    with uow.write() as tx:
+        known = _lock_customer(tx, customer)
+        primary = store.primary_of(tx.session, customer_uuid, lock=True)
+        if primary is None:
+            changes["position"] = domain.PRIMARY_POSITION
+            return tx.result(_insert(tx, known, customer["data_source_uuid"], changes))
+        return tx.result(_change(tx, primary, changes))
 
 
 def get_contact(uow: UnitOfWork, uuid: str) -> dict:
+    """Return one contact; 404 if there is none."""
     with uow.read() as session:
-        return dump_contact(store.by_uuid(session, uuid))
+        return dump_contact(_contact(session, uuid))
 
 
 def list_contacts(uow: UnitOfWork, filters: dict, cursor: str | None = None, per_page=None) -> dict:
-    """Return {entries, has_more, cursor} of contacts matching `filters`, oldest first."""
+    """Return {entries, has_more, cursor} of contacts matching the known filters in `filters`, oldest first."""
     size = page_size(per_page)
     after_id = decode_cursor(cursor, after_id=int).get("after_id", 0)
+    wanted = domain.list_filters(filters)
     with uow.read() as session:
-        rows = store.page(session, filters or {}, after_id, size)
+        rows = store.page(session, wanted, after_id, size)
         contacts, has_more, next_cursor = keyset_page(rows, size, lambda c: {"after_id": c.id})
         return {"entries": dump_contacts(contacts), "has_more": has_more, "cursor": next_cursor}
 
 
 def update_contact(uow: UnitOfWork, uuid: str, changes: dict) -> dict:
     """Set the given fields; `custom` keys are added or replaced (a null value removes one)."""
-    fields = domain.clean_fields(changes)
+    fields = domain.clean_changes(changes)
     with uow.write() as tx:
-        contact = store.by_uuid(tx.session, uuid)
-        before = dump_contact(contact)
-        if "external_id" in fields:
-            store.check_external_id_free(tx.session, contact.data_source_uuid, fields["external_id"], contact.id)
-        if "custom" in fields:
-            contact.custom = domain.updated_custom(contact.custom, fields.pop("custom"))
-        if "email" in fields:
-            store.set_email(contact, fields.pop("email"))
-        for name, value in fields.items():
-            setattr(contact, name, value)
-        return _record_update(tx, contact, before)
+        return tx.result(_change(tx, _contact(tx.session, uuid, lock=True), fields))
 
 
 def delete_contact(uow: UnitOfWork, uuid: str) -> None:
+    """Delete a contact; `contact_deleted` says so."""
     with uow.write() as tx:
-        _delete(tx, store.by_uuid(tx.session, uuid), reason="deleted")
+        _delete(tx, _contact(tx.session, uuid, lock=True), reason="deleted")
 
 
 def merge_contacts(uow: UnitOfWork, into_uuid: str, from_uuid: str) -> dict:
-    """Keep `into`, fill its empty fields from `from`, union custom attributes, delete `from`."""
+    """Keep `into`, fill its empty fields from `from`, union custom attributes, delete `from`; return `into`.
+
+    Two merges of the same contacts queue on their row locks; the later one finds a side
+    gone and is refused with a 404 naming it, so no merge undoes another.
+    """
     if into_uuid == from_uuid:
-        raise ValidationFailed("from_uuid: a contact cannot be merged into itself", param="from_uuid")
+        raise invalid("from_uuid", "a contact cannot be merged into itself")
     with uow.write() as tx:
-        into = store.by_uuid(tx.session, into_uuid, param="into_uuid")
-        merged_from = store.by_uuid(tx.session, from_uuid, param="from_uuid")
+        locked = store.lock_by_uuids(tx.session, [uuid for uuid in (into_uuid, from_uuid) if domain.is_reference(uuid)])
+        if into_uuid not in locked:
+            raise NotFound(f"Contact {into_uuid} not found", param="into_uuid")
+        if from_uuid not in locked:
+            raise NotFound(f"Contact {from_uuid} not found", param="from_uuid")
+        into, merged_from = locked[into_uuid], locked[from_uuid]
         changes = domain.merged_contact(_values(into), _values(merged_from))
         if "external_id" in changes and into.data_source_uuid != merged_from.data_source_uuid and \
                 store.external_id_taken(tx.session, into.data_source_uuid, changes["external_id"], into.id):
             del changes["external_id"]  # that id already names another contact of the survivor's source
         tx.session.delete(merged_from)
         tx.session.flush()  # `from`'s external id is free before `into` takes it
-        if "email" in changes:
-            store.set_email(into, changes.pop("email"))
         for name, value in changes.items():
             setattr(into, name, value)
         tx.session.flush()
         merged = dump_contact(into)
         tx.record("contact_merged", into_uuid=into.uuid, from_uuid=from_uuid,
                   customer_uuid=into.customer_uuid, contact=merged)
-        return merged
+        return tx.result(merged)
 
+
+# --- events from other services -------------------------------------------------------------
 
 def on_customer_deleted(uow: UnitOfWork, payload: dict) -> None:
-    """Delete the contacts of a deleted customer."""
+    """Delete the contacts of a deleted customer, and refuse new ones from now on."""
+    customer_uuid = payload["uuid"]
     with uow.write() as tx:
-        store.mark_gone(tx.session, payload["uuid"])
-        for contact in store.of_customer(tx.session, payload["uuid"]):
+        known = store.lock_customers(tx.session, [customer_uuid])[customer_uuid]
+        known.state, known.merged_into = domain.DELETED, None
+        for contact in store.of_customer(tx.session, customer_uuid, lock=True):
             _delete(tx, contact, reason="customer_deleted")
 
 
 def on_customer_merged(uow: UnitOfWork, payload: dict, *, customers) -> None:
-    """Move the merged-away customer's contacts to the survivor."""
+    """Move the merged-away customer's contacts to the survivor, after the survivor's own contacts."""
     from_uuid, into_uuid = payload["from_uuid"], payload["into_uuid"]
     with uow.read() as session:
-        survivor = store.surviving_customer(session, into_uuid)
-        external_id = payload.get("into_external_id") or (
-            store.known_customer_external_id(session, survivor) if survivor else None
-        )
+        survivor = _survivor(session, into_uuid)
+        external_id = _survivor_external_id(session, survivor, payload)
     if survivor is not None and external_id is None:
-        external_id = _survivor_external_id(customers, survivor)  # RPC only outside a transaction
+        external_id = _asked_external_id(customers, survivor)  # RPC only outside a transaction
     with uow.write() as tx:
-        survivor = store.surviving_customer(tx.session, into_uuid)
-        store.mark_gone(tx.session, from_uuid, merged_into=into_uuid)
-        for contact in store.of_customer(tx.session, from_uuid):
-            if survivor is None:  # the survivor has been deleted meanwhile
+        known = _lock_merge_chain(tx.session, from_uuid, into_uuid)
+        known[from_uuid].state, known[from_uuid].merged_into = domain.MERGED, into_uuid
+        if payload.get("into_external_id"):
+            known[into_uuid].external_id = payload["into_external_id"]
+        if _survivor(tx.session, into_uuid) != survivor:
+            raise Conflict(f"customer {into_uuid} changed while its merge was handled; trying again")
+        moving = sorted(store.of_customer(tx.session, from_uuid, lock=True), key=lambda c: (c.position, c.id))
+        if survivor is None:  # the survivor has been deleted meanwhile
+            for contact in moving:
                 _delete(tx, contact, reason="customer_deleted")
-                continue
+            return
+        positions = domain.positions_after(store.highest_position(tx.session, survivor), len(moving))
+        for contact, position in zip(moving, positions):
             before = dump_contact(contact)
-            contact.customer_uuid = survivor
+            contact.customer_uuid, contact.position = survivor, position
             if external_id is not None:
                 contact.customer_external_id = external_id
             _record_update(tx, contact, before, reason="customer_merged")
+
+
+def on_data_source_deleted(uow: UnitOfWork, payload: dict) -> None:
+    """Delete the contacts of a deleted data source."""
+    with uow.write() as tx:
+        for contact in store.of_data_source(tx.session, payload["uuid"], lock=True):
+            _delete(tx, contact, reason="data_source_deleted")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+def _contact(session, uuid: str, *, lock: bool = False) -> Contact:
+    if not domain.is_reference(uuid):
+        raise NotFound(f"Contact {uuid!r} not found", param="uuid")
+    return store.by_uuid(session, uuid, lock=lock)
 
 
 def _customer(customers, customer_uuid: str) -> dict:
     try:
         return customers.get_customer(customer_uuid)
     except NotFound:
-        raise ValidationFailed(f"customer_uuid: no customer {customer_uuid} exists", param="customer_uuid")
-
-
-def _check_still_there(session, customer_uuid: str) -> None:
-    """Refuse a customer deleted or merged away since it was fetched (its event already handled)."""
-    survivor = store.surviving_customer(session, customer_uuid)
-    if survivor is None:
-        raise ValidationFailed(f"customer_uuid: customer {customer_uuid} was deleted", param="customer_uuid")
-    if survivor != customer_uuid:
-        raise ValidationFailed(f"customer_uuid: customer {customer_uuid} was merged into {survivor}",
-                               param="customer_uuid")
+        raise invalid("customer_uuid", f"no customer {customer_uuid} exists")
 
 
 def _check_data_source(billing, customer: dict, data_source_uuid: str) -> None:
@@ -174,15 +193,43 @@ def _check_data_source(billing, customer: dict, data_source_uuid: str) -> None:
     try:
         billing.get_data_source(data_source_uuid)
     except NotFound:
-        raise ValidationFailed(f"data_source_uuid: no data source {data_source_uuid} exists",
-                               param="data_source_uuid")
+        raise invalid("data_source_uuid", f"no data source {data_source_uuid} exists")
 
 
-def _survivor_external_id(customers, customer_uuid: str) -> str | None:
-    try:
-        return customers.get_customer(customer_uuid).get("external_id") or None
-    except NotFound:
-        return None  # deleted too: its customer_deleted event removes the contacts
+def _lock_customer(tx: Transaction, customer: dict) -> KnownCustomer:
+    """Lock the customer's known-customer row; refuse a customer deleted or merged away meanwhile."""
+    known = store.lock_customers(tx.session, [customer["uuid"]])[customer["uuid"]]
+    domain.check_can_hold_contacts(known.uuid, known.state, known.merged_into)
+    known.external_id = customer.get("external_id") or known.external_id
+    return known
+
+
+def _insert(tx: Transaction, known: KnownCustomer, data_source_uuid: str, fields: dict) -> dict:
+    """Add a contact to a locked known customer; record `contact_created`; return it."""
+    fields = dict(fields)
+    position = fields.pop("position", None) or domain.next_position(store.highest_position(tx.session, known.uuid))
+    contact = Contact(
+        uuid=f"con_{uuid_lib.uuid4()}",
+        customer_uuid=known.uuid,
+        customer_external_id=known.external_id,
+        data_source_uuid=data_source_uuid,
+        position=position,
+        custom=domain.updated_custom({}, fields.pop("custom", {})),
+        **fields,
+    )
+    tx.session.add(contact)
+    tx.session.flush()
+    created = dump_contact(contact)
+    tx.record("contact_created", uuid=contact.uuid, customer_uuid=contact.customer_uuid, contact=created)
+    return created
+
+
+def _change(tx: Transaction, contact: Contact, fields: dict) -> dict:
+    """Apply checked fields to a locked contact; record `contact_updated`; return the contact."""
+    before = dump_contact(contact)
+    for name, value in fields.items():
+        setattr(contact, name, domain.updated_custom(contact.custom, value) if name == "custom" else value)
+    return _record_update(tx, contact, before)
 
 
 def _delete(tx: Transaction, contact: Contact, reason: str) -> None:
@@ -207,3 +254,51 @@ def _values(contact: Contact) -> dict:
     values = {field: getattr(contact, field) for field in domain.FILLABLE_FIELDS}
     values["custom"] = dict(contact.custom or {})
     return values
+
+
+def _fate(session):
+    def fate(customer_uuid: str):
+        known = store.known_customer(session, customer_uuid)
+        return None if known is None else (known.state, known.merged_into)
+    return fate
+
+
+def _survivor(session, customer_uuid: str) -> str | None:
+    return domain.survivor_of(customer_uuid, _fate(session))
+
+
+def _lock_merge_chain(session, from_uuid: str, into_uuid: str) -> dict[str, KnownCustomer]:
+    """Lock the merged customer, the survivor and every customer on the way between them.
+
+    The chain is read, locked, then read again until no new customer appears on it (a
+    merge handled meanwhile can lengthen it). A lock taken in a later round may come out
+    of uuid order; PostgreSQL then reports a deadlock, and the event is retried.
+    """
+    wanted = {from_uuid, into_uuid}
+    while True:
+        locked = store.lock_customers(session, wanted)
+        chain, current = set(), into_uuid
+        while current is not None and current not in chain:
+            chain.add(current)
+            current = locked[current].merged_into if current in locked else None
+        if chain <= wanted:
+            return locked
+        wanted |= chain
+
+
+def _survivor_external_id(session, survivor: str | None, payload: dict) -> str | None:
+    """Return the survivor's external id as far as this service knows it."""
+    if survivor is None:
+        return None
+    if survivor == payload["into_uuid"] and payload.get("into_external_id"):
+        return payload["into_external_id"]
+    known = store.known_customer(session, survivor)
+    return known.external_id if known is not None else None
+
+
+def _asked_external_id(customers, customer_uuid: str) -> str | None:
+    try:
+        return customers.get_customer(customer_uuid).get("external_id") or None
+    except NotFound:
+        return None  # deleted too: its customer_deleted event removes the contacts
+

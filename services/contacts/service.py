@@ -1,5 +1,6 @@
 """The contacts service: RPC commands and queries on contacts, their events, and the
-handlers that make contacts follow their customer through merges and deletions."""
+handlers that make contacts follow their customer (merges, deletions) and their data
+source (deletion)."""
 from roster.dependencies import UnitOfWorkProvider
 from roster.handlers import event_handler
 from roster.rpc import BoundedRpcProxy, rpc
@@ -23,8 +24,16 @@ class ContactsService:
         return commands.validate_contact(self.uow, data, field_prefix, data_source_uuid)
 
     @rpc
+    def check_primary_contact(self, fields: dict) -> None:
+        return commands.check_primary_contact(fields)
+
+    @rpc
     def create_contact(self, data: dict) -> dict:
         return commands.create_contact(self.uow, data, customers=self.customers_rpc, billing=self.billing_rpc)
+
+    @rpc
+    def set_primary_contact(self, customer_uuid: str, fields: dict) -> dict:
+        return commands.set_primary_contact(self.uow, customer_uuid, fields, customers=self.customers_rpc)
 
     @rpc
     def get_contact(self, uuid: str) -> dict:
@@ -53,3 +62,7 @@ class ContactsService:
     @event_handler("customers", "customer_merged")
     def handle_customer_merged(self, payload):
         commands.on_customer_merged(self.uow, payload, customers=self.customers_rpc)
+
+    @event_handler("billing_sync", "data_source_deleted")
+    def handle_data_source_deleted(self, payload):
+        commands.on_data_source_deleted(self.uow, payload)

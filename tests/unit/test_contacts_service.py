@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from roster.errors import BadRequest, NotFound, ServiceUnavailable, ValidationFailed
 from roster.events import envelope
 from roster.testing import recorded, unit_of_work
-from services.contacts.models import Base, Contact, bookkeeping
+from services.contacts.models import UNIQUE_RULES, Base, Contact, bookkeeping
 from services.contacts.service import ContactsService
 
 DS = "ds_11111111-1111-1111-1111-111111111111"
@@ -48,7 +48,7 @@ class FakeBilling:
 
 @pytest.fixture
 def uow(tmp_path):
-    return unit_of_work(Base, bookkeeping, tmp_path)
+    return unit_of_work(Base, bookkeeping, tmp_path, unique_rules=UNIQUE_RULES)
 
 
 @pytest.fixture
@@ -293,3 +293,143 @@ def test_no_contact_is_created_for_a_customer_this_service_knows_is_gone(service
             new_contact(service, customer_uuid=customer_uuid)
         assert caught.value.param == "customer_uuid"
     assert contact_count(sessions) == 0
+
+
+# --- positions ------------------------------------------------------------------------------
+
+def test_positions_are_1_for_the_first_contact_then_in_creation_order_unless_sent(service):
+    first, second = new_contact(service), new_contact(service)
+    chosen = new_contact(service, position=7)
+    after = new_contact(service)
+    other_customer = new_contact(service, customer_uuid="cus_b")
+    assert [c["position"] for c in (first, second, chosen, after, other_customer)] == [1, 2, 7, 8, 1]
+
+
+def test_an_update_with_a_null_position_keeps_the_position(service):
+    contact = new_contact(service)
+    assert service.update_contact(contact["uuid"], {"position": None, "title": "CTO"})["position"] == 1
+    assert service.update_contact(contact["uuid"], {"position": 3})["position"] == 3
+
+
+def test_contacts_moved_by_a_customer_merge_follow_the_survivors_own(service, outbox):
+    survivors = [new_contact(service, customer_uuid="cus_b") for _ in range(2)]
+    moved = [new_contact(service, customer_uuid="cus_a") for _ in range(2)]
+    service.handle_customer_merged(envelope(from_uuid="cus_a", into_uuid="cus_b", into_external_id="ext-b"))
+    positions = {c["uuid"]: service.get_contact(c["uuid"])["position"] for c in survivors + moved}
+    assert [positions[c["uuid"]] for c in survivors + moved] == [1, 2, 3, 4]
+    assert {u["changes"]["position"] for u in outbox.of_type("contact_updated")} == {3, 4}
+
+
+# --- the primary contact of a customer update ------------------------------------------------
+
+def test_set_primary_contact_creates_it_at_position_1_when_the_customer_has_none(service, outbox):
+    created = service.set_primary_contact("cus_a", {"first_name": "Pat", "email": "pat@example.com",
+                                                    "external_id": "ignored", "position": 9})
+    assert (created["position"], created["first_name"], created["email"]) == (1, "Pat", "pat@example.com")
+    assert (created["customer_external_id"], created["data_source_uuid"], created["external_id"]) == ("ext-a", DS, None)
+    assert [e["uuid"] for e in outbox.of_type("contact_created")] == [created["uuid"]]
+
+
+def test_set_primary_contact_updates_the_contact_at_position_1(service, outbox):
+    primary = new_contact(service, first_name="Pat", title="CFO")
+    other = new_contact(service, first_name="Sam")
+    updated = service.set_primary_contact("cus_a", {"title": "CEO", "phone": "+1 555"})
+    assert updated["uuid"] == primary["uuid"]
+    assert (updated["first_name"], updated["title"], updated["phone"]) == ("Pat", "CEO", "+1 555")
+    assert service.get_contact(other["uuid"]) == other
+    [event] = outbox.of_type("contact_updated")
+    assert event["changes"] == {"title": "CEO", "phone": "+1 555"}
+
+
+def test_a_bad_primary_contact_field_is_named_and_changes_nothing(service, sessions, outbox):
+    new_contact(service, first_name="Pat")
+    for check in (service.check_primary_contact, lambda fields: service.set_primary_contact("cus_b", fields)):
+        with pytest.raises(ValidationFailed) as caught:
+            check({"first_name": "Patricia", "email": "not-an-email"})
+        assert caught.value.param == "primary_contact.email"
+        assert caught.value.message.startswith("primary_contact.email: ")
+    assert contact_count(sessions) == 1 and outbox.of_type("contact_updated") == []
+
+
+def test_no_primary_contact_for_a_customer_known_to_be_deleted(service, sessions):
+    service.handle_customer_deleted(envelope(uuid="cus_a", external_ids=["ext-a"], data_source_uuids=[DS]))
+    with pytest.raises(ValidationFailed) as caught:
+        service.set_primary_contact("cus_a", {"first_name": "Pat"})
+    assert caught.value.param == "customer_uuid"
+    assert contact_count(sessions) == 0
+
+
+# --- data sources ---------------------------------------------------------------------------
+
+def test_data_source_deleted_deletes_its_contacts_once(service, sessions, outbox):
+    gone = [new_contact(service, data_source_uuid=OTHER_DS), new_contact(service, customer_uuid="cus_b",
+                                                                          data_source_uuid=OTHER_DS)]
+    kept = new_contact(service)
+    event = envelope(uuid=OTHER_DS, name="other", system="Import API")
+    service.handle_data_source_deleted(event)
+    service.handle_data_source_deleted(event)  # a redelivery
+    assert [c["uuid"] for c in service.list_contacts({})["entries"]] == [kept["uuid"]]
+    deletions = outbox.of_type("contact_deleted")
+    assert sorted(d["uuid"] for d in deletions) == sorted(c["uuid"] for c in gone)
+    assert {(d["reason"], d["data_source_uuid"]) for d in deletions} == {("data_source_deleted", OTHER_DS)}
+
+
+# --- external ids, filters, odd input -------------------------------------------------------
+
+def test_a_blank_external_id_is_no_external_id(service):
+    first, second = new_contact(service, external_id=""), new_contact(service, external_id="  ")
+    assert first["external_id"] is None and second["external_id"] is None
+
+
+def test_an_external_id_taken_by_an_update_is_a_422_naming_it(service):
+    new_contact(service, external_id="c-1")
+    other = new_contact(service, external_id="c-2")
+    with pytest.raises(ValidationFailed) as caught:
+        service.update_contact(other["uuid"], {"external_id": "c-1"})
+    assert caught.value.param == "external_id"
+    assert service.get_contact(other["uuid"])["external_id"] == "c-2"
+
+
+def test_the_list_applies_only_the_filters_it_knows(service):
+    made = new_contact(service, email="Jane@Example.com")
+    assert service.list_contacts({"email": " JANE@example.com ", "unknown": "x"})["entries"] == [made]
+    assert service.list_contacts({"email": ""})["entries"] == [made]
+    with pytest.raises(ValidationFailed) as caught:
+        service.list_contacts({"external_id": "a\x00b"})
+    assert caught.value.param == "external_id"
+
+
+def test_a_uuid_that_cannot_exist_is_a_404(service):
+    for call in (service.get_contact, service.delete_contact, lambda uuid: service.update_contact(uuid, {})):
+        with pytest.raises(NotFound):
+            call("con_\x00")
+    with pytest.raises(NotFound) as caught:
+        service.merge_contacts(new_contact(service)["uuid"], "x" * 500)
+    assert caught.value.param == "from_uuid"
+
+
+@pytest.mark.parametrize("value", ["2024-01-02T10:00:00-04:00", "2024-01-02T19:30:00+05:30"])
+def test_last_seen_with_an_offset_is_stored_answered_and_announced_in_utc(service, outbox, value):
+    contact = new_contact(service)
+    updated = service.update_contact(contact["uuid"], {"last_seen": value})
+    assert updated["last_seen"] == service.get_contact(contact["uuid"])["last_seen"] == "2024-01-02T14:00:00Z"
+    [event] = outbox.of_type("contact_updated")
+    assert event["contact"]["last_seen"] == event["changes"]["last_seen"] == "2024-01-02T14:00:00Z"
+
+
+def test_a_second_merge_of_the_same_pair_is_refused(service):
+    first, second = new_contact(service, first_name="A"), new_contact(service, first_name="B")
+    service.merge_contacts(first["uuid"], second["uuid"])
+    with pytest.raises(NotFound) as caught:
+        service.merge_contacts(second["uuid"], first["uuid"])
+    assert caught.value.param == "into_uuid"
+    assert service.get_contact(first["uuid"])["first_name"] == "A"
+
+
+def test_a_customer_merge_uses_the_survivors_external_id_this_service_already_knows(service, sessions, customers):
+    new_contact(service, customer_uuid="cus_b")  # cus_b is known to be ext-b from here on
+    service.delete_contact(service.list_contacts({"customer_uuid": "cus_b"})["entries"][0]["uuid"])
+    new_contact(service, customer_uuid="cus_a")
+    customers.down = True
+    service.handle_customer_merged(envelope(from_uuid="cus_a", into_uuid="cus_b"))
+    assert contact_count(sessions, customer_uuid="cus_b", customer_external_id="ext-b") == 1
