@@ -350,3 +350,97 @@ def test_events_published_while_contacts_is_down_are_handled_once_it_is_back(sta
     for uuid in moving:
         moved = chartmogul.Contact.retrieve(owner, uuid=uuid).get()
         assert moved.customer_external_id == survivor.external_id
+
+
+# --- positions, the primary contact of a customer update ---------------------------------
+
+def test_positions_are_1_for_the_primary_contact_then_in_creation_order(owner, new_customer, new_contact):
+    customer = new_customer(primary_contact={"first_name": "Pat"})
+    second = new_contact(customer, first_name="Sam")
+    chosen = new_contact(customer, first_name="Lee", position=9)
+    third = new_contact(customer, first_name="Kim")
+
+    listed = {c.first_name: c.position for c in contacts_of(owner, customer.uuid)}
+
+    assert listed == {"Pat": 1, "Sam": 2, "Lee": 9, "Kim": 10}
+    assert (second.position, chosen.position, third.position) == (2, 9, 10)
+
+
+def test_a_customer_update_with_a_primary_contact_creates_then_updates_it(owner, new_customer, new_contact):
+    customer = new_customer()
+
+    chartmogul.Customer.modify(owner, uuid=customer.uuid, data={
+        "name": "Acme Inc", "primary_contact": {"first_name": "Pat", "email": "pat@acme.example", "title": "CFO"}}).get()
+    [created] = contacts_of(owner, customer.uuid)
+    assert (created.position, created.first_name, created.email, created.title) == (1, "Pat", "pat@acme.example",
+                                                                                    "CFO")
+    assert created.customer_external_id == customer.external_id
+
+    new_contact(customer, first_name="Sam")
+    modified = chartmogul.Customer.modify(owner, uuid=customer.uuid, data={
+        "primary_contact": {"title": "CEO", "phone": "+1 555 0100", "linked_in": "https://www.linkedin.com/in/pat",
+                            "twitter": "@pat", "notes": "promoted", "last_name": "Lee"}}).get()
+
+    assert modified.name == "Acme Inc"
+    contacts = {c.first_name: c for c in contacts_of(owner, customer.uuid)}
+    assert set(contacts) == {"Pat", "Sam"}
+    primary = contacts["Pat"]
+    assert (primary.uuid, primary.position, primary.title, primary.last_name, primary.notes) == (
+        created.uuid, 1, "CEO", "Lee", "promoted")
+    assert contacts["Sam"].position == 2
+
+
+def test_a_bad_primary_contact_field_is_a_422_naming_it_and_changes_nothing(http, owner, new_customer, new_contact):
+    customer = new_customer()
+    new_contact(customer, first_name="Pat")
+
+    response = http.patch(f"/v1/customers/{customer.uuid}", json={
+        "name": "Renamed", "primary_contact": {"first_name": "Patricia", "email": "not-an-email"}})
+
+    assert response.status_code == 422, response.text
+    assert response.json()["param"] == "primary_contact.email"
+    assert chartmogul.Customer.retrieve(owner, uuid=customer.uuid).get().name == "Acme"
+    assert [c.first_name for c in contacts_of(owner, customer.uuid)] == ["Pat"]
+
+
+# --- timestamps, filters, data sources -----------------------------------------------------
+
+@pytest.mark.parametrize("sent", ["2024-01-02T10:00:00-04:00", "2024-01-02T19:30:00+05:30"])
+def test_last_seen_with_an_offset_round_trips_in_utc_and_the_event_agrees(http, tap, new_customer, new_contact,
+                                                                         sent):
+    contact = new_contact(new_customer())
+
+    patched = http.patch(f"/v1/contacts/{contact.uuid}", json={"last_seen": sent})
+    fetched = http.get(f"/v1/contacts/{contact.uuid}")
+
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["last_seen"] == fetched.json()["last_seen"] == "2024-01-02T14:00:00Z"
+    [update] = eventually(lambda: [p for kind, p in tap.about([contact.uuid]) if kind == "contact_updated"])
+    assert update["contact"]["last_seen"] == update["changes"]["last_seen"] == "2024-01-02T14:00:00Z"
+
+
+def test_the_gateway_passes_every_filter_to_the_service(http, new_customer, new_contact):
+    customer = new_customer()
+    mine = new_contact(customer, email="Kim@Acme.example", external_id=unique("con"))
+    new_contact(customer, email="other@acme.example")
+
+    by_email = http.get("/v1/contacts", params={"email": "kim@ACME.example", "customer_uuid": customer.uuid,
+                                                "not_a_filter": "ignored"})
+    by_id = http.get("/v1/contacts", params={"external_id": mine.external_id, "per_page": "1"})
+
+    assert [c["uuid"] for c in by_email.json()["entries"]] == [mine.uuid]
+    assert [c["uuid"] for c in by_id.json()["entries"]] == [mine.uuid]
+
+
+def test_deleting_a_data_source_deletes_its_contacts(owner, tap, new_customer, new_contact):
+    customer = new_customer()
+    elsewhere = chartmogul.DataSource.create(owner, data={"name": unique("contacts-doomed")}).get()
+    kept = new_contact(customer, first_name="Kept")
+    doomed = chartmogul.Contact.create(owner, data={"customer_uuid": customer.uuid,
+                                                    "data_source_uuid": elsewhere.uuid, "first_name": "Doomed"}).get()
+
+    chartmogul.DataSource.destroy(owner, uuid=elsewhere.uuid).get()
+
+    eventually(lambda: [c.uuid for c in contacts_of(owner, customer.uuid)] == [kept.uuid])
+    [deleted] = eventually(lambda: [p for kind, p in tap.about([doomed.uuid]) if kind == "contact_deleted"])
+    assert (deleted["reason"], deleted["data_source_uuid"]) == ("data_source_deleted", elsewhere.uuid)
