@@ -42,8 +42,9 @@ def check_primary_contact(fields: dict) -> None:
 def create_contact(uow: UnitOfWork, data: dict, *, customers, billing) -> dict:
     """Create a contact of an existing customer; return it."""
     fields = domain.clean_fields(data)
-    customer = _customer(customers, domain.required_reference(data, "customer_uuid"))
+    customer_uuid = domain.required_reference(data, "customer_uuid")
     data_source_uuid = domain.required_reference(data, "data_source_uuid")
+    customer = _customer(customers, customer_uuid)
     _check_data_source(billing, customer, data_source_uuid)
     with uow.write() as tx:
         known = _lock_customer(tx, customer)
