@@ -129,7 +129,8 @@ def test_a_contact_created_while_its_customer_is_deleted_never_outlives_it(sessi
 
         created += isinstance(results[0], dict)
         assert count(sessions, customer_uuid=customer_uuid) == 0, f"orphan in attempt {attempt}: {results}"
-    assert 0 < created < ROUNDS * 2  # both orders were tried
+    if sessions.kw["bind"].dialect.name == "postgresql":
+        assert 0 < created < ROUNDS * 2  # both orders were tried
 
 
 @pytest.mark.parametrize("round_", range(ROUNDS))
