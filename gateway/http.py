@@ -23,7 +23,7 @@ from werkzeug.wrappers import Request, Response
 from gateway.auth import READ, ApiKeys
 from gateway.cache import RecordCache
 from roster import config
-from roster.errors import BadRequest, PayloadTooLarge, RosterError, ValidationFailed, from_marshmallow
+from roster.errors import BadRequest, PayloadTooLarge, RosterError, from_marshmallow
 from roster.rpc import DEADLINE, IDEMPOTENCY_KEY, deadline_after
 
 logger = logging.getLogger(__name__)

@@ -132,5 +132,7 @@ def insert_ignore(session: Session, table, rows: list[dict], conflict_columns: l
         return 0
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(table).values(rows).on_conflict_do_nothing(index_elements=conflict_columns)
-    return session.execute(statement).rowcount
+    statement = (insert(table).values(rows).on_conflict_do_nothing(index_elements=conflict_columns)
+                 .returning(table.c[conflict_columns[0]]))
+    # Counted from RETURNING: psycopg's rowcount for this statement is -1.
+    return len(session.execute(statement).all())
