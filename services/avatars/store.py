@@ -2,9 +2,10 @@
 from datetime import datetime
 
 from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from roster.database import insert_ignore
 from services.avatars.models import CachedAvatar, GoneCustomer
 
 
@@ -17,8 +18,15 @@ def cached(session: Session, customer_uuid: str, *, lock: bool = False) -> Cache
 
 
 def insert_if_absent(session: Session, values: dict) -> bool:
-    """Insert the customer's first cached avatar; False (and nothing written) if it has one already."""
-    return insert_ignore(session, CachedAvatar.__table__, [values], ["customer_uuid"]) == 1
+    """Insert the customer's first cached avatar; False (and nothing written) if it has one already.
+
+    RETURNING says whether the row went in: with SQLAlchemy 2.1 on psycopg an INSERT's rowcount
+    is -1 (roster.database.insert_ignore relies on it).
+    """
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (insert(CachedAvatar).values(**values).on_conflict_do_nothing(index_elements=["customer_uuid"])
+                 .returning(CachedAvatar.customer_uuid))
+    return session.execute(statement).first() is not None
 
 
 def remove(session: Session, customer_uuid: str) -> None:

@@ -1,23 +1,30 @@
-"""The avatars service layer on a real SQLite database behind a real unit of work, with
-hand-written fakes for the remote sources and the customers service; events are read back
-from the outbox."""
+"""The avatars service layer on a real database behind a real unit of work, with hand-written
+fakes for the remote sources and the customers service; events are read back from the outbox.
+
+SQLite by default; with DATABASE_URL on PostgreSQL the same tests run there, in a schema of
+their own (the inserts, claims and locks differ between the two)."""
 import base64
 import hashlib
+import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from nameko.testing.services import worker_factory
 from sqlalchemy import select, update
+from sqlalchemy.orm import sessionmaker
 
+from roster.database import make_engine
 from roster.errors import NotFound, ServiceUnavailable, UnprocessableEvent, ValidationFailed
 from roster.events import envelope
 from roster.testing import as_handler, recorded, recorded_fields, unit_of_work
 from roster.timestamps import utcnow
+from roster.uow import UnitOfWork
 from services.avatars import commands, domain
 from services.avatars.dependencies import Sources
 from services.avatars.domain import Image
 from services.avatars.models import Base, CachedAvatar, GoneCustomer, bookkeeping
 from services.avatars.service import AvatarsService
+from tools.isolation import drop_schemas, is_postgres, schema_prefix
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 24
@@ -73,7 +80,16 @@ class FakeCustomers:
 
 @pytest.fixture
 def uow(tmp_path):
-    return unit_of_work(Base, bookkeeping, tmp_path)
+    database_url = os.environ.get("DATABASE_URL")
+    if not is_postgres(database_url):
+        yield unit_of_work(Base, bookkeeping, tmp_path)
+        return
+    prefix = schema_prefix()
+    engine = make_engine(database_url, prefix + "avatars")
+    Base.metadata.create_all(engine)
+    yield UnitOfWork(sessionmaker(engine, expire_on_commit=False), bookkeeping)
+    engine.dispose()
+    drop_schemas(database_url, prefix)
 
 
 @pytest.fixture
