@@ -2,6 +2,7 @@
 from nameko.events import BROADCAST, event_handler
 
 from gateway.cache import RecordCacheDependency
+from gateway.routes.avatars import AVATAR_RPC_TIMEOUT, AvatarRoutes
 from gateway.routes.contacts import ContactRoutes
 from gateway.routes.customers import CustomerRoutes
 from gateway.routes.data_sources import DataSourceRoutes
@@ -9,12 +10,13 @@ from gateway.routes.meta import MetaRoutes
 from roster.rpc import BoundedRpcProxy
 
 
-class GatewayService(MetaRoutes, CustomerRoutes, ContactRoutes, DataSourceRoutes):
+class GatewayService(MetaRoutes, CustomerRoutes, ContactRoutes, DataSourceRoutes, AvatarRoutes):
     name = "gateway"
 
     customers_rpc = BoundedRpcProxy("customers")
     contacts_rpc = BoundedRpcProxy("contacts")
     billing_rpc = BoundedRpcProxy("billing_sync")
+    avatars_rpc = BoundedRpcProxy("avatars", timeout=AVATAR_RPC_TIMEOUT)
     cache = RecordCacheDependency()
 
     # Changes made outside this gateway (event consumers, other hosts) reach every gateway

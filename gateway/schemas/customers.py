@@ -166,6 +166,7 @@ class CustomerOut(Schema):
     currency_sign = fields.String(data_key="currency-sign")
     owner = fields.String(allow_none=True)
     website_url = fields.String(allow_none=True)
+    avatar_url = fields.String()
 
 
 class CustomerPage(Schema):
@@ -226,6 +227,7 @@ def customer_wire(c: dict) -> dict:
         "currency-sign": CURRENCY_SIGNS.get(c["currency"], c["currency"]),
         "owner": c["owner"],
         "website_url": c["website_url"],
+        "avatar_url": f"{PUBLIC_URL}/v1/customers/{c['uuid']}/avatar",
     }
 
 

@@ -14,6 +14,7 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
@@ -33,6 +34,11 @@ TEXT_COLOUR = "#ffffff"
 MIN_CONTRAST = 4.5  # WCAG 2 AA for normal text
 FALLBACK_INITIAL = "?"
 REFRESH_FIELDS = ("website_url", "email", "name", "company")
+DEFAULT_MAX_AGE = timedelta(days=7)
+OUTAGE_RETRY = timedelta(minutes=10)  # a source that could not answer is asked again this soon
+MAX_CHECK_INTERVAL = 60.0  # seconds between looks for stale avatars, at most
+DURATION = re.compile(r"([0-9]{1,9})([smhd]?)")
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 TOP_LEVEL_DOMAIN = re.compile(r"xn--[a-z0-9-]+|[a-z]{2,63}")  # never numeric: no 0x7f.1, 127.1
@@ -317,3 +323,48 @@ def needs_refresh(old_customer: Mapping | None, changes: Mapping) -> bool:
         field in changes and (changes[field] or None) != (old_customer.get(field) or None)
         for field in REFRESH_FIELDS
     )
+
+
+def avatar_inputs(customer: Mapping) -> dict:
+    """Return the customer fields an avatar is resolved from (uuid, website_url, email, name, company)."""
+    return {field: customer.get(field) for field in ("uuid",) + REFRESH_FIELDS}
+
+
+def with_changes(inputs: Mapping, changes: Mapping) -> dict:
+    """Return the avatar inputs with a customer_updated event's changes applied."""
+    return {**inputs, **{field: changes[field] for field in REFRESH_FIELDS if field in changes}}
+
+
+def supersedes(incoming: datetime | None, stored: datetime | None) -> bool:
+    """Return True when an avatar resolved from the customer as of `incoming` may replace one as of `stored`.
+
+    Events arrive out of order: an avatar resolved from an older version of the customer never
+    replaces one resolved from a newer version.
+    """
+    return stored is None or (incoming is not None and incoming >= stored)
+
+
+# --- Keeping the cache fresh --------------------------------------------------------------------
+
+def max_age(value: str | None) -> timedelta:
+    """Return AVATAR_MAX_AGE as a timedelta: whole seconds, or a number ending in s, m, h or d."""
+    if value is None or not value.strip():
+        return DEFAULT_MAX_AGE
+    found = DURATION.fullmatch(value.strip().lower())
+    if found is None or int(found.group(1)) == 0:
+        raise ValueError(f"AVATAR_MAX_AGE: {value!r} must be a positive duration, e.g. '604800', '12h' or '7d'")
+    return timedelta(seconds=int(found.group(1)) * DURATION_UNITS[found.group(2)])
+
+
+def refresh_check_interval(age: timedelta) -> float:
+    """Return the seconds between looks for stale avatars: a quarter of the max age, at most a minute."""
+    return min(age.total_seconds() / 4, MAX_CHECK_INTERVAL)
+
+
+def stale_before(now: datetime, age: timedelta) -> tuple[datetime, datetime]:
+    """Return the cut-offs (complete, incomplete): avatars fetched before them are refreshed.
+
+    An avatar resolved while a source could not answer is incomplete and is asked again
+    after OUTAGE_RETRY (or the max age, if that is shorter).
+    """
+    return now - age, now - min(age, OUTAGE_RETRY)

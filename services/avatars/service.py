@@ -1,13 +1,47 @@
-"""Customer avatars: Clearbit logo, then Gravatar, then generated initials; cached.
+"""The avatars service: Clearbit logo, then Gravatar, then a generated initial, cached per customer.
 
-Only the health check exists so far; the features come later.
+It follows the customers service's events, answers `get_avatar` over RPC, refreshes avatars
+older than AVATAR_MAX_AGE on a timer and announces `avatar_resolved`.
 """
-from nameko.rpc import rpc
+from roster.dependencies import UnitOfWorkProvider
+from roster.handlers import event_handler
+from roster.rpc import BoundedRpcProxy, rpc
+from services.avatars import commands
+from services.avatars.dependencies import AvatarSources, refresh_timer
+from services.avatars.models import UNIQUE_RULES, Base, bookkeeping
 
 
 class AvatarsService:
     name = "avatars"
 
+    uow = UnitOfWorkProvider(Base, bookkeeping, unique_rules=UNIQUE_RULES)
+    sources = AvatarSources()
+    customers_rpc = BoundedRpcProxy("customers")
+
     @rpc
     def health(self):
         return {"service": self.name, "status": "ok"}
+
+    @rpc
+    def get_avatar(self, customer_uuid: str) -> dict:
+        return commands.get_avatar(self.uow, customer_uuid)
+
+    @event_handler("customers", "customer_created")
+    def handle_customer_created(self, payload):
+        commands.on_customer_created(self.uow, payload, fetchers=self.sources.fetchers)
+
+    @event_handler("customers", "customer_updated")
+    def handle_customer_updated(self, payload):
+        commands.on_customer_updated(self.uow, payload, fetchers=self.sources.fetchers, customers=self.customers_rpc)
+
+    @event_handler("customers", "customer_deleted")
+    def handle_customer_deleted(self, payload):
+        commands.on_customer_deleted(self.uow, payload)
+
+    @event_handler("customers", "customer_merged")
+    def handle_customer_merged(self, payload):
+        commands.on_customer_merged(self.uow, payload)
+
+    @refresh_timer()
+    def refresh_stale_avatars(self):
+        commands.refresh_stale(self.uow, fetchers=self.sources.fetchers, max_age=self.sources.max_age)

@@ -6,11 +6,13 @@ a free gateway port and, on PostgreSQL, a unique schema prefix; all removed at t
 import os
 import secrets
 from pathlib import Path
+from types import SimpleNamespace
 
 import chartmogul
 import pytest
 import requests
 
+from tests.avatar_stand_ins import StandIn
 from tools.isolation import create_vhost, delete_vhost, drop_schemas, is_postgres, schema_prefix
 from tools.stack import DEFAULT_AMQP_URI, Stack, StackError, ensure_rabbitmq, free_port
 
@@ -25,7 +27,18 @@ def api_keys():
 
 
 @pytest.fixture(scope="session")
-def stack_env(tmp_path_factory, api_keys):
+def avatar_sources():
+    """Local stand-ins for Clearbit and Gravatar (`.clearbit`, `.gravatar`), started before the
+    platform so its avatars service asks them, never the internet. Unknown paths answer 404;
+    tests add routes for their own domains and email hashes (tests/avatar_stand_ins.py)."""
+    clearbit, gravatar = StandIn(), StandIn()
+    yield SimpleNamespace(clearbit=clearbit, gravatar=gravatar)
+    clearbit.close()
+    gravatar.close()
+
+
+@pytest.fixture(scope="session")
+def stack_env(tmp_path_factory, api_keys, avatar_sources):
     """The environment of the platform under test; cleans up its vhost and schemas."""
     base_uri = os.environ.get("AMQP_URI") or DEFAULT_AMQP_URI
     try:
@@ -48,6 +61,10 @@ def stack_env(tmp_path_factory, api_keys):
         # see holds whichever process answers (read-your-writes, cache eviction).
         "GATEWAY_PROCESSES": "2",
         "API_KEYS": ",".join(f"{key}:{role}" for role, key in api_keys.items()),
+        # The avatars service's sources: the stand-ins above, with a short fetch timeout.
+        "CLEARBIT_LOGO_URL": avatar_sources.clearbit.url,
+        "GRAVATAR_URL": avatar_sources.gravatar.url,
+        "AVATAR_FETCH_TIMEOUT": "1",
     })
     database_url = env.get("DATABASE_URL", "")
     prefix = None

@@ -3,6 +3,7 @@ import hashlib
 import logging
 import re
 import xml.etree.ElementTree as ElementTree
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -357,3 +358,46 @@ def test_needs_refresh_treats_empty_and_missing_alike_and_an_unknown_customer_as
     assert domain.needs_refresh({"website_url": None, "email": ""}, {"website_url": "", "email": None}) is False
     assert domain.needs_refresh(None, {"email": "bob@acme.com"}) is True
     assert domain.needs_refresh(None, {"city": "Paris"}) is False
+
+
+# --- out-of-order events and the cache's freshness ----------------------------------------------
+
+def test_avatar_inputs_and_changes_keep_only_what_the_avatar_uses():
+    inputs = domain.avatar_inputs({**CUSTOMER, "city": "Paris"})
+    assert inputs == {"uuid": "cus_1", "website_url": "https://www.acme.com/about", "email": "Bob@Acme.com",
+                      "name": "Bob", "company": "Acme"}
+    assert domain.with_changes(inputs, {"name": "Robert", "city": "Lyon", "website_url": None}) == {
+        **inputs, "name": "Robert", "website_url": None}
+
+
+def test_an_avatar_from_an_older_customer_record_never_replaces_a_newer_one():
+    older, newer = datetime(2024, 5, 1, tzinfo=timezone.utc), datetime(2024, 5, 2, tzinfo=timezone.utc)
+    assert domain.supersedes(newer, older) and domain.supersedes(newer, newer) and domain.supersedes(older, None)
+    assert not domain.supersedes(older, newer)
+    assert not domain.supersedes(None, newer)
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, timedelta(days=7)), ("", timedelta(days=7)), ("  ", timedelta(days=7)), ("3600", timedelta(hours=1)),
+    ("90s", timedelta(seconds=90)), ("15m", timedelta(minutes=15)), ("12h", timedelta(hours=12)),
+    ("7d", timedelta(days=7)), (" 2D ", timedelta(days=2)),
+])
+def test_max_age_reads_seconds_or_a_unit(value, expected):
+    assert domain.max_age(value) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1.5h", "7 days", "d", "1w", "99999999999"])
+def test_max_age_refuses_what_is_not_a_positive_duration(value):
+    with pytest.raises(ValueError, match="AVATAR_MAX_AGE"):
+        domain.max_age(value)
+
+
+def test_stale_avatars_are_looked_for_often_enough_but_at_most_every_minute():
+    assert domain.refresh_check_interval(timedelta(seconds=2)) == 0.5
+    assert domain.refresh_check_interval(timedelta(days=7)) == 60
+
+
+def test_incomplete_avatars_go_stale_sooner_never_later_than_complete_ones():
+    now = datetime(2024, 5, 10, tzinfo=timezone.utc)
+    assert domain.stale_before(now, timedelta(days=7)) == (now - timedelta(days=7), now - domain.OUTAGE_RETRY)
+    assert domain.stale_before(now, timedelta(minutes=1)) == (now - timedelta(minutes=1),) * 2

@@ -1,0 +1,203 @@
+"""The avatars service layer: one function per query, event or timer tick, no nameko.
+
+Each takes a `roster.uow.UnitOfWork`. Those that resolve avatars take `fetchers`
+(`{source: fetch(key) -> Image | None}`, as `domain.resolve` wants them); the update handler
+also takes `customers`, a port with `get_customer(uuid)`.
+
+Remote fetches never run inside a transaction: read what to resolve, resolve (seconds, at
+worst), then store in a short write transaction that first checks the customer is not gone
+and that nothing resolved from a newer version of the customer was stored meanwhile.
+"""
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Mapping
+
+from roster.errors import NotFound, RosterError, ServiceUnavailable, UnprocessableEvent, invalid
+from roster.timestamps import parse, utcnow
+from roster.uow import UnitOfWork
+from services.avatars import domain, store
+from services.avatars.domain import Fetcher
+from services.avatars.models import CachedAvatar
+from services.avatars.schemas import dump_avatar, resolved_event
+
+log = logging.getLogger(__name__)
+
+CLAIM = timedelta(minutes=5)  # another process may refresh a claimed avatar after this
+REFRESH_BATCH = 10  # avatars claimed per transaction
+REFRESH_PER_TICK = 500  # avatars refreshed per timer tick, at most
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What to resolve an avatar from: the customer's avatar inputs as of one version of its record."""
+
+    inputs: dict
+    version: datetime | None
+
+    @property
+    def customer_uuid(self) -> str:
+        return self.inputs["uuid"]
+
+
+def get_avatar(uow: UnitOfWork, customer_uuid: str) -> dict:
+    """Return the customer's cached avatar {content_type, body (base64), etag, source}; 404 if none."""
+    if not isinstance(customer_uuid, str) or not customer_uuid:
+        raise invalid("customer_uuid", "must be a customer uuid")
+    with uow.read() as session:
+        avatar = store.cached(session, customer_uuid)
+        if avatar is None:
+            raise NotFound(f"No avatar of customer {customer_uuid} has been resolved", param="customer_uuid")
+        return dump_avatar(avatar)
+
+
+def on_customer_created(uow: UnitOfWork, payload: dict, *, fetchers: Mapping[str, Fetcher]) -> None:
+    """Resolve and cache the new customer's avatar."""
+    customer = _field(payload, "customer", dict)
+    _field(customer, "uuid", str)
+    snapshot = Snapshot(domain.avatar_inputs(customer), _version(customer.get("updated_at"), payload))
+    with uow.read() as session:
+        if _handled_before(session, uow) or store.is_gone(session, snapshot.customer_uuid):
+            return
+        known = store.cached(session, snapshot.customer_uuid)
+        if known is not None and not domain.supersedes(snapshot.version, known.customer_updated_at):
+            return  # an update overtook this event and was resolved already
+    _resolve_and_store(uow, snapshot, fetchers)
+
+
+def on_customer_updated(uow: UnitOfWork, payload: dict, *, fetchers: Mapping[str, Fetcher], customers) -> None:
+    """Resolve the avatar again when the change touches its website, email, name or company.
+
+    The customer is read back from the customers service, so updates delivered out of order
+    still end with the avatar of the current record; while that service is away, the change
+    is applied to the fields this service holds.
+    """
+    customer_uuid = _field(payload, "uuid", str)
+    changes = payload.get("changes") or {}
+    with uow.read() as session:
+        if _handled_before(session, uow) or store.is_gone(session, customer_uuid):
+            return
+        known = store.cached(session, customer_uuid)
+        old = _inputs_of(known) if known is not None else None
+    if not domain.needs_refresh(old, changes):
+        return
+    snapshot = _current(customers, customer_uuid, old, changes, payload)
+    if snapshot is not None:
+        _resolve_and_store(uow, snapshot, fetchers)
+
+
+def on_customer_deleted(uow: UnitOfWork, payload: dict) -> None:
+    """Forget the deleted customer's avatar, for good."""
+    _forget(uow, _field(payload, "uuid", str))
+
+
+def on_customer_merged(uow: UnitOfWork, payload: dict) -> None:
+    """Forget the merged-away customer's avatar (the survivor's changes arrive as customer_updated)."""
+    _forget(uow, _field(payload, "from_uuid", str))
+
+
+def refresh_stale(uow: UnitOfWork, *, fetchers: Mapping[str, Fetcher], max_age: timedelta,
+                  limit: int = REFRESH_PER_TICK) -> int:
+    """Resolve again the avatars older than `max_age` (incomplete ones sooner); return how many.
+
+    An avatar refreshed now is fetched after `now`, so one tick never takes it twice.
+    """
+    now = utcnow()
+    complete_before, incomplete_before = domain.stale_before(now, max_age)
+    refreshed = 0
+    while refreshed < limit:
+        with uow.write() as tx:
+            claimed = store.claim_stale(tx.session, complete_before=complete_before,
+                                        incomplete_before=incomplete_before, now=now, claim_until=now + CLAIM,
+                                        limit=min(REFRESH_BATCH, limit - refreshed))
+            snapshots = [Snapshot(_inputs_of(row), row.customer_updated_at) for row in claimed]
+        if not snapshots:
+            break
+        for snapshot in snapshots:
+            _resolve_and_store(uow, snapshot, fetchers)
+            refreshed += 1
+    return refreshed
+
+
+# ---- resolving and storing -----------------------------------------------------------------------
+
+def _resolve_and_store(uow: UnitOfWork, snapshot: Snapshot, fetchers: Mapping[str, Fetcher]) -> None:
+    """Resolve outside any transaction, then store unless the customer is gone or a newer version is."""
+    failed = []
+
+    def report(source: str, error: Exception) -> None:
+        log.warning("avatar of %s: source %s failed: %s: %s", snapshot.customer_uuid, source,
+                    type(error).__name__, error)
+        failed.append(source)
+
+    avatar = domain.resolve(snapshot.inputs, fetchers, report=report)
+    values = {
+        **{field: snapshot.inputs.get(field) for field in domain.REFRESH_FIELDS},
+        "customer_uuid": snapshot.customer_uuid, "source": avatar.source, "content_type": avatar.content_type,
+        "body": avatar.body, "etag": avatar.etag, "fetched_at": utcnow(), "incomplete": bool(failed),
+        "claimed_until": None, "customer_updated_at": snapshot.version,
+    }
+    with uow.write() as tx:
+        if store.is_gone(tx.session, snapshot.customer_uuid):
+            return
+        if store.insert_if_absent(tx.session, values):
+            tx.record("avatar_resolved", **resolved_event(CachedAvatar(**values)))
+            return
+        row = store.cached(tx.session, snapshot.customer_uuid, lock=True)
+        if not domain.supersedes(snapshot.version, row.customer_updated_at):
+            return  # resolved from an older record than the one stored meanwhile
+        changed = (row.etag, row.source) != (avatar.etag, avatar.source)
+        for name, value in values.items():
+            setattr(row, name, value)
+        if changed:
+            tx.record("avatar_resolved", **resolved_event(row))
+
+
+def _current(customers, customer_uuid: str, old: dict | None, changes: dict, payload: dict) -> Snapshot | None:
+    """Return the customer's current avatar inputs; None when it no longer exists."""
+    try:
+        customer = customers.get_customer(customer_uuid)
+    except NotFound:
+        return None  # deleted since: its customer_deleted event removes the avatar
+    except ServiceUnavailable:
+        if old is None:
+            raise  # nothing to apply the changes to: the handler retries later
+        log.warning("customers service away: avatar of %s resolved from the event's changes", customer_uuid)
+        return Snapshot(domain.with_changes(old, changes), _version(payload.get("occurred_at")))
+    return Snapshot(domain.avatar_inputs(customer), _version(customer.get("updated_at"), payload))
+
+
+def _forget(uow: UnitOfWork, customer_uuid: str) -> None:
+    with uow.write() as tx:
+        store.mark_gone(tx.session, customer_uuid)
+        store.remove(tx.session, customer_uuid)
+
+
+def _inputs_of(avatar: CachedAvatar) -> dict:
+    return {"uuid": avatar.customer_uuid, **{field: getattr(avatar, field) for field in domain.REFRESH_FIELDS}}
+
+
+def _handled_before(session, uow: UnitOfWork) -> bool:
+    """True when this event was handled before (skips the fetches; the write would skip anyway)."""
+    return uow.handled_event is not None and session.get(uow.tables.processed, uow.handled_event) is not None
+
+
+def _version(*candidates) -> datetime | None:
+    """Return the first candidate that is a timestamp (a dict stands for an event: its occurred_at)."""
+    for candidate in candidates:
+        if isinstance(candidate, dict):
+            candidate = candidate.get("occurred_at")
+        try:
+            parsed = parse(candidate, "updated_at")
+        except RosterError:
+            continue
+        if parsed is not None:
+            return parsed
+    return None
+
+
+def _field(payload: dict, name: str, kind: type):
+    value = payload.get(name) if isinstance(payload, dict) else None
+    if not isinstance(value, kind) or not value:
+        raise UnprocessableEvent(f"{name}: missing from the event or not a {kind.__name__}", param=name)
+    return value
