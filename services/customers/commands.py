@@ -1,151 +1,414 @@
-"""The customers service layer: one function per command or query, no nameko.
+"""The customers service layer: one function per command, query or event, no nameko.
 
 Each takes a `roster.uow.UnitOfWork` and, where it needs another service, a port for it
 (e.g. `billing`, anything with `get_data_source(uuid)`), so RPC entrypoints, event handlers
-and tests run the same code.
+and tests run the same code. The rules come from `domain`; the small helpers at the end are
+the only code that writes rows.
+
+Concurrency: every write locks the customer rows it changes (`store.lock`, id order) before
+it reads their tags, attributes or ids, so concurrent writes to one customer queue instead
+of losing each other's changes, and a merge re-checks after its locks that both customers
+are still the ones it was asked about. Tags and attributes are written with
+insert-or-ignore / upsert on their unique keys, so a writer that does not lock can never
+turn a duplicate into a 500.
 """
 import uuid as uuid_lib
+from dataclasses import dataclass
 
-from roster.errors import NotFound, ValidationFailed
+import orjson
+from sqlalchemy import delete, func, insert, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from roster.database import insert_ignore
+from roster.errors import Conflict, NotFound, UnprocessableEvent, ValidationFailed, invalid
 from roster.pagination import decode_cursor, keyset_page, page_size
+from roster.timestamps import utcnow
 from roster.uow import Transaction, UnitOfWork
 from services.customers import domain, store
-from services.customers.schemas import dump_customer
+from services.customers.domain import Attribute
+from services.customers.models import CustomAttribute, Customer, ExternalId, Tag
+from services.customers.schemas import columns_of, customer_dict
+
+# A page stops growing once its customers take this many bytes of JSON (has_more stays true),
+# so no list reply comes near the bus's message limit whatever the records hold: the worst
+# page is PAGE_BYTES plus one record of at most domain.MAX_RECORD_BYTES (5 MiB in all),
+# against roster.serialization.MAX_MESSAGE_BYTES (32 MiB) and RabbitMQ's 128 MiB frames.
+PAGE_BYTES = 4 * 1024 * 1024
 
 
-def create_customer(uow: UnitOfWork, data: dict, *, billing) -> dict:
-    """Create a customer with its external id, tags and custom attributes; return it."""
-    data_source = _data_source(billing, data["data_source_uuid"])
-    with uow.write() as tx:
-        store.check_external_id_free(tx.session, data["data_source_uuid"], data["external_id"])
-        customer = store.Customer(
-            uuid=f"cus_{uuid_lib.uuid4()}", billing_system_type=data_source.get("system") or "Import API"
-        )
-        customer.external_ids.append(
-            store.ExternalId(data_source_uuid=data["data_source_uuid"], external_id=data["external_id"])
-        )
-        store.apply_fields(customer, data)
-        attributes = data.get("attributes") or {}
-        store.add_tags(customer, attributes.get("tags") or [])
-        store.add_custom_attributes(customer, attributes.get("custom") or [])
-        tx.session.add(customer)
-        tx.session.flush()
-        created = dump_customer(customer)
-        tx.record("customer_created", customer=created)
-        return tx.result(created)
+@dataclass
+class Loaded:
+    """A locked customer row with its children as plain values, kept in step with what is written."""
 
+    row: Customer
+    external_ids: list[tuple[str, str, str | None]]  # (data_source_uuid, external_id, merged_from)
+    tags: list[str]
+    custom: dict[str, Attribute]
+
+    def as_dict(self) -> dict:
+        """Return the customer as the service answers it."""
+        return customer_dict(columns_of(self.row), [(source, external_id) for source, external_id, _ in
+                                                    self.external_ids],
+                             list(self.tags), {key: attribute.value for key, attribute in self.custom.items()})
+
+
+# ---- queries ------------------------------------------------------------------------------
 
 def get_customer(uow: UnitOfWork, uuid: str) -> dict:
     """Return one customer; 404 if there is none."""
     with uow.read() as session:
-        return store.read_by_uuid(session, uuid)
+        customer = store.read_by_uuid(session, uuid) if domain.findable(uuid) else None
+    if customer is None:
+        raise NotFound(f"Customer {uuid} not found", param="uuid")
+    return customer
+
+
+def find_customer(uow: UnitOfWork, data_source_uuid: str, external_id: str) -> dict:
+    """Return the customer known by this external id in this data source; 404 if none."""
+    with uow.read() as session:
+        found = None
+        if domain.findable(data_source_uuid) and domain.findable(external_id, domain.EXTERNAL_ID_MAX):
+            found = store.id_by_external_id(session, data_source_uuid, external_id)
+        customer = store.read_by_id(session, found) if found is not None else None
+    if customer is None:
+        raise NotFound(f"No customer with external_id {external_id} in data source {data_source_uuid}",
+                       param="external_id")
+    return customer
 
 
 def list_customers(uow: UnitOfWork, filters: dict, cursor: str | None = None, per_page=None) -> dict:
-    """Return `{entries, has_more, cursor}`: customers matching `filters`, oldest first."""
+    """Return `{entries, has_more, cursor}`: customers matching `filters`, oldest first.
+
+    A page holds `per_page` customers (200 at most), fewer when they would exceed PAGE_BYTES.
+    """
     size = page_size(per_page)
     after_id = decode_cursor(cursor, after_id=int).get("after_id", 0)
+    checked = domain.list_filters(filters or {})
     with uow.read() as session:
-        rows = store.page(session, filters, after_id, size)
+        rows = store.page(session, checked, after_id, size)
+    rows, size = _within_budget(rows, size)
     customers, has_more, next_cursor = keyset_page(rows, size, lambda c: {"after_id": c["id"]})
     return {"entries": customers, "has_more": has_more, "cursor": next_cursor}
 
 
+def _within_budget(rows: list[dict], size: int) -> tuple[list[dict], int]:
+    """Return (rows, size) cut so the page's customers stay within PAGE_BYTES (at least one)."""
+    total = 0
+    for index, row in enumerate(rows[:size]):
+        total += len(orjson.dumps(row))
+        if total > PAGE_BYTES and index > 0:
+            return rows[:index + 1], index  # rows[index] tells keyset_page there is more
+    return rows, size
+
+
+# ---- commands -----------------------------------------------------------------------------
+
+def create_customer(uow: UnitOfWork, data: dict, *, billing) -> dict:
+    """Create a customer with its external id, tags and custom attributes; return it.
+
+    With an idempotency key, a retry gets this answer back instead of a second customer.
+    """
+    new = domain.new_customer(data)
+    source = _data_source(billing, new.data_source_uuid)
+    with uow.write() as tx:
+        row = Customer(uuid=f"cus_{uuid_lib.uuid4()}",
+                       billing_system_type=new.billing_system_type or source.get("system") or "Import API",
+                       **new.profile)
+        tx.session.add(row)
+        tx.session.flush()
+        tx.session.execute(insert(ExternalId).values(
+            customer_id=row.id, data_source_uuid=new.data_source_uuid, external_id=new.external_id))
+        customer = Loaded(row, [(new.data_source_uuid, new.external_id, None)], [], {})
+        _add_tags(tx, customer, new.tags)
+        _write_attributes(tx, customer, new.custom)
+        created = customer.as_dict()
+        tx.record("customer_created", customer=created)
+        return tx.result(created)
+
+
 def update_customer(uow: UnitOfWork, uuid: str, changes: dict) -> dict:
-    """Set the profile fields, tags and custom values given; return the customer."""
-    def change(customer):
-        store.apply_fields(customer, changes)
-        attributes = changes.get("attributes") or {}
+    """Set the profile fields, tags (replaced) and custom values given; return the customer."""
+    if not isinstance(changes, dict):
+        raise ValidationFailed("the changes must be an object")
+    attributes = changes.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise invalid("attributes", "must be an object with tags and custom")
+
+    def change(tx: Transaction, customer: Loaded) -> None:
+        _set_profile(customer, domain.profile(changes, current_status=customer.row.status))
         if "tags" in attributes:
-            store.replace_tags(customer, attributes["tags"] or [])
+            _replace_tags(tx, customer, attributes["tags"] or [])
         if "custom" in attributes:
-            store.set_custom_values(customer, attributes["custom"] or {})
-    return change_one(uow, uuid, change)
+            _write_attributes(tx, customer, domain.set_values(customer.custom, attributes["custom"] or {}))
+
+    return _change(uow, {"uuid": uuid}, change)[0]
+
+
+def add_tags(uow: UnitOfWork, who: dict, tags) -> list[dict]:
+    """Add tags to the customer `{"uuid": ...}` or every customer `{"email": ...}`; return them."""
+    return _change(uow, who, lambda tx, customer: _add_tags(tx, customer, domain.tags_to_add(customer.tags, tags)))
+
+
+def remove_tags(uow: UnitOfWork, who: dict, tags) -> list[dict]:
+    """Remove tags from the customer(s) named by `who`; return them."""
+    return _change(uow, who, lambda tx, customer: _remove_tags(tx, customer,
+                                                               domain.tags_to_remove(customer.tags, tags)))
+
+
+def add_custom_attributes(uow: UnitOfWork, who: dict, entries) -> list[dict]:
+    """Add typed custom attributes (`[{type, key, value, source}]`) to the customer(s) named by `who`."""
+    return _change(uow, who, lambda tx, customer: _write_attributes(
+        tx, customer, domain.added_attributes(customer.custom, entries)))
+
+
+def update_custom_attributes(uow: UnitOfWork, who: dict, values) -> list[dict]:
+    """Set custom values by key (`{key: value}`) on the customer(s) named by `who`."""
+    return _change(uow, who, lambda tx, customer: _write_attributes(
+        tx, customer, domain.set_values(customer.custom, values)))
+
+
+def remove_custom_attributes(uow: UnitOfWork, who: dict, keys) -> list[dict]:
+    """Remove custom attributes by key from the customer(s) named by `who`."""
+    return _change(uow, who, lambda tx, customer: _remove_attributes(
+        tx, customer, domain.keys_to_remove(customer.custom, keys)))
 
 
 def delete_customer(uow: UnitOfWork, uuid: str) -> None:
     """Delete a customer; `customer_deleted` tells the services holding its records."""
     with uow.write() as tx:
-        customer = store.by_uuid(tx.session, uuid)
-        gone = dump_customer(customer)
-        tx.session.delete(customer)
-        tx.record("customer_deleted", uuid=uuid, external_ids=gone["external_ids"],
-                  data_source_uuids=gone["data_source_uuids"])
+        for customer in _locked(tx, {"uuid": uuid}):
+            _delete(tx, customer, reason="deleted")
+
+
+def discard_customer(uow: UnitOfWork, uuid: str) -> None:
+    """Undo a create whose primary contact could not be created: delete the customer, and
+    forget the create's stored answer, so a retry with the same Idempotency-Key creates anew."""
+    with uow.write() as tx:
+        for customer in _locked(tx, {"uuid": uuid}):
+            _delete(tx, customer, reason="create_abandoned")
+        _forget_answer(tx, "create_customer")
 
 
 def merge_customers(uow: UnitOfWork, from_ref: dict, into_ref: dict) -> dict:
-    """Merge one customer into another; return `{from_uuid, into}`."""
+    """Merge one customer into another; return `{from_uuid, into}`.
+
+    Both rows are locked in id order; a customer merged or deleted while this merge waited is
+    a 422 (it no longer exists) or a 409 (its external id now names another customer).
+    """
     with uow.write() as tx:
-        merged = _resolve(tx.session, from_ref, "from")
-        into = _resolve(tx.session, into_ref, "into")
-        if merged.id == into.id:
-            raise ValidationFailed("from: a customer cannot be merged into itself", param="from")
-        before = dump_customer(into)
-        moved_ids = [
-            {"data_source_uuid": row.data_source_uuid, "external_id": row.external_id}
-            for row in merged.external_ids
-        ]
-        store.absorb(into, merged)
-        tx.session.flush()
-        tx.session.delete(merged)
-        tx.record("customer_merged", from_uuid=merged.uuid, into_uuid=into.uuid,
-                  into_external_id=into.external_ids[0].external_id, moved_external_ids=moved_ids)
-        return {"from_uuid": merged.uuid, "into": _record_update(tx, into, before)}
+        session = tx.session
+        from_id, into_id = _resolve(session, from_ref, "from"), _resolve(session, into_ref, "into")
+        if from_id == into_id:
+            raise invalid("from", "a customer cannot be merged into itself")
+        rows = store.lock(session, [from_id, into_id])
+        if (_resolve(session, from_ref, "from"), _resolve(session, into_ref, "into")) != (from_id, into_id) \
+                or len(rows) != 2:
+            raise Conflict("from: a concurrent merge changed these customers; look them up again", param="from")
+        loaded = {customer.row.id: customer for customer in _load(session, rows)}
+        merged, into = loaded[from_id], loaded[into_id]
+        before = into.as_dict()
+        gained_tags = domain.merged_tags(into.tags, merged.tags)[len(into.tags):]
+        gained_custom = domain.merged_custom(into.custom, merged.custom)
+        domain.check_merge(external_ids=len(into.external_ids) + len(merged.external_ids),
+                           tags=len(into.tags) + len(gained_tags), custom=len(into.custom) + len(gained_custom))
+        session.execute(update(ExternalId).where(ExternalId.customer_id == from_id).values(
+            customer_id=into_id, merged_from=func.coalesce(ExternalId.merged_from, merged.row.uuid)))
+        _add_tags(tx, into, gained_tags)
+        _write_attributes(tx, into, gained_custom)
+        session.delete(merged.row)
+        session.flush()
+        into = _load(session, {into_id: into.row})[0]  # the ids in their stored order
+        tx.record("customer_merged", from_uuid=merged.row.uuid, into_uuid=into.row.uuid,
+                  into_external_id=into.external_ids[0][1],
+                  moved_external_ids=[{"data_source_uuid": source, "external_id": external_id}
+                                      for source, external_id, _ in merged.external_ids])
+        return {"from_uuid": merged.row.uuid, "into": _record_update(tx, into, before)}
 
 
-def change_one(uow: UnitOfWork, uuid: str, change) -> dict:
-    """Apply `change` to one customer in a transaction; return the customer after it."""
+# ---- events from other services -----------------------------------------------------------
+
+def on_data_source_deleted(uow: UnitOfWork, payload: dict) -> None:
+    """Delete the customers whose only data source this was; others lose that source's external ids."""
+    source = _event_text(payload, "uuid")
     with uow.write() as tx:
-        customer = store.by_uuid(tx.session, uuid)
-        before = dump_customer(customer)
-        change(customer)
-        return _record_update(tx, customer, before)
+        rows = store.lock(tx.session, store.ids_in_data_source(tx.session, source))
+        for customer in _load(tx.session, rows):
+            if all(held == source for held, _, _ in customer.external_ids):
+                _delete(tx, customer, reason="data_source_deleted")
+                continue
+            before = customer.as_dict()
+            tx.session.execute(delete(ExternalId).where(
+                ExternalId.customer_id == customer.row.id, ExternalId.data_source_uuid == source))
+            customer.external_ids = [held for held in customer.external_ids if held[0] != source]
+            _record_update(tx, customer, before)
 
 
-def change_by_email(uow: UnitOfWork, email: str, change) -> list[dict]:
-    """Apply `change` to every customer with this email; return them; 404 when there is none."""
+def on_customer_metrics_changed(uow: UnitOfWork, payload: dict) -> None:
+    """Apply billing's MRR, ARR, status, customer-since and net payments, if newer than the last applied."""
+    uuid = _event_text(payload, "customer_uuid")
     with uow.write() as tx:
-        customers = store.by_email(tx.session, email)
-        if not customers:
-            raise NotFound(f"No customer has the email {email}", param="email")
+        customer_id = store.id_by_uuid(tx.session, uuid) if domain.findable(uuid) else None
+        rows = store.lock(tx.session, [customer_id] if customer_id is not None else [])
+        for customer in _load(tx.session, rows):  # none when the customer is gone: nothing to project
+            values = domain.projected_metrics(payload, last_sequence=customer.row.metrics_sequence,
+                                              lead_status=customer.row.lead_status)
+            if values is None:
+                return
+            before = customer.as_dict()
+            _set_profile(customer, values)
+            _record_update(tx, customer, before)
+
+
+def _event_text(payload: dict, field: str) -> str:
+    value = payload.get(field) if isinstance(payload, dict) else None
+    if not isinstance(value, str) or not value:
+        raise UnprocessableEvent(f"{field}: missing from the event", param=field)
+    return value
+
+
+# ---- the shared steps ---------------------------------------------------------------------
+
+def _change(uow: UnitOfWork, who: dict, change) -> list[dict]:
+    """Lock the customer(s) named by `who`, apply `change(tx, customer)` to each; return them after."""
+    with uow.write() as tx:
         changed = []
-        for customer in customers:
-            before = dump_customer(customer)
-            change(customer)
+        for customer in _locked(tx, who):
+            before = customer.as_dict()
+            change(tx, customer)
             changed.append(_record_update(tx, customer, before))
         return changed
+
+
+def _locked(tx: Transaction, who: dict) -> list[Loaded]:
+    """Return the customer `{"uuid": ...}` (404 if none) or every customer `{"email": ...}`
+    (404 if none), their rows locked."""
+    session = tx.session
+    if "uuid" in who:
+        uuid = who["uuid"]
+        found = store.id_by_uuid(session, uuid) if domain.findable(uuid) else None
+        rows = store.lock(session, [found] if found is not None else [])
+        if not rows:
+            raise NotFound(f"Customer {uuid} not found", param="uuid")
+        return _load(session, rows)
+    email = domain.email_address(who.get("email")).lower()
+    ids = store.ids_by_email(session, email) if email else []
+    rows = {customer_id: row for customer_id, row in store.lock(session, ids).items()
+            if row.email_lower == email}  # the email may have changed while we waited for the lock
+    if not rows:
+        raise NotFound(f"No customer has the email {who.get('email')}", param="email")
+    return _load(session, rows)
+
+
+def _load(session, rows: dict[int, Customer]) -> list[Loaded]:
+    """Return the locked rows with their children, in id order."""
+    children = store.details(session, rows)
+    return [Loaded(rows[customer_id], external_ids, tags,
+                   {key: Attribute(*attribute) for key, attribute in custom.items()})
+            for customer_id, (external_ids, tags, custom) in sorted(children.items())]
+
+
+def _resolve(session, ref, side: str) -> int:
+    """Return the id of the customer a merge names by uuid or by external id; 422 if there is none."""
+    if not isinstance(ref, dict):
+        raise invalid(side, "give customer_uuid, or data_source_uuid and external_id")
+    if ref.get("customer_uuid"):
+        uuid = ref["customer_uuid"]
+        found = store.id_by_uuid(session, uuid) if domain.findable(uuid) else None
+        if found is None:
+            raise invalid(f"{side}.customer_uuid", f"no customer {str(uuid)[:100]!r}")
+        return found
+    if ref.get("data_source_uuid") and ref.get("external_id"):
+        source, external_id = ref["data_source_uuid"], ref["external_id"]
+        found = None
+        if domain.findable(source) and domain.findable(external_id, domain.EXTERNAL_ID_MAX):
+            found = store.id_by_external_id(session, source, external_id)
+        if found is None:
+            raise invalid(f"{side}.external_id", f"no customer with external_id {str(external_id)[:100]!r} "
+                                                 f"in data source {str(source)[:100]!r}")
+        return found
+    raise invalid(side, "give customer_uuid, or data_source_uuid and external_id")
 
 
 def _data_source(billing, data_source_uuid: str) -> dict:
     try:
         return billing.get_data_source(data_source_uuid)
     except NotFound:
-        raise ValidationFailed(
-            f"data_source_uuid: no data source {data_source_uuid} exists", param="data_source_uuid"
-        )
+        raise invalid("data_source_uuid", f"no data source {data_source_uuid} exists")
 
 
-def _resolve(session, ref: dict, side: str):
-    if ref.get("customer_uuid"):
-        try:
-            return store.by_uuid(session, ref["customer_uuid"])
-        except NotFound:
-            raise ValidationFailed(f"{side}.customer_uuid: no customer {ref['customer_uuid']}",
-                                   param=f"{side}.customer_uuid")
-    if ref.get("data_source_uuid") and ref.get("external_id"):
-        try:
-            return store.by_external_id(session, ref["data_source_uuid"], ref["external_id"])
-        except NotFound as missing:
-            raise ValidationFailed(f"{side}.external_id: {missing.message}", param=f"{side}.external_id")
-    raise ValidationFailed(f"{side}: give customer_uuid, or data_source_uuid and external_id", param=side)
-
-
-def _record_update(tx: Transaction, customer, before: dict) -> dict:
-    """Flush, and record `customer_updated` with the fields that changed (if any did)."""
-    tx.session.flush()
-    after = dump_customer(customer)
+def _record_update(tx: Transaction, customer: Loaded, before: dict) -> dict:
+    """Record `customer_updated` with the fields that changed (if any did); return the customer after."""
+    after = customer.as_dict()
     changes = domain.changed_fields(before, after)
     changes.pop("updated_at", None)
-    if changes:
-        tx.record("customer_updated", uuid=customer.uuid, changes=changes)
-    return after
+    if not changes:
+        return after
+    customer.row.updated_at = utcnow()
+    tx.record("customer_updated", uuid=customer.row.uuid, changes=changes)
+    return customer.as_dict()
+
+
+def _delete(tx: Transaction, customer: Loaded, *, reason: str) -> None:
+    gone = customer.as_dict()
+    tx.session.delete(customer.row)  # its ids, tags and attributes go by ON DELETE CASCADE
+    tx.session.flush()
+    tx.record("customer_deleted", uuid=gone["uuid"], external_ids=gone["external_ids"],
+              data_source_uuids=gone["data_source_uuids"], reason=reason)
+
+
+def _forget_answer(tx: Transaction, command: str) -> None:
+    """Drop the stored answer of `command` sent with this request's idempotency key, if any."""
+    if tx.uow.idempotency is None:
+        return
+    client_key = tx.uow.idempotency[0].split(":", 1)[1]  # roster.dependencies keys answers "<command>:<key>"
+    answers = tx.uow.tables.idempotent
+    tx.session.execute(delete(answers).where(answers.key == f"{command}:{client_key}"))
+
+
+# ---- the only code that writes a customer's rows ------------------------------------------
+
+def _set_profile(customer: Loaded, values: dict) -> None:
+    for name, value in values.items():
+        if getattr(customer.row, name) != value:
+            setattr(customer.row, name, value)
+
+
+def _add_tags(tx: Transaction, customer: Loaded, tags: list[str]) -> None:
+    insert_ignore(tx.session, Tag.__table__, [{"customer_id": customer.row.id, "tag": tag} for tag in tags],
+                  ["customer_id", "tag"])
+    customer.tags.extend(tag for tag in tags if tag not in customer.tags)
+
+
+def _remove_tags(tx: Transaction, customer: Loaded, tags: list[str]) -> None:
+    if tags:
+        tx.session.execute(delete(Tag).where(Tag.customer_id == customer.row.id, Tag.tag.in_(tags)))
+    customer.tags[:] = [tag for tag in customer.tags if tag not in tags]
+
+
+def _replace_tags(tx: Transaction, customer: Loaded, tags) -> None:
+    wanted = domain.clean_tags(tags)
+    _remove_tags(tx, customer, [tag for tag in customer.tags if tag not in wanted])
+    _add_tags(tx, customer, domain.tags_to_add(customer.tags, wanted))
+
+
+def _write_attributes(tx: Transaction, customer: Loaded, attributes: dict[str, Attribute]) -> None:
+    """Insert or update these attributes by key (an upsert: concurrent writers of one new key both succeed)."""
+    if not attributes:
+        return
+    rows = [{"customer_id": customer.row.id, "key": key, "type": attribute.type, "value": attribute.value,
+             "source": attribute.source} for key, attribute in attributes.items()]
+    dialect = tx.session.get_bind().dialect.name
+    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(CustomAttribute.__table__).values(rows)
+    tx.session.execute(statement.on_conflict_do_update(
+        index_elements=["customer_id", "key"],
+        set_={column: statement.excluded[column] for column in ("type", "value", "source")}))
+    customer.custom.update(attributes)
+
+
+def _remove_attributes(tx: Transaction, customer: Loaded, keys: list[str]) -> None:
+    if keys:
+        tx.session.execute(delete(CustomAttribute).where(
+            CustomAttribute.customer_id == customer.row.id, CustomAttribute.key.in_(keys)))
+    for key in keys:
+        customer.custom.pop(key, None)

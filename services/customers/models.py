@@ -2,11 +2,11 @@
 from datetime import datetime
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from roster.database import UtcDateTime
 from roster.timestamps import utcnow
-from roster.uow import bookkeeping_tables
+from roster.uow import UniqueRule, bookkeeping_tables
 
 
 class Base(DeclarativeBase):
@@ -22,7 +22,9 @@ class Customer(Base):
     email: Mapped[str] = mapped_column(String(320), default="")
     email_lower: Mapped[str] = mapped_column(String(320), default="", index=True)
     company: Mapped[str] = mapped_column(String(500), default="")
+    # `status` is what lists filter on: the billing status while billing says one, else `lead_status`.
     status: Mapped[str] = mapped_column(String(40), default="New Lead", index=True)
+    lead_status: Mapped[str] = mapped_column(String(40), default="New Lead", server_default="New Lead")
     lead_created_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     free_trial_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     customer_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -32,19 +34,18 @@ class Customer(Base):
     country: Mapped[str | None] = mapped_column(String(2))
     zip: Mapped[str | None] = mapped_column(String(40))
     website_url: Mapped[str | None] = mapped_column(String(2000))
+    billing_system_url: Mapped[str | None] = mapped_column(String(2000))
+    # The projection of billing_sync's customer_metrics_changed (docs/events.md).
     mrr: Mapped[int] = mapped_column(BigInteger, default=0)
+    arr: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    net_payments: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    metrics_sequence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     billing_system_type: Mapped[str] = mapped_column(String(100), default="Import API", index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
-
-    external_ids: Mapped[list["ExternalId"]] = relationship(
-        back_populates="customer", order_by="ExternalId.id", cascade="all, delete-orphan"
-    )
-    tags: Mapped[list["Tag"]] = relationship(order_by="Tag.id", cascade="all, delete-orphan")
-    custom_attributes: Mapped[list["CustomAttribute"]] = relationship(
-        order_by="CustomAttribute.id", cascade="all, delete-orphan"
-    )
+    # Its external ids, tags and custom attributes are rows of the tables below, written with
+    # statements by commands.py, read by store.py, deleted with it by ON DELETE CASCADE.
 
 
 class ExternalId(Base):
@@ -57,8 +58,9 @@ class ExternalId(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
     data_source_uuid: Mapped[str] = mapped_column(String(40))
     external_id: Mapped[str] = mapped_column(String(500))
-
-    customer: Mapped[Customer] = relationship(back_populates="external_ids")
+    # The customer this id belonged to before a merge; null for the customer's own id, which
+    # therefore always comes first in `external_ids`.
+    merged_from: Mapped[str | None] = mapped_column(String(40))
 
 
 class Tag(Base):
@@ -87,4 +89,11 @@ Index("ix_customer_external_ids_external_id", ExternalId.external_id)
 
 
 bookkeeping = bookkeeping_tables(Base)
-UNIQUE_RULES = ()
+
+UNIQUE_RULES = (
+    UniqueRule("customer_external_ids", ("data_source_uuid", "external_id"), "external_id",
+               "is already used by another customer of this data source"),
+    UniqueRule("customer_tags", ("customer_id", "tag"), "tags", "this customer already has the tag"),
+    UniqueRule("customer_custom_attributes", ("customer_id", "key"), "custom",
+               "this customer already has an attribute with that key"),
+)

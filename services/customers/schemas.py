@@ -7,7 +7,7 @@ from roster.timestamps import render
 
 PROFILE_FIELDS = (
     "id", "uuid", "name", "email", "company", "status", "owner", "city", "state", "country", "zip",
-    "website_url", "mrr", "currency", "billing_system_type",
+    "website_url", "billing_system_url", "mrr", "arr", "net_payments", "currency", "billing_system_type",
 )
 TIME_FIELDS = ("lead_created_at", "free_trial_started_at", "customer_since", "created_at", "updated_at")
 
@@ -21,8 +21,6 @@ def customer_dict(columns: dict, external_ids: list[tuple[str, str]], tags: list
     customer = {field: columns[field] for field in PROFILE_FIELDS}
     for field in TIME_FIELDS:
         customer[field] = render(columns[field])
-    customer["mrr"] = customer["mrr"] or 0
-    customer["arr"] = customer["mrr"] * 12
     customer["external_id"] = external_ids[0][1] if external_ids else ""
     customer["external_ids"] = [external_id for _, external_id in external_ids]
     customer["data_source_uuid"] = external_ids[0][0] if external_ids else ""
@@ -31,11 +29,6 @@ def customer_dict(columns: dict, external_ids: list[tuple[str, str]], tags: list
     return customer
 
 
-def dump_customer(customer) -> dict:
-    """Return the dict of a loaded Customer (with its ids, tags and attributes)."""
-    return customer_dict(
-        {field: getattr(customer, field) for field in PROFILE_FIELDS + TIME_FIELDS},
-        [(row.data_source_uuid, row.external_id) for row in customer.external_ids],
-        [row.tag for row in customer.tags],
-        {row.key: row.value for row in customer.custom_attributes},
-    )
+def columns_of(customer) -> dict:
+    """Return the columns `customer_dict` needs from a loaded Customer row."""
+    return {field: getattr(customer, field) for field in PROFILE_FIELDS + TIME_FIELDS}

@@ -1,7 +1,9 @@
-"""The customers service: RPC commands and queries on customer records, and their events."""
+"""The customers service: RPC commands and queries on customer records, their events, and the
+projections it keeps from billing_sync's events. One line per entrypoint into `commands`."""
 from roster.dependencies import UnitOfWorkProvider
+from roster.handlers import event_handler
 from roster.rpc import BoundedRpcProxy, rpc
-from services.customers import commands, store
+from services.customers import commands
 from services.customers.models import UNIQUE_RULES, Base, bookkeeping
 
 
@@ -20,8 +22,16 @@ class CustomersService:
         return commands.create_customer(self.uow, data, billing=self.billing_rpc)
 
     @rpc
+    def discard_customer(self, uuid: str) -> None:
+        return commands.discard_customer(self.uow, uuid)
+
+    @rpc
     def get_customer(self, uuid: str) -> dict:
         return commands.get_customer(self.uow, uuid)
+
+    @rpc
+    def find_customer(self, data_source_uuid: str, external_id: str) -> dict:
+        return commands.find_customer(self.uow, data_source_uuid, external_id)
 
     @rpc
     def list_customers(self, filters: dict, cursor: str | None = None, per_page=None) -> dict:
@@ -41,43 +51,48 @@ class CustomersService:
 
     @rpc
     def add_tags(self, uuid: str, tags: list) -> list[str]:
-        return commands.change_one(self.uow, uuid, lambda c: store.add_tags(c, tags))["attributes"]["tags"]
-
-    @rpc
-    def remove_tags(self, uuid: str, tags: list) -> list[str]:
-        return commands.change_one(self.uow, uuid, lambda c: store.remove_tags(c, tags))["attributes"]["tags"]
+        return commands.add_tags(self.uow, {"uuid": uuid}, tags)[0]["attributes"]["tags"]
 
     @rpc
     def add_tags_by_email(self, email: str, tags: list) -> list[dict]:
-        return commands.change_by_email(self.uow, email, lambda c: store.add_tags(c, tags))
+        return commands.add_tags(self.uow, {"email": email}, tags)
+
+    @rpc
+    def remove_tags(self, uuid: str, tags: list) -> list[str]:
+        return commands.remove_tags(self.uow, {"uuid": uuid}, tags)[0]["attributes"]["tags"]
 
     @rpc
     def remove_tags_by_email(self, email: str, tags: list) -> list[dict]:
-        return commands.change_by_email(self.uow, email, lambda c: store.remove_tags(c, tags))
+        return commands.remove_tags(self.uow, {"email": email}, tags)
 
     @rpc
     def add_custom_attributes(self, uuid: str, attributes: list) -> dict:
-        change = lambda c: store.add_custom_attributes(c, attributes)  # noqa: E731
-        return commands.change_one(self.uow, uuid, change)["attributes"]["custom"]
+        return commands.add_custom_attributes(self.uow, {"uuid": uuid}, attributes)[0]["attributes"]["custom"]
 
     @rpc
     def add_custom_attributes_by_email(self, email: str, attributes: list) -> list[dict]:
-        return commands.change_by_email(self.uow, email, lambda c: store.add_custom_attributes(c, attributes))
+        return commands.add_custom_attributes(self.uow, {"email": email}, attributes)
 
     @rpc
     def update_custom_attributes(self, uuid: str, values: dict) -> dict:
-        change = lambda c: store.set_custom_values(c, values)  # noqa: E731
-        return commands.change_one(self.uow, uuid, change)["attributes"]["custom"]
+        return commands.update_custom_attributes(self.uow, {"uuid": uuid}, values)[0]["attributes"]["custom"]
 
     @rpc
     def update_custom_attributes_by_email(self, email: str, values: dict) -> list[dict]:
-        return commands.change_by_email(self.uow, email, lambda c: store.set_custom_values(c, values))
-
-    @rpc
-    def remove_custom_attributes_by_email(self, email: str, keys: list) -> list[dict]:
-        return commands.change_by_email(self.uow, email, lambda c: store.remove_custom_attributes(c, keys))
+        return commands.update_custom_attributes(self.uow, {"email": email}, values)
 
     @rpc
     def remove_custom_attributes(self, uuid: str, keys: list) -> dict:
-        change = lambda c: store.remove_custom_attributes(c, keys)  # noqa: E731
-        return commands.change_one(self.uow, uuid, change)["attributes"]["custom"]
+        return commands.remove_custom_attributes(self.uow, {"uuid": uuid}, keys)[0]["attributes"]["custom"]
+
+    @rpc
+    def remove_custom_attributes_by_email(self, email: str, keys: list) -> list[dict]:
+        return commands.remove_custom_attributes(self.uow, {"email": email}, keys)
+
+    @event_handler("billing_sync", "data_source_deleted")
+    def handle_data_source_deleted(self, payload):
+        commands.on_data_source_deleted(self.uow, payload)
+
+    @event_handler("billing_sync", "customer_metrics_changed")
+    def handle_customer_metrics_changed(self, payload):
+        commands.on_customer_metrics_changed(self.uow, payload)

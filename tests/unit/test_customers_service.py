@@ -5,7 +5,7 @@ from nameko.testing.services import worker_factory
 
 from roster.testing import recorded_fields, unit_of_work
 from roster.errors import NotFound, ValidationFailed
-from services.customers.models import Base, bookkeeping
+from services.customers.models import UNIQUE_RULES, Base, bookkeeping
 from services.customers.service import CustomersService
 
 SOURCE = "ds_known"
@@ -22,7 +22,7 @@ class FakeBilling:
 
 @pytest.fixture()
 def service(tmp_path):
-    return worker_factory(CustomersService, uow=unit_of_work(Base, bookkeeping, tmp_path), billing_rpc=FakeBilling())
+    return worker_factory(CustomersService, uow=unit_of_work(Base, bookkeeping, tmp_path, unique_rules=UNIQUE_RULES), billing_rpc=FakeBilling())
 
 
 def events(service, event_type=None):
@@ -96,7 +96,7 @@ def test_delete_records_the_ids_subscribers_need(service):
     customer = create(service, "gone")
     service.delete_customer(customer["uuid"])
     assert events(service, "customer_deleted") == [
-        {"uuid": customer["uuid"], "external_ids": ["gone"], "data_source_uuids": [SOURCE]}]
+        {"uuid": customer["uuid"], "external_ids": ["gone"], "data_source_uuids": [SOURCE], "reason": "deleted"}]
     with pytest.raises(NotFound):
         service.delete_customer(customer["uuid"])
 
