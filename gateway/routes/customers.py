@@ -1,4 +1,6 @@
 """Customer, tag and custom-attribute routes (ChartMogul REST API v1 §2.1, §2.2)."""
+import logging
+
 from gateway.auth import ADMIN, WRITE
 from gateway.http import api
 from gateway.routes.contacts import (
@@ -9,6 +11,8 @@ from gateway.routes.contacts import (
 )
 from gateway.schemas import customers as schemas
 from gateway.schemas.customers import customer_wire, customers_wire
+
+logger = logging.getLogger(__name__)
 
 C = "/v1/customers"
 
@@ -26,11 +30,25 @@ class CustomerRoutes:
     @api("POST", C, permission=WRITE, body=schemas.CustomerCreate(), response=schemas.CustomerOut(), status=201,
          summary="Create a customer (and its primary contact)")
     def create_customer(self, request, body):
-        primary_contact = body.pop("primary_contact", None)
+        """Both or neither: the contact is checked first; if creating it still fails, the customer
+        is discarded again (with its stored idempotent answer) and the contact's error answered."""
+        primary_contact = body.pop("primary_contact", None) or None
         validate_primary_contact(self.contacts_rpc, primary_contact, body["data_source_uuid"])
         customer = self.customers_rpc.create_customer(body)
-        create_primary_contact(self.contacts_rpc, customer, primary_contact)
+        try:
+            create_primary_contact(self.contacts_rpc, customer, primary_contact)
+        except Exception:
+            self._discard(customer["uuid"])
+            raise
         return 201, customer_wire(customer)
+
+    def _discard(self, uuid: str) -> None:
+        try:
+            self.customers_rpc.discard_customer(uuid)
+        except Exception:
+            logger.exception("customer %s was created but its primary contact was not, and discarding it failed; "
+                             "a retry with the same Idempotency-Key completes it", uuid)
+        self.cache.invalidate(uuid)
 
     @api("GET", C, query=schemas.CustomerListQuery(), response=schemas.CustomerPage(), summary="List customers")
     def list_customers(self, request, query):

@@ -1,50 +1,56 @@
-"""HTTP shapes of customers, tags and custom attributes (ChartMogul REST API v1)."""
+"""HTTP shapes of customers, tags and custom attributes (ChartMogul REST API v1).
+
+Request schemas check shapes only (what is a string, a list, an object); the customers
+service decides every rule (lengths, emails, countries, types of custom attributes, limits)
+in `services/customers/domain.py` and answers a 422 naming the field.
+"""
 import os
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from gateway.schemas.fields import FlexibleDateTime, Lenient, StrictString
+from gateway.schemas.fields import Lenient, StrictString
 
-CUSTOM_TYPES = ("String", "Integer", "Decimal", "Timestamp", "Boolean")
+
+def _text(**kwargs):
+    return StrictString(allow_none=True, **kwargs)
 
 
 class CustomAttributeIn(Lenient):
-    type = StrictString(required=True, validate=validate.OneOf(CUSTOM_TYPES))
-    key = StrictString(required=True, validate=validate.Length(min=1, max=200))
+    type = StrictString(required=True)
+    key = StrictString(required=True)
     value = fields.Raw(required=True, allow_none=True)
-    source = StrictString(allow_none=True)
+    source = _text()
 
 
 class AttributesIn(Lenient):
-    tags = fields.List(StrictString(validate=validate.Length(min=1, max=200)))
+    tags = fields.List(StrictString())
     custom = fields.List(fields.Nested(CustomAttributeIn))
 
 
 class AttributesChange(Lenient):
-    tags = fields.List(StrictString(validate=validate.Length(min=1, max=200)), allow_none=True)
+    tags = fields.List(StrictString(), allow_none=True)
     custom = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True), allow_none=True)
 
 
 class CustomerProfile(Lenient):
-    name = StrictString(allow_none=True, validate=validate.Length(max=500))
-    email = fields.Email(allow_none=True)
-    company = StrictString(allow_none=True, validate=validate.Length(max=500))
-    country = StrictString(allow_none=True, validate=validate.Regexp(
-        r"^[A-Za-z]{2}$", error="must be an ISO 3166-1 alpha-2 country code"))
-    state = StrictString(allow_none=True, validate=validate.Length(max=200))
-    city = StrictString(allow_none=True, validate=validate.Length(max=200))
-    zip = StrictString(allow_none=True, validate=validate.Length(max=40))
-    lead_created_at = FlexibleDateTime(not_in_future=True, allow_none=True)
-    free_trial_started_at = FlexibleDateTime(not_in_future=True, allow_none=True)
-    status = StrictString(allow_none=True)
-    owner = fields.Email(allow_none=True)
-    website_url = StrictString(allow_none=True, validate=validate.Length(max=2000))
+    name = _text()
+    email = _text(metadata={"format": "email"})
+    company = _text()
+    country = _text(metadata={"description": "ISO 3166-1 alpha-2 code"})
+    state = _text()
+    city = _text()
+    zip = _text()
+    lead_created_at = _text(metadata={"format": "date-time"})
+    free_trial_started_at = _text(metadata={"format": "date-time"})
+    status = _text()
+    owner = _text(metadata={"format": "email"})
+    website_url = _text()
     primary_contact = fields.Dict(allow_none=True)
 
 
 class CustomerCreate(CustomerProfile):
-    data_source_uuid = StrictString(required=True, validate=validate.Length(min=1))
-    external_id = StrictString(required=True, validate=validate.Length(min=1, max=500))
+    data_source_uuid = StrictString(required=True)
+    external_id = StrictString(required=True)
     attributes = fields.Nested(AttributesIn)
 
 
@@ -76,29 +82,29 @@ class CustomerListQuery(Lenient):
     system = fields.String()
     email = fields.String()
     cursor = fields.String()
-    per_page = fields.Integer(validate=validate.Range(min=1))
+    per_page = fields.Integer()
 
 
 class CustomerSearchQuery(Lenient):
     email = fields.String(required=True, validate=validate.Length(min=1))
     cursor = fields.String()
-    per_page = fields.Integer(validate=validate.Range(min=1))
+    per_page = fields.Integer()
 
 
 class TagsIn(Lenient):
-    tags = fields.List(StrictString(validate=validate.Length(min=1, max=200)), required=True)
+    tags = fields.List(StrictString(), required=True)
 
 
 class TagsByEmailIn(TagsIn):
-    email = fields.Email(required=True)
+    email = StrictString(required=True)
 
 
 class CustomAttributesIn(Lenient):
-    custom = fields.List(fields.Nested(CustomAttributeIn), required=True, validate=validate.Length(min=1))
+    custom = fields.List(fields.Nested(CustomAttributeIn), required=True)
 
 
 class CustomAttributesByEmailIn(CustomAttributesIn):
-    email = fields.Email(required=True)
+    email = StrictString(required=True)
 
 
 class CustomValuesIn(Lenient):
@@ -106,7 +112,7 @@ class CustomValuesIn(Lenient):
 
 
 class CustomValuesByEmailIn(CustomValuesIn):
-    email = fields.Email(required=True)
+    email = StrictString(required=True)
 
 
 class CustomKeysIn(Lenient):
@@ -114,7 +120,7 @@ class CustomKeysIn(Lenient):
 
 
 class CustomKeysByEmailIn(CustomKeysIn):
-    email = fields.Email(required=True)
+    email = StrictString(required=True)
 
 
 # ---- responses -------------------------------------------------------------------------
@@ -161,6 +167,7 @@ class CustomerOut(Schema):
     mrr = fields.Integer()
     arr = fields.Integer()
     billing_system_type = fields.String(data_key="billing-system-type")
+    billing_system_url = fields.String(data_key="billing-system-url", allow_none=True)
     chartmogul_url = fields.String(data_key="chartmogul-url")
     currency = fields.String()
     currency_sign = fields.String(data_key="currency-sign")
@@ -222,6 +229,7 @@ def customer_wire(c: dict) -> dict:
         "mrr": c["mrr"],
         "arr": c["arr"],
         "billing-system-type": c["billing_system_type"],
+        "billing-system-url": c.get("billing_system_url"),
         "chartmogul-url": f"{PUBLIC_URL}/app/customers/{c['uuid']}",
         "currency": c["currency"],
         "currency-sign": CURRENCY_SIGNS.get(c["currency"], c["currency"]),
