@@ -131,3 +131,113 @@ def test_merge_survivor_custom_values_win():
 
 def test_changed_fields_lists_only_differences():
     assert domain.changed_fields({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": None}) == {"b": 3, "c": None}
+
+
+# ---- every field's rule, and the limits ----------------------------------------------------
+
+@pytest.mark.parametrize("data, param", [
+    ({"country": "GERMANY"}, "country"), ({"country": "XX"}, "country"), ({"country": 49}, "country"),
+    ({"email": "not-an-email"}, "email"), ({"email": "a@" + "b" * 320 + ".com"}, "email"),
+    ({"owner": "x@localhost"}, "owner"), ({"name": "n" * 501}, "name"), ({"company": "c" * 501}, "company"),
+    ({"city": "c" * 201}, "city"), ({"state": "s" * 201}, "state"), ({"zip": "z" * 41}, "zip"),
+    ({"name": "a\x00b"}, "name"), ({"city": "\ud800"}, "city"),
+    ({"lead_created_at": "2999-01-01"}, "lead_created_at"),
+    ({"free_trial_started_at": "0001-01-01T00:00:00+14:00"}, "free_trial_started_at"),
+    ({"lead_created_at": "2024-01-01\x00"}, "lead_created_at"),
+    ({"website_url": "https://" + "a" * 1990 + ".com"}, "website_url"),
+    ({"billing_system_url": "ftp://billing.example"}, "billing_system_url"),
+])
+def test_profile_refuses_each_bad_field_naming_it(data, param):
+    with pytest.raises(ValidationFailed) as failure:
+        domain.profile(data)
+    assert failure.value.param == param
+
+
+def test_profile_normalises_country_email_and_offset_timestamps_to_utc():
+    values = domain.profile({"country": "de", "email": " Bob@Example.COM ", "lead_created_at": "2024-01-02T10:00:00-04:00",
+                             "free_trial_started_at": "2024-01-02T10:00:00+05:30", "name": None, "city": None})
+    assert values["country"] == "DE" and values["email"] == "Bob@Example.COM"
+    assert values["email_lower"] == "bob@example.com"
+    assert values["lead_created_at"].isoformat() == "2024-01-02T14:00:00+00:00"
+    assert values["free_trial_started_at"].isoformat() == "2024-01-02T04:30:00+00:00"
+    assert values["name"] == "" and values["city"] is None
+
+
+def test_new_customer_checks_its_ids_tags_and_custom_attributes():
+    for data, param in [({"external_id": "x" * 501}, "external_id"), ({"external_id": ""}, "external_id"),
+                        ({"data_source_uuid": None}, "data_source_uuid"),
+                        ({"attributes": {"tags": ["t\x00"]}}, "tags"),
+                        ({"attributes": {"custom": [{"type": "String", "key": "k", "value": "v" * 256}]}}, "custom.k"),
+                        ({"attributes": {"custom": [{"type": "Colour", "key": "k", "value": 1}]}}, "custom.k.type"),
+                        ({"attributes": {"custom": [{"type": "String", "key": "k", "value": "v",
+                                                     "source": "s" * 101}]}}, "custom.k.source")]:
+        with pytest.raises(ValidationFailed) as failure:
+            domain.new_customer({"data_source_uuid": "ds", "external_id": "e", **data})
+        assert failure.value.param == param, data
+
+
+def test_a_customer_has_at_most_max_tags_and_max_custom_attributes():
+    full_tags = [f"t{i}" for i in range(domain.MAX_TAGS)]
+    assert domain.tags_to_add(full_tags[:-1], ["t0", full_tags[-1]]) == [full_tags[-1]]
+    with pytest.raises(ValidationFailed, match="at most"):
+        domain.tags_to_add(full_tags, ["one-more"])
+    full = {f"k{i}": domain.Attribute("Integer", i, "API") for i in range(domain.MAX_CUSTOM_ATTRIBUTES)}
+    assert domain.set_values(full, {"k0": 5}) == {"k0": domain.Attribute("Integer", 5, "API")}
+    with pytest.raises(ValidationFailed, match="at most") as failure:
+        domain.set_values(full, {"new": 1})
+    assert failure.value.param == "custom"
+    with pytest.raises(ValidationFailed, match="at most"):
+        domain.check_merge(external_ids=domain.MAX_EXTERNAL_IDS + 1, tags=0, custom=0)
+
+
+def test_added_attributes_sets_values_of_its_own_type_and_refuses_another():
+    current = {"seats": domain.Attribute("Integer", 3, "API")}
+    added = domain.added_attributes(current, [{"type": "Integer", "key": "seats", "value": "4", "source": "crm"},
+                                              {"type": "Decimal", "key": "cac", "value": "1.50"}])
+    assert added == {"seats": domain.Attribute("Integer", 4, "crm"), "cac": domain.Attribute("Decimal", "1.50", "API")}
+    with pytest.raises(ValidationFailed) as failure:
+        domain.added_attributes(current, [{"type": "String", "key": "seats", "value": "x"}])
+    assert failure.value.param == "custom.seats"
+
+
+def test_set_values_keeps_an_existing_type_and_source_and_infers_new_ones():
+    current = {"seats": domain.Attribute("Integer", 3, "crm")}
+    assert domain.set_values(current, {"seats": "7", "pro": True}) == {
+        "seats": domain.Attribute("Integer", 7, "crm"), "pro": domain.Attribute("Boolean", True, "API")}
+
+
+def test_list_filters_are_checked_and_normalised():
+    assert domain.list_filters({"status": "past_due", "email": " A@B.co ", "system": ""}) == {
+        "status": "Past Due", "email": "a@b.co"}
+    with pytest.raises(ValidationFailed) as failure:
+        domain.list_filters({"external_id": "a\x00"})
+    assert failure.value.param == "external_id"
+
+
+def test_findable_refuses_what_can_name_no_row():
+    assert domain.findable("cus_1") and not domain.findable("cus\x00") and not domain.findable("x" * 41)
+    assert not domain.findable(None) and not domain.findable("")
+
+
+def test_the_largest_record_the_limits_allow_stays_under_max_record_bytes():
+    """The worst case: every field full of characters JSON escapes to 6 bytes each."""
+    import orjson
+
+    from services.customers.schemas import PROFILE_FIELDS, TIME_FIELDS, customer_dict
+
+    worst = "\x01"
+    columns = {field: 0 for field in PROFILE_FIELDS} | {field: None for field in TIME_FIELDS}
+    columns |= {field: worst * limit for field, limit in domain.TEXT_LIMITS.items()}
+    columns |= {"email": worst * domain.EMAIL_MAX, "owner": worst * domain.EMAIL_MAX, "uuid": worst * 40,
+                "website_url": worst * domain.URL_MAX, "billing_system_url": worst * domain.URL_MAX,
+                "status": worst * 40, "country": "DE", "currency": "USD", "billing_system_type": worst * 100,
+                "mrr": domain.INT64_MIN, "arr": domain.INT64_MIN, "net_payments": domain.INT64_MIN}
+    external_ids = [(worst * 40, f"{i:03}" + worst * (domain.EXTERNAL_ID_MAX - 3))
+                    for i in range(domain.MAX_EXTERNAL_IDS)]
+    tags = [f"{i:03}" + worst * (domain.TAG_MAX - 3) for i in range(domain.MAX_TAGS)]
+    custom = {f"{i:03}" + "k" * 197: worst * domain.CUSTOM_STRING_MAX for i in range(domain.MAX_CUSTOM_ATTRIBUTES)}
+    record = customer_dict(columns, external_ids, tags, custom)
+
+    size = len(orjson.dumps(record))
+
+    assert 600_000 < size <= domain.MAX_RECORD_BYTES

@@ -3,8 +3,10 @@ what lies outside it (the billing_sync service); events are read back from the o
 import pytest
 from nameko.testing.services import worker_factory
 
-from roster.testing import recorded_fields, unit_of_work
-from roster.errors import NotFound, ValidationFailed
+from roster.errors import NotFound, UnprocessableEvent, ValidationFailed
+from roster.testing import as_handler, recorded, recorded_fields, unit_of_work, with_idempotency_key
+from roster.uow import AlreadyHandled, Replay
+from services.customers import commands
 from services.customers.models import UNIQUE_RULES, Base, bookkeeping
 from services.customers.service import CustomersService
 
@@ -108,3 +110,207 @@ def test_tags_and_custom_attributes_by_email_reach_every_customer_with_it(servic
     assert [c["attributes"]["tags"] for c in tagged] == [["shared"], ["shared"]]
     with pytest.raises(NotFound):
         service.add_tags_by_email("nobody@x.io", ["x"])
+
+
+# ---- rules enforced by the service itself (issue 6 item 6) --------------------------------
+
+@pytest.mark.parametrize("fields, param", [
+    ({"country": "GERMANY"}, "country"), ({"email": "not-an-email"}, "email"),
+    ({"lead_created_at": "2999-01-01"}, "lead_created_at"), ({"owner": "o" * 321}, "owner"),
+    ({"name": "nul\x00"}, "name"),
+    ({"attributes": {"custom": [{"type": "Integer", "key": "n", "value": "100000000000000000000"}]}}, "custom.n"),
+    ({"attributes": {"custom": [{"type": "Decimal", "key": "d", "value": "1e30"}]}}, "custom.d"),
+    ({"attributes": {"custom": [{"type": "String", "key": "s", "value": "x" * 10_000}]}}, "custom.s"),
+    ({"attributes": {"tags": [f"t{i}" for i in range(101)]}}, "tags"),
+])
+def test_create_over_rpc_enforces_every_rule_and_stores_nothing(service, fields, param):
+    with pytest.raises(ValidationFailed) as failure:
+        create(service, **fields)
+    assert failure.value.param == param
+    assert service.list_customers({})["entries"] == [] and events(service) == []
+
+
+def test_offset_timestamps_are_stored_answered_and_published_in_utc(service):
+    customer = create(service, lead_created_at="2024-01-02T10:00:00-04:00",
+                      free_trial_started_at="2024-01-02T10:00:00+05:30")
+    assert (customer["lead_created_at"], customer["free_trial_started_at"]) == (
+        "2024-01-02T14:00:00Z", "2024-01-02T04:30:00Z")
+    assert service.get_customer(customer["uuid"]) == customer
+    assert events(service, "customer_created")[0]["customer"] == customer
+
+
+def test_tag_and_attribute_commands_by_uuid_and_by_email_are_one_code_path(service):
+    one = create(service, "a", email="team@x.io")
+    create(service, "b", email="team@x.io")
+    assert service.add_tags(one["uuid"], ["x"]) == ["x"]
+    assert [c["attributes"]["tags"] for c in service.add_tags_by_email("TEAM@x.io", ["x", "y"])] == [
+        ["x", "y"], ["x", "y"]]
+    with pytest.raises(ValidationFailed) as failure:
+        service.add_custom_attributes_by_email("team@x.io", [{"type": "Integer", "key": "n", "value": 2**64}])
+    assert failure.value.param == "custom.n"
+    assert service.add_custom_attributes(one["uuid"], [{"type": "Integer", "key": "n", "value": 1}]) == {"n": 1}
+    assert [c["attributes"]["custom"] for c in service.update_custom_attributes_by_email("team@x.io", {"n": 2})] == [
+        {"n": 2}, {"n": 2}]
+    assert service.remove_custom_attributes(one["uuid"], ["n"]) == {}
+    with pytest.raises(NotFound):
+        service.add_tags("cus_\x00", ["x"])
+
+
+def test_a_subscriber_keeps_its_billing_status_and_tag_changes_bump_updated_at(service):
+    customer = create(service)
+    tagged = service.update_customer(customer["uuid"], {"attributes": {"tags": ["a"]}})
+    assert tagged["updated_at"] >= customer["updated_at"] and tagged["attributes"]["tags"] == ["a"]
+    assert events(service, "customer_updated")[-1]["changes"] == {"attributes": tagged["attributes"]}
+
+
+# ---- merges ---------------------------------------------------------------------------------
+
+def test_the_survivor_keeps_its_own_external_id_first(service):
+    older = create(service, "old-A")
+    newer = create(service, "new-B")
+    merge = service.merge_customers({"customer_uuid": older["uuid"]}, {"customer_uuid": newer["uuid"]})
+    assert merge["into"]["external_id"] == "new-B" and merge["into"]["external_ids"] == ["new-B", "old-A"]
+    assert service.get_customer(newer["uuid"]) == merge["into"]
+    assert events(service, "customer_merged")[0]["into_external_id"] == "new-B"
+
+
+def test_a_chain_of_merges_ends_with_every_id_tag_and_attribute_on_the_last(service):
+    a = create(service, "a", attributes={"tags": ["ta"], "custom": [{"type": "String", "key": "ka", "value": "a"}]})
+    b = create(service, "b", attributes={"tags": ["tb"]})
+    c = create(service, "c")
+    service.merge_customers({"customer_uuid": a["uuid"]}, {"customer_uuid": b["uuid"]})
+    survivor = service.merge_customers({"customer_uuid": b["uuid"]}, {"customer_uuid": c["uuid"]})["into"]
+    assert survivor["external_ids"] == ["c", "a", "b"]
+    assert survivor["attributes"]["tags"] == ["tb", "ta"] and survivor["attributes"]["custom"] == {"ka": "a"}
+    with pytest.raises(ValidationFailed) as failure:  # the opposite merge's loser: a 4xx
+        service.merge_customers({"customer_uuid": c["uuid"]}, {"customer_uuid": a["uuid"]})
+    assert failure.value.param == "into.customer_uuid"
+
+
+# ---- consumers of billing_sync's events ----------------------------------------------------
+
+def data_source_deleted(uuid=SOURCE):
+    return {"event_id": "ev-ds", "occurred_at": "2024-01-01T00:00:00Z", "version": 1, "uuid": uuid,
+            "name": "Imports", "system": "Import API"}
+
+
+def test_a_deleted_data_source_deletes_its_only_customers_and_strips_merged_ones(tmp_path):
+    uow = unit_of_work(Base, bookkeeping, tmp_path, unique_rules=UNIQUE_RULES)
+    other = "ds_other"
+    billing = FakeBilling()
+    billing.get_data_source = lambda uuid: {"uuid": uuid, "system": "Import API"}
+    only = commands.create_customer(uow, {"data_source_uuid": SOURCE, "external_id": "only"}, billing=billing)
+    kept = commands.create_customer(uow, {"data_source_uuid": other, "external_id": "kept"}, billing=billing)
+    gone = commands.create_customer(uow, {"data_source_uuid": SOURCE, "external_id": "merged"}, billing=billing)
+    commands.merge_customers(uow, {"customer_uuid": gone["uuid"]}, {"customer_uuid": kept["uuid"]})
+
+    commands.on_data_source_deleted(as_handler(uow, "handle_data_source_deleted", data_source_deleted()),
+                                    data_source_deleted())
+
+    assert [c["uuid"] for c in commands.list_customers(uow, {})["entries"]] == [kept["uuid"]]
+    assert commands.get_customer(uow, kept["uuid"])["external_ids"] == ["kept"]
+    deleted = recorded_fields(uow, "customer_deleted")
+    assert deleted == [{"uuid": only["uuid"], "external_ids": ["only"], "data_source_uuids": [SOURCE],
+                        "reason": "data_source_deleted"}]
+    assert recorded_fields(uow, "customer_updated")[-1]["changes"]["data_source_uuids"] == [other]
+
+
+def metrics(uuid, sequence, event_id=None, **fields):
+    return {"event_id": event_id or f"ev-{sequence}", "occurred_at": "2024-01-01T00:00:00Z", "version": 1,
+            "customer_uuid": uuid, "sequence": sequence, "mrr": 1000, "arr": 12000, "status": "Active",
+            "customer_since": "2024-01-02T10:00:00-04:00", "net_payments": 2500, "currency": "EUR", **fields}
+
+
+def project(uow, payload):
+    commands.on_customer_metrics_changed(as_handler(uow, "handle_customer_metrics_changed", payload), payload)
+
+
+def test_the_billing_projection_applies_newer_sequences_only_and_restores_the_lead_status(tmp_path):
+    uow = unit_of_work(Base, bookkeeping, tmp_path, unique_rules=UNIQUE_RULES)
+    customer = commands.create_customer(uow, {"data_source_uuid": SOURCE, "external_id": "m",
+                                              "status": "Working Lead"}, billing=FakeBilling())
+    uuid = customer["uuid"]
+
+    project(uow, metrics(uuid, 2))
+    active = commands.get_customer(uow, uuid)
+    project(uow, metrics(uuid, 1, mrr=1, status="Cancelled"))  # older: ignored
+    project(uow, metrics(uuid, 2, event_id="ev-again", mrr=1))  # not newer: ignored
+    assert commands.get_customer(uow, uuid) == active
+    assert (active["mrr"], active["arr"], active["net_payments"], active["currency"]) == (1000, 12000, 2500, "EUR")
+    assert active["status"] == "Active" and active["customer_since"] == "2024-01-02T14:00:00Z"
+    with pytest.raises(ValidationFailed):
+        commands.update_customer(uow, uuid, {"status": "Qualified Lead"})
+
+    project(uow, metrics(uuid, 3, status=None, mrr=0, arr=0))
+    assert commands.get_customer(uow, uuid)["status"] == "Working Lead"
+    assert len(recorded(uow, "customer_updated")) == 2
+
+
+def test_a_redelivered_projection_event_changes_nothing(tmp_path):
+    uow = unit_of_work(Base, bookkeeping, tmp_path, unique_rules=UNIQUE_RULES)
+    uuid = commands.create_customer(uow, {"data_source_uuid": SOURCE, "external_id": "m"}, billing=FakeBilling())["uuid"]
+    first = metrics(uuid, 5)
+    project(uow, first)
+    applied = commands.get_customer(uow, uuid)
+    project(uow, metrics(uuid, 6, event_id="ev-6", mrr=7))
+    for _ in range(2):  # the same event_id twice more: the first application is not redone
+        with pytest.raises(AlreadyHandled):
+            project(uow, first)
+    assert commands.get_customer(uow, uuid)["mrr"] == 7 and applied["mrr"] == 1000
+    assert len(recorded(uow, "customer_updated")) == 2
+
+
+def test_a_projection_event_that_can_never_apply_is_unprocessable(tmp_path):
+    uow = unit_of_work(Base, bookkeeping, tmp_path, unique_rules=UNIQUE_RULES)
+    uuid = commands.create_customer(uow, {"data_source_uuid": SOURCE, "external_id": "m"}, billing=FakeBilling())["uuid"]
+    for bad in (metrics(uuid, 1, status="Sleeping"), metrics(uuid, "x"), metrics(uuid, 1, mrr=2**70)):
+        with pytest.raises(UnprocessableEvent):
+            project(uow, bad)
+
+
+# ---- idempotency and the primary-contact compensation -------------------------------------
+
+def test_a_create_retried_with_its_idempotency_key_is_answered_not_repeated(tmp_path):
+    uow = unit_of_work(Base, bookkeeping, tmp_path, unique_rules=UNIQUE_RULES)
+    data = {"data_source_uuid": SOURCE, "external_id": "idem"}
+    first = commands.create_customer(with_idempotency_key(uow, "k1", "f1"), data, billing=FakeBilling())
+    try:
+        commands.create_customer(with_idempotency_key(uow, "k1", "f1"), data, billing=FakeBilling())
+    except Replay as replay:
+        assert replay.result == first
+    else:
+        raise AssertionError("the retry ran again")
+    with pytest.raises(ValidationFailed) as failure:
+        commands.create_customer(with_idempotency_key(uow, "k1", "other body"), data, billing=FakeBilling())
+    assert failure.value.param == "Idempotency-Key"
+    assert len(commands.list_customers(uow, {})["entries"]) == 1
+
+
+def test_a_discarded_create_forgets_its_answer_so_the_retry_creates_again(tmp_path):
+    uow = unit_of_work(Base, bookkeeping, tmp_path, unique_rules=UNIQUE_RULES)
+    data = {"data_source_uuid": SOURCE, "external_id": "pc"}
+    first = commands.create_customer(with_idempotency_key(uow, "create_customer:k2"), data, billing=FakeBilling())
+    commands.discard_customer(with_idempotency_key(uow, "discard_customer:k2"), first["uuid"])
+    again = commands.create_customer(with_idempotency_key(uow, "create_customer:k2"), data, billing=FakeBilling())
+    assert again["uuid"] != first["uuid"] and again["external_id"] == "pc"
+    assert recorded_fields(uow, "customer_deleted")[0]["reason"] == "create_abandoned"
+    assert [c["uuid"] for c in commands.list_customers(uow, {})["entries"]] == [again["uuid"]]
+
+
+# ---- pages stay within their byte budget ---------------------------------------------------
+
+def test_a_page_stops_at_its_byte_budget_and_the_cursor_resumes_after_it(service, monkeypatch):
+    big = [{"type": "String", "key": f"k{i}", "value": "v" * 255} for i in range(40)]
+    made = [create(service, f"big{i}", attributes={"custom": big}) for i in range(5)]
+    monkeypatch.setattr(commands, "PAGE_BYTES", 25_000)  # about two of these customers
+
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = service.list_customers({}, cursor, 200)
+        seen += [c["uuid"] for c in page["entries"]]
+        pages += 1
+        if not page["has_more"]:
+            break
+        cursor = page["cursor"]
+
+    assert seen == [c["uuid"] for c in made] and pages >= 3
