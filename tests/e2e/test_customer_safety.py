@@ -122,7 +122,10 @@ def test_a_long_string_value_is_refused_so_no_page_can_grow_without_bound(http, 
 def test_values_longer_than_their_column_or_with_nul_are_422_not_500(http, source, body, param):
     external_id = unique("bad")
     response = http.post("/v1/customers", json={"data_source_uuid": source, "external_id": external_id, **body})
-    assert response.status_code == 422 and response.json()["param"] == param, response.text
+    # the gateway refuses NUL itself while parsing (400); the service refuses it too (unit tests)
+    has_nul = any(isinstance(value, str) and "\x00" in value for value in body.values())
+    assert response.status_code in ((400, 422) if has_nul else (422,)), response.text
+    assert response.json()["param"] == param, response.text
     assert by_external_id(http, external_id) == []
 
 
