@@ -3,7 +3,6 @@
 Run on SQLite and on PostgreSQL (DATABASE_URL=postgresql://...): the concurrency tests
 matter most there, where writers really run at once.
 """
-import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -15,8 +14,6 @@ from eventlet.queue import Queue
 from nameko.containers import ServiceContainer
 from nameko.events import event_handler
 from nameko.standalone.events import event_dispatcher
-
-from tools.isolation import is_postgres
 
 ROUNDS = 4
 created_events: Queue = Queue()
@@ -242,21 +239,6 @@ def test_an_invalid_primary_contact_is_a_422_naming_it_and_stores_nothing(http, 
     assert by_external_id(http, external_id) == []
 
 
-def contact_external_ids_are_unique() -> bool:
-    """Whether the contacts service enforces (data_source_uuid, external_id) with a constraint."""
-    from sqlalchemy import UniqueConstraint
-
-    from services.contacts.models import Contact
-
-    table = Contact.__table__
-    wanted = {"data_source_uuid", "external_id"}
-    return any(isinstance(c, UniqueConstraint) and set(c.columns.keys()) == wanted for c in table.constraints) or \
-        any(index.unique and set(index.columns.keys()) == wanted for index in table.indexes)
-
-
-@pytest.mark.xfail(is_postgres(os.environ.get("DATABASE_URL", "")) and not contact_external_ids_are_unique(),
-                   reason="two concurrent contact creates both succeed on PostgreSQL until the contacts service "
-                          "has its unique constraint (the contacts part of issue 6)", strict=False)
 def test_two_creates_with_one_primary_contact_id_store_one_customer_and_the_retry_succeeds(http, source):
     for _ in range(ROUNDS):
         contact_id = unique("contact")
