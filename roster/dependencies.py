@@ -25,7 +25,7 @@ from roster.events import OutboxRelay, PendingEvent, PermanentPublishError, prun
 from roster.handlers import DurableEventHandler
 from roster.rpc import IDEMPOTENCY_KEY
 from roster.serialization import MAX_MESSAGE_BYTES
-from roster.uow import UnitOfWork, fingerprint
+from roster.uow import UnitOfWork, answer_key, fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ class UnitOfWorkProvider(EventDispatcher):
     def get_dependency(self, worker_ctx):
         return UnitOfWork(
             self.sessions, self.tables, unique_rules=self.unique_rules,
-            idempotency=_idempotency(worker_ctx), handled_event=_handled_event(worker_ctx),
-            on_commit=self._committed,
+            idempotency=_idempotency(worker_ctx), client_key=worker_ctx.context_data.get(IDEMPOTENCY_KEY) or None,
+            handled_event=_handled_event(worker_ctx), on_commit=self._committed,
         )
 
     # ---- the relay ----
@@ -124,7 +124,8 @@ def _idempotency(worker_ctx) -> tuple[str, str] | None:
     if not key:
         return None
     entrypoint = worker_ctx.entrypoint
-    return f"{entrypoint.method_name}:{key}", fingerprint(entrypoint.method_name, worker_ctx.args, worker_ctx.kwargs)
+    return answer_key(entrypoint.method_name, key), fingerprint(entrypoint.method_name, worker_ctx.args,
+                                                                worker_ctx.kwargs)
 
 
 def _handled_event(worker_ctx) -> str | None:

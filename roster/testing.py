@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from roster.database import make_engine
-from roster.uow import UnitOfWork
+from roster.uow import UnitOfWork, answer_key
 
 
 def unit_of_work(base, tables, folder, **options) -> UnitOfWork:
@@ -34,9 +34,10 @@ def as_handler(uow: UnitOfWork, handler: str, payload: dict) -> UnitOfWork:
                       handled_event=f"{handler}:{payload['event_id']}")
 
 
-def with_idempotency_key(uow: UnitOfWork, key: str, fingerprint: str = "f") -> UnitOfWork:
+def with_idempotency_key(uow: UnitOfWork, key: str, fingerprint: str = "f", command: str = "command") -> UnitOfWork:
     """Return a UnitOfWork like the one an RPC carrying an idempotency key gets."""
-    return UnitOfWork(uow.sessions, uow.tables, unique_rules=uow.unique_rules, idempotency=(key, fingerprint))
+    return UnitOfWork(uow.sessions, uow.tables, unique_rules=uow.unique_rules,
+                      idempotency=(answer_key(command, key), fingerprint), client_key=key)
 
 
 ENVELOPE_FIELDS = ("event_id", "occurred_at", "version")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
-from sqlalchemy import Integer, String, Text
+from sqlalchemy import Integer, String, Text, delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
@@ -167,6 +167,14 @@ class Transaction:
         self.recorded.append(payload)
         return payload
 
+    def forget_result(self, command: str) -> None:
+        """Drop the stored answer of `command` sent with this request's idempotency key (a compensation
+        undoing that command must let a retry with the same key run it again)."""
+        if self.uow.client_key is None:
+            return
+        answers = self.uow.tables.idempotent
+        self.session.execute(delete(answers).where(answers.key == answer_key(command, self.uow.client_key)))
+
     def result(self, value):
         """Return `value`, storing it as the command's answer if it carries an idempotency key."""
         if self.uow.idempotency is not None and not self.stored_result:
@@ -183,12 +191,14 @@ class UnitOfWork:
     def __init__(self, sessions: sessionmaker, tables: Bookkeeping, *,
                  unique_rules: tuple[UniqueRule, ...] = (),
                  idempotency: tuple[str, str] | None = None,
+                 client_key: str | None = None,
                  handled_event: str | None = None,
                  on_commit: Callable[[list[dict]], None] | None = None):
         self.sessions = sessions
         self.tables = tables
         self.unique_rules = unique_rules
-        self.idempotency = idempotency  # (key, fingerprint of the request)
+        self.idempotency = idempotency  # (answer_key(command, client key), fingerprint of the request)
+        self.client_key = client_key
         self.handled_event = handled_event  # "<handler>:<event_id>" while handling an event
         self.on_commit = on_commit
         self._checked = False
@@ -255,6 +265,11 @@ class UnitOfWork:
         rule = unique_rule_for(error, self.unique_rules)
         if rule is not None:
             raise ValidationFailed(f"{rule.param}: {rule.reason}", param=rule.param) from None
+
+
+def answer_key(command: str, client_key: str) -> str:
+    """Return the key a command's answer is stored under for a client's idempotency key."""
+    return f"{command}:{client_key}"
 
 
 def fingerprint(method: str, args, kwargs) -> str:

@@ -187,7 +187,7 @@ def discard_customer(uow: UnitOfWork, uuid: str) -> None:
     with uow.write() as tx:
         for customer in _locked(tx, {"uuid": uuid}):
             _delete(tx, customer, reason="create_abandoned")
-        _forget_answer(tx, "create_customer")
+        tx.forget_result("create_customer")
 
 
 def merge_customers(uow: UnitOfWork, from_ref: dict, into_ref: dict) -> dict:
@@ -355,15 +355,6 @@ def _delete(tx: Transaction, customer: Loaded, *, reason: str) -> None:
     tx.session.flush()
     tx.record("customer_deleted", uuid=gone["uuid"], external_ids=gone["external_ids"],
               data_source_uuids=gone["data_source_uuids"], reason=reason)
-
-
-def _forget_answer(tx: Transaction, command: str) -> None:
-    """Drop the stored answer of `command` sent with this request's idempotency key, if any."""
-    if tx.uow.idempotency is None:
-        return
-    client_key = tx.uow.idempotency[0].split(":", 1)[1]  # roster.dependencies keys answers "<command>:<key>"
-    answers = tx.uow.tables.idempotent
-    tx.session.execute(delete(answers).where(answers.key == f"{command}:{client_key}"))
 
 
 # ---- the only code that writes a customer's rows ------------------------------------------

@@ -289,9 +289,12 @@ def test_a_create_retried_with_its_idempotency_key_is_answered_not_repeated(tmp_
 def test_a_discarded_create_forgets_its_answer_so_the_retry_creates_again(tmp_path):
     uow = unit_of_work(Base, bookkeeping, tmp_path, unique_rules=UNIQUE_RULES)
     data = {"data_source_uuid": SOURCE, "external_id": "pc"}
-    first = commands.create_customer(with_idempotency_key(uow, "create_customer:k2"), data, billing=FakeBilling())
-    commands.discard_customer(with_idempotency_key(uow, "discard_customer:k2"), first["uuid"])
-    again = commands.create_customer(with_idempotency_key(uow, "create_customer:k2"), data, billing=FakeBilling())
+    def keyed(command):
+        return with_idempotency_key(uow, "k2", command=command)
+
+    first = commands.create_customer(keyed("create_customer"), data, billing=FakeBilling())
+    commands.discard_customer(keyed("discard_customer"), first["uuid"])
+    again = commands.create_customer(keyed("create_customer"), data, billing=FakeBilling())
     assert again["uuid"] != first["uuid"] and again["external_id"] == "pc"
     assert recorded_fields(uow, "customer_deleted")[0]["reason"] == "create_abandoned"
     assert [c["uuid"] for c in commands.list_customers(uow, {})["entries"]] == [again["uuid"]]
