@@ -1,0 +1,591 @@
+"""The activities service layer: one function per command, query or event, no nameko.
+
+Each takes a `roster.uow.UnitOfWork` and, where it needs another service, a port for it
+(`customers` with `get_customer(uuid)`, `contacts` with `get_contact(uuid)`), always asked
+before the write transaction opens.
+
+The feed is written in the same transaction as what it tells about: a note and its feed
+entry commit together. Facts from other services arrive as events; each fact is one entry
+(`FeedEntry.fact` is unique), so a redelivered event (skipped by the unit of work) and the
+same fact under a new event id both leave one entry. Every new entry is announced as
+`activity_recorded`.
+"""
+import uuid as uuid_lib
+from datetime import datetime
+
+from roster.errors import BadRequest, NotFound, UnprocessableEvent, ValidationFailed, invalid
+from roster.pagination import decode_cursor, keyset_page, page_size
+from roster.timestamps import parse, render, utcnow
+from roster.uow import Transaction, UnitOfWork
+from services.activities import descriptions, domain, store
+from services.activities.models import FeedEntry, MrrActivity, Note, Opportunity, Task, Thread, ThreadMessage
+from services.activities.schemas import (
+    dump_entry,
+    dump_mrr_activity,
+    dump_note,
+    dump_opportunity,
+    dump_task,
+    dump_thread,
+)
+
+
+def _new_uuid(prefix: str = "") -> str:
+    return f"{prefix}{uuid_lib.uuid4()}"
+
+
+# ---- customers and contacts, asked before writing ---------------------------------------------
+
+def _owner_customer(target: domain.Association, *, customers, contacts) -> str:
+    """Return the customer a note or task will belong to; a 422 naming the field when the
+    customer (or contact) does not exist."""
+    if target.kind == "customer":
+        _existing_customer(customers, target.uuid, target.field)
+        return target.uuid
+    try:
+        contact = contacts.get_contact(target.uuid)
+    except NotFound:
+        raise invalid(target.field, f"no contact {target.uuid} exists")
+    return contact["customer_uuid"]
+
+
+def _existing_customer(customers, customer_uuid: str, field: str = "customer_uuid") -> None:
+    try:
+        customers.get_customer(customer_uuid)
+    except NotFound:
+        raise invalid(field, f"no customer {customer_uuid} exists")
+
+
+def _check_still_there(session, customer_uuid: str, field: str = "customer_uuid") -> None:
+    """Refuse a customer deleted or merged away since it was asked about (its event already handled)."""
+    now = store.survivor(session, customer_uuid)
+    if now is None:
+        raise invalid(field, f"customer {customer_uuid} was deleted")
+    if now != customer_uuid:
+        raise invalid(field, f"customer {customer_uuid} was merged into {now}")
+
+
+# ---- the feed's entries --------------------------------------------------------------------------
+
+def _record_entry(tx: Transaction, *, fact: str, customer_uuid: str, type: str, kind: str, date: datetime,
+                  description: str, source_id: str) -> FeedEntry | None:
+    """Add the feed entry of one fact and announce it; None (and nothing recorded) if it is there already."""
+    if store.entry(tx.session, fact) is not None:
+        return None
+    entry = FeedEntry(uuid=_new_uuid("act_"), fact=fact, customer_uuid=customer_uuid, type=type, kind=kind,
+                      date=date, description=description, source_id=source_id)
+    tx.session.add(entry)
+    tx.session.flush()
+    tx.record("activity_recorded", customer_uuid=customer_uuid, activity={
+        "uuid": entry.uuid, "type": type, "kind": kind, "date": render(date), "description": description,
+        "source_id": source_id,
+    })
+    return entry
+
+
+def _note_entry(note: Note) -> dict:
+    author = note.author_email or ""
+    if note.type == "call":
+        description = descriptions.call(note.text, note.call_duration, author)
+    else:
+        description = descriptions.note(note.text, author)
+    return {"fact": f"note:{note.uuid}", "customer_uuid": note.customer_uuid, "type": note.type, "kind": note.type,
+            "date": note.created_at, "description": description, "source_id": note.uuid}
+
+
+def _refresh_entry(tx: Transaction, fields: dict) -> None:
+    """Bring an entry in line with its source (after an edit), or record it if it is missing."""
+    entry = store.entry(tx.session, fields["fact"])
+    if entry is None:
+        _record_entry(tx, **fields)
+        return
+    for name in ("type", "kind", "date", "description"):
+        setattr(entry, name, fields[name])
+
+
+# ---- notes and calls -----------------------------------------------------------------------------
+
+def create_note(uow: UnitOfWork, data: dict, *, customers, contacts) -> dict:
+    """Create a note or call log on a customer or a contact; return it."""
+    fields = domain.new_note(data)
+    target = domain.association(data)
+    customer_uuid = _owner_customer(target, customers=customers, contacts=contacts)
+    with uow.write() as tx:
+        _check_still_there(tx.session, customer_uuid, target.field)
+        now = utcnow()
+        note = Note(uuid=_new_uuid("note_"), customer_uuid=customer_uuid,
+                    contact_uuid=target.uuid if target.kind == "contact" else None,
+                    type=fields["type"], text=fields["text"], author_email=fields.get("author_email"),
+                    call_duration=fields["call_duration"], created_at=fields.get("created_at") or now,
+                    updated_at=fields.get("updated_at") or now)
+        tx.session.add(note)
+        tx.session.flush()
+        _record_entry(tx, **_note_entry(note))
+        return tx.result(dump_note(note))
+
+
+def get_note(uow: UnitOfWork, uuid: str) -> dict:
+    with uow.read() as session:
+        return dump_note(store.note(session, uuid))
+
+
+def list_notes(uow: UnitOfWork, filters: dict, cursor: str | None = None, per_page=None) -> dict:
+    """Return {entries, has_more, cursor} of notes, oldest first.
+
+    Filters: `customer_uuid` (notes on the customer itself), `any_customer_uuid` (also its
+    contacts' notes), `contact_uuid`, `type`, `author_email`.
+    """
+    filters = dict(filters or {})
+    if filters.get("type") and filters["type"] not in domain.NOTE_TYPES:
+        raise BadRequest("type: must be note or call", param="type")
+    size = page_size(per_page)
+    after_id = decode_cursor(cursor, after_id=int).get("after_id", 0)
+    with uow.read() as session:
+        rows = store.notes_page(session, filters, after_id, size)
+        notes, has_more, next_cursor = keyset_page(rows, size, lambda note: {"after_id": note.id})
+        return {"entries": [dump_note(note) for note in notes], "has_more": has_more, "cursor": next_cursor}
+
+
+def update_note(uow: UnitOfWork, uuid: str, changes: dict) -> dict:
+    """Apply `changes` to a note; return {"note", "changed"} (changed False: nothing differed)."""
+    fields = domain.clean_note(changes)
+    with uow.write() as tx:
+        note = store.note(tx.session, uuid)
+        before = dump_note(note)
+        note_type = fields.get("type", note.type)
+        if "call_duration" in fields:
+            duration = domain.note_duration(note_type, fields["call_duration"])
+        else:
+            duration = note.call_duration if note_type == "call" else 0
+        note.type, note.call_duration = note_type, duration
+        for name in ("text", "author_email", "created_at"):
+            if name in fields:
+                setattr(note, name, fields[name])
+        changed = _differs(before, dump_note(note))
+        if changed:
+            note.updated_at = fields.get("updated_at") or utcnow()
+            _refresh_entry(tx, _note_entry(note))
+        return tx.result({"note": dump_note(note), "changed": changed})
+
+
+def delete_note(uow: UnitOfWork, uuid: str) -> None:
+    with uow.write() as tx:
+        note = store.note(tx.session, uuid)
+        store.delete_entry(tx.session, f"note:{note.uuid}")
+        tx.session.delete(note)
+
+
+def _differs(before: dict, after: dict) -> bool:
+    return any(before.get(key) != value for key, value in after.items() if key != "updated_at")
+
+
+# ---- email threads -------------------------------------------------------------------------------
+
+def _thread_entry(thread: Thread) -> dict:
+    last = max(message.sent_at for message in thread.messages)
+    return {"fact": f"thread:{thread.uuid}", "customer_uuid": thread.customer_uuid, "type": "thread",
+            "kind": "thread", "date": last,
+            "description": descriptions.thread(thread.subject, list(thread.participants), len(thread.messages)),
+            "source_id": thread.uuid}
+
+
+def _add_messages(thread: Thread, messages: list[dict]) -> None:
+    for message in messages:
+        thread.messages.append(ThreadMessage(uuid=_new_uuid("msg_"), **message))
+
+
+def create_thread(uow: UnitOfWork, customer_uuid: str, data: dict, *, customers) -> dict:
+    """Log an email thread with a customer's contacts; return it with its messages."""
+    fields = domain.clean_thread(data)
+    _existing_customer(customers, customer_uuid)
+    with uow.write() as tx:
+        _check_still_there(tx.session, customer_uuid)
+        now = utcnow()
+        thread = Thread(uuid=_new_uuid("thr_"), customer_uuid=customer_uuid, subject=fields["subject"],
+                        participants=fields["participants"], created_at=now, updated_at=now)
+        _add_messages(thread, fields["messages"])
+        tx.session.add(thread)
+        tx.session.flush()
+        _record_entry(tx, **_thread_entry(thread))
+        return tx.result(dump_thread(thread))
+
+
+def add_thread_messages(uow: UnitOfWork, customer_uuid: str, thread_uuid: str, data: dict) -> dict:
+    """Add messages (replies) to a thread; return the thread."""
+    messages = domain.clean_messages(data.get("messages"))
+    with uow.write() as tx:
+        thread = store.thread(tx.session, customer_uuid, thread_uuid)
+        _add_messages(thread, messages)
+        thread.updated_at = utcnow()
+        tx.session.flush()
+        _refresh_entry(tx, _thread_entry(thread))
+        return tx.result(dump_thread(thread))
+
+
+def get_thread(uow: UnitOfWork, customer_uuid: str, thread_uuid: str) -> dict:
+    with uow.read() as session:
+        return dump_thread(store.thread(session, customer_uuid, thread_uuid))
+
+
+def list_threads(uow: UnitOfWork, customer_uuid: str, cursor: str | None = None, per_page=None) -> dict:
+    """Return {entries, has_more, cursor} of a customer's threads, oldest first, with their messages."""
+    size = page_size(per_page)
+    after_id = decode_cursor(cursor, after_id=int).get("after_id", 0)
+    with uow.read() as session:
+        rows = store.threads_page(session, customer_uuid, after_id, size)
+        threads, has_more, next_cursor = keyset_page(rows, size, lambda thread: {"after_id": thread.id})
+        return {"entries": [dump_thread(thread) for thread in threads], "has_more": has_more,
+                "cursor": next_cursor}
+
+
+# ---- tasks ---------------------------------------------------------------------------------------
+
+def _task_entry(task: Task) -> dict:
+    return {"fact": f"task_completed:{task.uuid}", "customer_uuid": task.customer_uuid, "type": "event",
+            "kind": "task_completed", "date": task.completed_at,
+            "description": descriptions.task_completed(task.task_details, task.assignee), "source_id": task.uuid}
+
+
+def create_task(uow: UnitOfWork, data: dict, *, customers, contacts) -> dict:
+    """Create a task on a customer or a contact; return it. A task created completed is in the feed."""
+    fields = domain.clean_task(data, creating=True)
+    target = domain.association(data)
+    customer_uuid = _owner_customer(target, customers=customers, contacts=contacts)
+    with uow.write() as tx:
+        _check_still_there(tx.session, customer_uuid, target.field)
+        now = utcnow()
+        task = Task(uuid=_new_uuid(), customer_uuid=customer_uuid,
+                    contact_uuid=target.uuid if target.kind == "contact" else None,
+                    completed_at=fields.pop("completed_at", None), created_at=now, updated_at=now, **fields)
+        tx.session.add(task)
+        tx.session.flush()
+        if task.completed_at is not None:
+            _record_entry(tx, **_task_entry(task))
+        return tx.result(dump_task(task))
+
+
+def get_task(uow: UnitOfWork, uuid: str) -> dict:
+    with uow.read() as session:
+        return dump_task(store.task(session, uuid))
+
+
+def list_tasks(uow: UnitOfWork, filters: dict, cursor: str | None = None, per_page=None) -> dict:
+    """Return {entries, has_more, cursor} of tasks, oldest first.
+
+    Filters: customer_uuid, contact_uuid, assignee, due_date_on_or_after, due_date_on_or_before,
+    completed (true/false).
+    """
+    wanted = {name: filters[name] for name in ("customer_uuid", "contact_uuid", "assignee") if filters.get(name)}
+    for name in ("due_date_on_or_after", "due_date_on_or_before"):
+        if filters.get(name):
+            wanted[name] = _query_time(filters[name], name)
+    if filters.get("completed") not in (None, ""):
+        wanted["completed"] = _query_bool(filters["completed"], "completed")
+    size = page_size(per_page)
+    after_id = decode_cursor(cursor, after_id=int).get("after_id", 0)
+    with uow.read() as session:
+        rows = store.tasks_page(session, wanted, after_id, size)
+        tasks, has_more, next_cursor = keyset_page(rows, size, lambda task: {"after_id": task.id})
+        return {"entries": [dump_task(task) for task in tasks], "has_more": has_more, "cursor": next_cursor}
+
+
+def update_task(uow: UnitOfWork, uuid: str, changes: dict) -> dict:
+    """Apply `changes`; completing a task puts it in the feed, reopening it takes it out.
+
+    Returns {"task", "changed"}.
+    """
+    fields = domain.clean_task(changes, creating=False)
+    with uow.write() as tx:
+        task = store.task(tx.session, uuid)
+        before = dump_task(task)
+        for name, value in fields.items():
+            setattr(task, name, value)
+        changed = _differs(before, dump_task(task))
+        if changed:
+            task.updated_at = utcnow()
+            if task.completed_at is None:
+                store.delete_entry(tx.session, f"task_completed:{task.uuid}")
+            else:
+                _refresh_entry(tx, _task_entry(task))
+        return tx.result({"task": dump_task(task), "changed": changed})
+
+
+def delete_task(uow: UnitOfWork, uuid: str) -> None:
+    with uow.write() as tx:
+        task = store.task(tx.session, uuid)
+        store.delete_entry(tx.session, f"task_completed:{task.uuid}")
+        tx.session.delete(task)
+
+
+# ---- opportunities -------------------------------------------------------------------------------
+
+def create_opportunity(uow: UnitOfWork, data: dict, *, customers) -> dict:
+    """Create an opportunity of a customer; return it. Its creation is an event in the feed."""
+    fields = domain.clean_opportunity(data, creating=True)
+    customer_uuid = domain.text(data.get("customer_uuid"), "customer_uuid", maximum=100, required=True)
+    _existing_customer(customers, customer_uuid)
+    with uow.write() as tx:
+        _check_still_there(tx.session, customer_uuid)
+        now = utcnow()
+        opportunity = Opportunity(uuid=_new_uuid(), customer_uuid=customer_uuid, created_at=now, updated_at=now,
+                                  win_likelihood=fields.pop("win_likelihood", None), **fields)
+        tx.session.add(opportunity)
+        tx.session.flush()
+        _record_entry(
+            tx, fact=f"opportunity_created:{opportunity.uuid}", customer_uuid=opportunity.customer_uuid,
+            type="event", kind="opportunity_created", date=opportunity.created_at,
+            description=descriptions.opportunity_created(
+                amount_in_cents=opportunity.amount_in_cents, currency=opportunity.currency,
+                pipeline=opportunity.pipeline, pipeline_stage=opportunity.pipeline_stage,
+                estimated_close_date=opportunity.estimated_close_date),
+            source_id=opportunity.uuid)
+        return tx.result(dump_opportunity(opportunity))
+
+
+def get_opportunity(uow: UnitOfWork, uuid: str) -> dict:
+    with uow.read() as session:
+        return dump_opportunity(store.opportunity(session, uuid))
+
+
+def list_opportunities(uow: UnitOfWork, filters: dict, cursor: str | None = None, per_page=None) -> dict:
+    """Return {entries, has_more, cursor} of opportunities, oldest first."""
+    wanted = {name: filters[name] for name in ("customer_uuid", "owner", "pipeline", "pipeline_stage")
+              if filters.get(name)}
+    for name in ("estimated_close_date_on_or_after", "estimated_close_date_on_or_before"):
+        if filters.get(name):
+            try:
+                wanted[name] = domain.calendar_date(filters[name], name)
+            except ValidationFailed as failure:
+                raise BadRequest(failure.message, param=name)
+    size = page_size(per_page)
+    after_id = decode_cursor(cursor, after_id=int).get("after_id", 0)
+    with uow.read() as session:
+        rows = store.opportunities_page(session, wanted, after_id, size)
+        found, has_more, next_cursor = keyset_page(rows, size, lambda row: {"after_id": row.id})
+        return {"entries": [dump_opportunity(row) for row in found], "has_more": has_more, "cursor": next_cursor}
+
+
+def update_opportunity(uow: UnitOfWork, uuid: str, changes: dict) -> dict:
+    """Apply `changes` (custom fields merged key by key, null removing one); return the opportunity."""
+    fields = domain.clean_opportunity(changes, creating=False)
+    with uow.write() as tx:
+        opportunity = store.opportunity(tx.session, uuid)
+        if changes.get("customer_uuid") not in (None, opportunity.customer_uuid):
+            raise invalid("customer_uuid", "an opportunity cannot move to another customer")
+        before = dump_opportunity(opportunity)
+        if "custom" in fields:
+            opportunity.custom = domain.updated_custom(opportunity.custom, fields.pop("custom"))
+        for name, value in fields.items():
+            setattr(opportunity, name, value)
+        if _differs(before, dump_opportunity(opportunity)):
+            opportunity.updated_at = utcnow()
+        return tx.result(dump_opportunity(opportunity))
+
+
+def delete_opportunity(uow: UnitOfWork, uuid: str) -> None:
+    with uow.write() as tx:
+        opportunity = store.opportunity(tx.session, uuid)
+        store.delete_entry(tx.session, f"opportunity_created:{opportunity.uuid}")
+        tx.session.delete(opportunity)
+
+
+# ---- reading the feed and the MRR activities -----------------------------------------------------
+
+def feed(uow: UnitOfWork, customer_uuid: str, types=None, cursor: str | None = None, per_page=None) -> dict:
+    """Return {entries, has_more, cursor}: one customer's feed, newest first, of `types` (all if None)."""
+    wanted = domain.feed_types(types)
+    size = page_size(per_page)
+    before = _position(cursor)
+    with uow.read() as session:
+        rows = store.feed_page(session, customer_uuid, wanted, before, size)
+        entries, has_more, next_cursor = keyset_page(rows, size, _position_of)
+        return {"entries": [dump_entry(entry) for entry in entries], "has_more": has_more, "cursor": next_cursor}
+
+
+def customer_activities(uow: UnitOfWork, customer_uuid: str, cursor: str | None = None, per_page=None) -> dict:
+    """Return {entries, has_more, cursor}: one customer's MRR movement activities, newest first."""
+    return _mrr_activities(uow, customer_uuid, domain.ActivityFilters(), cursor, per_page)
+
+
+def list_activities(uow: UnitOfWork, query: dict, cursor: str | None = None, per_page=None) -> dict:
+    """Return {entries, has_more, cursor}: every customer's MRR movement activities.
+
+    `query` may hold `start-date`, `end-date`, `type` and `order` (`-date`, the default, or `date`).
+    """
+    return _mrr_activities(uow, None, domain.activity_filters(query or {}), cursor, per_page)
+
+
+def _mrr_activities(uow, customer_uuid, filters, cursor, per_page) -> dict:
+    size = page_size(per_page)
+    position = _position(cursor)
+    with uow.read() as session:
+        rows = store.mrr_page(session, customer_uuid=customer_uuid, filters=filters, position=position, size=size)
+        found, has_more, next_cursor = keyset_page(rows, size, _position_of)
+        known = store.known_customers(session, {row.customer_uuid for row in found})
+        return {"entries": [dump_mrr_activity(row, known.get(row.customer_uuid)) for row in found],
+                "has_more": has_more, "cursor": next_cursor}
+
+
+def _position(cursor: str | None) -> tuple[datetime, int] | None:
+    """Return the (date, id) a feed or activity cursor resumes after; a forged cursor is a 400."""
+    position = decode_cursor(cursor, date=str, id=int)
+    if not position:
+        return None
+    try:
+        return parse(position["date"], "cursor"), position["id"]
+    except ValidationFailed:
+        raise BadRequest("cursor: is not a cursor this API returned", param="cursor")
+
+
+def _position_of(row) -> dict:
+    return {"date": render(row.date), "id": row.id}
+
+
+def _query_time(value, field: str) -> datetime:
+    try:
+        return parse(value, field)
+    except ValidationFailed as failure:
+        raise BadRequest(failure.message, param=field)
+
+
+def _query_bool(value, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    raise BadRequest(f"{field}: must be true or false", param=field)
+
+
+# ---- events from other services ------------------------------------------------------------------
+
+def _field(payload: dict, name: str, event: str):
+    value = payload.get(name)
+    if value in (None, ""):
+        raise UnprocessableEvent(f"{event}: the event carries no {name}", param=name)
+    return value
+
+
+def _when(value, fallback: dict) -> datetime:
+    """Return a timestamp from an event, else the event's occurred_at, else now."""
+    for candidate in (value, fallback.get("occurred_at")):
+        try:
+            parsed = parse(candidate, "date")
+        except ValidationFailed:
+            parsed = None
+        if parsed is not None:
+            return parsed
+    return utcnow()
+
+
+def on_customer_created(uow: UnitOfWork, payload: dict) -> None:
+    """Remember the customer's name and external id; its creation opens its feed."""
+    customer = _field(payload, "customer", "customer_created")
+    uuid = _field(customer, "uuid", "customer_created")
+    with uow.write() as tx:
+        row = store.customer(tx.session, uuid)
+        if not row.name:  # a rename may have been handled first
+            row.name = customer.get("name") or ""
+        row.external_id = customer.get("external_id") or row.external_id
+        target = store.survivor(tx.session, uuid)
+        if target is None:
+            return
+        _record_entry(tx, fact=f"customer_created:{uuid}", customer_uuid=target, type="event",
+                      kind="customer_created", date=_when(customer.get("created_at"), payload),
+                      description=descriptions.customer_created(domain.display_name(customer)), source_id=uuid)
+
+
+def on_customer_updated(uow: UnitOfWork, payload: dict) -> None:
+    """Keep the customer's name current (the global activity list shows it)."""
+    changes = payload.get("changes") or {}
+    if "name" not in changes:
+        return
+    uuid = _field(payload, "uuid", "customer_updated")
+    with uow.write() as tx:
+        store.customer(tx.session, uuid).name = changes["name"] or ""
+
+
+def on_customer_merged(uow: UnitOfWork, payload: dict) -> None:
+    """Move everything of the merged-away customer to the survivor, and say so in its feed."""
+    from_uuid = _field(payload, "from_uuid", "customer_merged")
+    into_uuid = _field(payload, "into_uuid", "customer_merged")
+    with uow.write() as tx:
+        merged = store.customer(tx.session, from_uuid)
+        merged.merged_into = into_uuid
+        target = store.survivor(tx.session, into_uuid)
+        if target is None:  # the survivor was deleted meanwhile
+            store.delete_customer_data(tx.session, from_uuid)
+            return
+        store.move_customer_data(tx.session, from_uuid, target)
+        name = domain.display_name({"name": merged.name, "external_id": merged.external_id, "uuid": from_uuid})
+        _record_entry(tx, fact=f"customer_merged:{from_uuid}", customer_uuid=target, type="event",
+                      kind="customer_merged", date=_when(None, payload),
+                      description=descriptions.customer_merged(name), source_id=from_uuid)
+
+
+def on_customer_deleted(uow: UnitOfWork, payload: dict) -> None:
+    """Delete everything of a deleted customer."""
+    uuid = _field(payload, "uuid", "customer_deleted")
+    with uow.write() as tx:
+        store.mark_deleted(tx.session, uuid)
+        store.delete_customer_data(tx.session, uuid)
+
+
+def on_contact_created(uow: UnitOfWork, payload: dict) -> None:
+    contact = payload.get("contact") or {}
+    contact_uuid = payload.get("uuid") or _field(contact, "uuid", "contact_created")
+    customer_uuid = payload.get("customer_uuid") or _field(contact, "customer_uuid", "contact_created")
+    with uow.write() as tx:
+        target = store.survivor(tx.session, customer_uuid)
+        if target is None:
+            return
+        _record_entry(tx, fact=f"contact_created:{contact_uuid}", customer_uuid=target, type="event",
+                      kind="contact_created", date=_when(contact.get("created_at"), payload),
+                      description=descriptions.contact_created(contact.get("first_name"), contact.get("last_name"),
+                                                               contact.get("email")),
+                      source_id=contact_uuid)
+
+
+def on_mrr_movement_recorded(uow: UnitOfWork, payload: dict) -> None:
+    """Add an MRR movement to the customer's activities and feed (unless billing retracted it already)."""
+    movement = domain.movement_from_event(payload)
+    with uow.write() as tx:
+        if store.movement_retracted(tx.session, movement["uuid"]) or store.mrr_activity(tx.session, movement["uuid"]):
+            return
+        target = store.survivor(tx.session, movement.pop("customer_uuid"))
+        if target is None:
+            return
+        activity = MrrActivity(customer_uuid=target, **movement)
+        tx.session.add(activity)
+        _record_entry(tx, fact=f"mrr_movement:{activity.uuid}", customer_uuid=target, type="mrr_movement",
+                      kind=activity.type, date=activity.date,
+                      description=descriptions.mrr_movement(type=activity.type, description=activity.description,
+                                                            mrr_movement=activity.mrr_movement,
+                                                            currency=activity.currency),
+                      source_id=activity.uuid)
+
+
+def on_mrr_movement_retracted(uow: UnitOfWork, payload: dict) -> None:
+    """Drop a movement billing replaced, and remember it so a late copy stays out."""
+    movement_uuid = _field(payload, "movement_uuid", "mrr_movement_retracted")
+    with uow.write() as tx:
+        store.mark_retracted(tx.session, movement_uuid)
+        activity = store.mrr_activity(tx.session, movement_uuid)
+        if activity is not None:
+            tx.session.delete(activity)
+        store.delete_entry(tx.session, f"mrr_movement:{movement_uuid}")
+
+
+def on_transaction_recorded(uow: UnitOfWork, payload: dict) -> None:
+    transaction = domain.transaction_from_event(payload)
+    with uow.write() as tx:
+        target = store.survivor(tx.session, transaction["customer_uuid"])
+        if target is None:
+            return
+        _record_entry(tx, fact=f"transaction:{transaction['uuid']}", customer_uuid=target, type="transaction",
+                      kind=transaction["type"], date=transaction["date"],
+                      description=descriptions.transaction(
+                          type=transaction["type"], result=transaction["result"],
+                          amount_in_cents=transaction["amount_in_cents"], currency=transaction["currency"]),
+                      source_id=transaction["uuid"])

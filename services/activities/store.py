@@ -1,0 +1,236 @@
+"""Reading and writing this service's tables (one session, no commits, no rules)."""
+from datetime import datetime
+
+from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy.orm import Session, selectinload
+
+from roster.errors import NotFound
+from roster.timestamps import utcnow
+from services.activities.models import (
+    Customer,
+    FeedEntry,
+    MrrActivity,
+    Note,
+    Opportunity,
+    RetractedMovement,
+    Task,
+    Thread,
+    ThreadMessage,
+)
+
+# Every table whose rows belong to a customer (threads' messages follow their thread).
+CUSTOMER_TABLES = (Note, Thread, Task, Opportunity, FeedEntry, MrrActivity)
+
+
+# ---- customers as this service knows them -------------------------------------------------------
+
+def customer(session: Session, uuid: str) -> Customer:
+    """Return the known-customer row of `uuid`, adding an empty one if there is none yet."""
+    row = session.get(Customer, uuid)
+    if row is None:
+        row = Customer(uuid=uuid, name="", external_id="")
+        session.add(row)
+        session.flush()
+    return row
+
+
+def known_customers(session: Session, uuids) -> dict[str, Customer]:
+    wanted = set(uuids)
+    if not wanted:
+        return {}
+    return {row.uuid: row for row in session.scalars(select(Customer).where(Customer.uuid.in_(wanted)))}
+
+
+def survivor(session: Session, uuid: str) -> str | None:
+    """Return where a customer's activity belongs now: itself, the customer it was merged into
+    (following merges of merges), or None when it was deleted. An unknown customer is itself."""
+    seen = set()
+    current = uuid
+    while current not in seen:
+        seen.add(current)
+        row = session.get(Customer, current)
+        if row is None:
+            return current
+        if row.deleted_at is not None:
+            return None
+        if row.merged_into is None:
+            return current
+        current = row.merged_into
+    return current
+
+
+def move_customer_data(session: Session, from_uuid: str, into_uuid: str) -> None:
+    """Give everything of `from_uuid` to `into_uuid`."""
+    for model in CUSTOMER_TABLES:
+        session.execute(update(model).where(model.customer_uuid == from_uuid)
+                        .values(customer_uuid=into_uuid).execution_options(synchronize_session=False))
+
+
+def delete_customer_data(session: Session, uuid: str) -> None:
+    """Delete everything of one customer."""
+    threads = select(Thread.id).where(Thread.customer_uuid == uuid)
+    session.execute(delete(ThreadMessage).where(ThreadMessage.thread_id.in_(threads))
+                    .execution_options(synchronize_session=False))
+    for model in CUSTOMER_TABLES:
+        session.execute(delete(model).where(model.customer_uuid == uuid).execution_options(synchronize_session=False))
+
+
+def mark_deleted(session: Session, uuid: str) -> None:
+    row = customer(session, uuid)
+    if row.deleted_at is None:
+        row.deleted_at = utcnow()
+
+
+# ---- records by uuid ----------------------------------------------------------------------------
+
+def _one(session: Session, model, uuid: str, what: str, param: str):
+    row = session.scalars(select(model).where(model.uuid == uuid)).first()
+    if row is None:
+        raise NotFound(f"{what} {uuid} not found", param=param)
+    return row
+
+
+def note(session: Session, uuid: str) -> Note:
+    return _one(session, Note, uuid, "Note", "uuid")
+
+
+def task(session: Session, uuid: str) -> Task:
+    return _one(session, Task, uuid, "Task", "task_uuid")
+
+
+def opportunity(session: Session, uuid: str) -> Opportunity:
+    return _one(session, Opportunity, uuid, "Opportunity", "uuid")
+
+
+def thread(session: Session, customer_uuid: str, uuid: str) -> Thread:
+    """Return a thread of this customer with its messages; 404 when the customer has no such thread."""
+    row = session.scalars(select(Thread).options(selectinload(Thread.messages))
+                          .where(Thread.uuid == uuid, Thread.customer_uuid == customer_uuid)).first()
+    if row is None:
+        raise NotFound(f"Thread {uuid} not found", param="thread_uuid")
+    return row
+
+
+# ---- pages (ascending id, keyset) ----------------------------------------------------------------
+
+def notes_page(session: Session, filters: dict, after_id: int, size: int) -> list[Note]:
+    """Return up to `size + 1` notes after `after_id`, oldest first.
+
+    `customer_uuid` matches the notes attached to that customer itself; `any_customer_uuid`
+    every note in its feed (its contacts' notes too, as the legacy list shows them).
+    """
+    query = select(Note).where(Note.id > after_id).order_by(Note.id).limit(size + 1)
+    if filters.get("customer_uuid"):
+        query = query.where(Note.customer_uuid == filters["customer_uuid"], Note.contact_uuid.is_(None))
+    if filters.get("any_customer_uuid"):
+        query = query.where(Note.customer_uuid == filters["any_customer_uuid"])
+    if filters.get("contact_uuid"):
+        query = query.where(Note.contact_uuid == filters["contact_uuid"])
+    if filters.get("type"):
+        query = query.where(Note.type == filters["type"])
+    if filters.get("author_email"):
+        query = query.where(Note.author_email == filters["author_email"])
+    return list(session.scalars(query))
+
+
+def tasks_page(session: Session, filters: dict, after_id: int, size: int) -> list[Task]:
+    query = select(Task).where(Task.id > after_id).order_by(Task.id).limit(size + 1)
+    if filters.get("customer_uuid"):
+        query = query.where(Task.customer_uuid == filters["customer_uuid"], Task.contact_uuid.is_(None))
+    if filters.get("contact_uuid"):
+        query = query.where(Task.contact_uuid == filters["contact_uuid"])
+    if filters.get("assignee"):
+        query = query.where(Task.assignee == filters["assignee"])
+    if filters.get("due_date_on_or_after") is not None:
+        query = query.where(Task.due_date >= filters["due_date_on_or_after"])
+    if filters.get("due_date_on_or_before") is not None:
+        query = query.where(Task.due_date <= filters["due_date_on_or_before"])
+    if filters.get("completed") is True:
+        query = query.where(Task.completed_at.is_not(None))
+    if filters.get("completed") is False:
+        query = query.where(Task.completed_at.is_(None))
+    return list(session.scalars(query))
+
+
+def opportunities_page(session: Session, filters: dict, after_id: int, size: int) -> list[Opportunity]:
+    query = select(Opportunity).where(Opportunity.id > after_id).order_by(Opportunity.id).limit(size + 1)
+    for field in ("customer_uuid", "owner", "pipeline", "pipeline_stage"):
+        if filters.get(field):
+            query = query.where(getattr(Opportunity, field) == filters[field])
+    if filters.get("estimated_close_date_on_or_after") is not None:
+        query = query.where(Opportunity.estimated_close_date >= filters["estimated_close_date_on_or_after"])
+    if filters.get("estimated_close_date_on_or_before") is not None:
+        query = query.where(Opportunity.estimated_close_date <= filters["estimated_close_date_on_or_before"])
+    return list(session.scalars(query))
+
+
+def threads_page(session: Session, customer_uuid: str, after_id: int, size: int) -> list[Thread]:
+    query = (select(Thread).options(selectinload(Thread.messages))
+             .where(Thread.customer_uuid == customer_uuid, Thread.id > after_id)
+             .order_by(Thread.id).limit(size + 1))
+    return list(session.scalars(query))
+
+
+# ---- the feed -----------------------------------------------------------------------------------
+
+def entry(session: Session, fact: str) -> FeedEntry | None:
+    return session.scalars(select(FeedEntry).where(FeedEntry.fact == fact)).first()
+
+
+def delete_entry(session: Session, fact: str) -> None:
+    session.execute(delete(FeedEntry).where(FeedEntry.fact == fact).execution_options(synchronize_session=False))
+
+
+def feed_page(session: Session, customer_uuid: str, types: tuple[str, ...] | None,
+              before: tuple[datetime, int] | None, size: int) -> list[FeedEntry]:
+    """Return up to `size + 1` entries of one customer, newest first, older than `before` (date, id).
+
+    A keyset on (customer, date, id): the first page reads `size + 1` index entries whatever
+    the length of the feed.
+    """
+    query = select(FeedEntry).where(FeedEntry.customer_uuid == customer_uuid)
+    if types:
+        query = query.where(FeedEntry.type.in_(types))
+    if before is not None:
+        query = query.where(tuple_(FeedEntry.date, FeedEntry.id) < tuple(before))
+    query = query.order_by(FeedEntry.date.desc(), FeedEntry.id.desc()).limit(size + 1)
+    return list(session.scalars(query))
+
+
+# ---- MRR movement activities ---------------------------------------------------------------------
+
+def mrr_activity(session: Session, uuid: str) -> MrrActivity | None:
+    return session.scalars(select(MrrActivity).where(MrrActivity.uuid == uuid)).first()
+
+
+def movement_retracted(session: Session, uuid: str) -> bool:
+    return session.get(RetractedMovement, uuid) is not None
+
+
+def mark_retracted(session: Session, uuid: str) -> None:
+    if not movement_retracted(session, uuid):
+        session.add(RetractedMovement(uuid=uuid))
+
+
+def mrr_page(session: Session, *, customer_uuid: str | None, filters, position: tuple[datetime, int] | None,
+             size: int) -> list[MrrActivity]:
+    """Return up to `size + 1` MRR activities past `position` (date, id) in the filters' order."""
+    query = select(MrrActivity)
+    if customer_uuid is not None:
+        query = query.where(MrrActivity.customer_uuid == customer_uuid)
+    if filters.type:
+        query = query.where(MrrActivity.type == filters.type)
+    if filters.start is not None:
+        query = query.where(MrrActivity.date >= filters.start)
+    if filters.end is not None:
+        query = query.where(MrrActivity.date < filters.end)
+    key = tuple_(MrrActivity.date, MrrActivity.id)
+    if filters.newest_first:
+        if position is not None:
+            query = query.where(key < tuple(position))
+        query = query.order_by(MrrActivity.date.desc(), MrrActivity.id.desc())
+    else:
+        if position is not None:
+            query = query.where(key > tuple(position))
+        query = query.order_by(MrrActivity.date, MrrActivity.id)
+    return list(session.scalars(query.limit(size + 1)))
