@@ -380,9 +380,13 @@ def test_a_redelivered_event_changes_nothing_and_the_same_fact_under_a_new_event
     with pytest.raises(AlreadyHandled):
         handle(uow, "on_mrr_movement_recorded", event)
     handle(uow, "on_mrr_movement_recorded", movement_event())  # same movement, new event id
+    handle(uow, "on_transaction_recorded", transaction_event())
+    handle(uow, "on_transaction_recorded", transaction_event())  # same transaction, new event id
+    handle(uow, "on_customer_created", customer_created_event(ACME))
+    handle(uow, "on_customer_created", customer_created_event(ACME))
 
-    assert count(uow, FeedEntry) == 1 and count(uow, MrrActivity) == 1
-    assert len(recorded(uow, "activity_recorded")) == 1
+    assert count(uow, FeedEntry) == 3 and count(uow, MrrActivity) == 1
+    assert len(recorded(uow, "activity_recorded")) == 3
 
 
 def test_a_retraction_drops_the_movement_even_when_it_arrives_first(uow):
@@ -421,8 +425,11 @@ def test_merges_of_merges_land_on_the_last_survivor_whatever_the_order(uow, port
     # INITECH was merged into ACME after GLOBEX into INITECH, but the later merge is handled first.
     handle(uow, "on_customer_merged", envelope(from_uuid=INITECH, into_uuid=ACME))
     handle(uow, "on_customer_merged", envelope(from_uuid=GLOBEX, into_uuid=INITECH))
+    handle(uow, "on_transaction_recorded", transaction_event(customer_uuid=GLOBEX))  # late, two merges away
 
     assert count(uow, Note, customer_uuid=ACME) == 1
+    assert sorted(e["kind"] for e in feed_of(uow, ACME)) == ["customer_merged", "customer_merged", "note", "payment"]
+    assert count(uow, FeedEntry, customer_uuid=ACME) == count(uow, FeedEntry)
 
 
 def test_a_deleted_customer_loses_everything_and_late_facts_about_it_are_dropped(uow, ports, customers):
