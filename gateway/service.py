@@ -2,6 +2,7 @@
 from nameko.events import BROADCAST, event_handler
 
 from gateway.cache import RecordCacheDependency
+from gateway.routes.activities import ActivityRoutes
 from gateway.routes.avatars import AVATAR_RPC_TIMEOUT, AvatarRoutes
 from gateway.routes.contacts import ContactRoutes
 from gateway.routes.customers import CustomerRoutes
@@ -10,13 +11,14 @@ from gateway.routes.meta import MetaRoutes
 from roster.rpc import BoundedRpcProxy
 
 
-class GatewayService(MetaRoutes, CustomerRoutes, ContactRoutes, DataSourceRoutes, AvatarRoutes):
+class GatewayService(MetaRoutes, CustomerRoutes, ContactRoutes, DataSourceRoutes, AvatarRoutes, ActivityRoutes):
     name = "gateway"
 
     customers_rpc = BoundedRpcProxy("customers")
     contacts_rpc = BoundedRpcProxy("contacts")
     billing_rpc = BoundedRpcProxy("billing_sync")
     avatars_rpc = BoundedRpcProxy("avatars", timeout=AVATAR_RPC_TIMEOUT)
+    activities_rpc = BoundedRpcProxy("activities")
     cache = RecordCacheDependency()
 
     # Changes made outside this gateway (event consumers, other hosts) reach every gateway
