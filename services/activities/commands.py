@@ -149,7 +149,7 @@ def update_note(uow: UnitOfWork, uuid: str, changes: dict) -> dict:
     """Apply `changes` to a note; return {"note", "changed"} (changed False: nothing differed)."""
     fields = domain.clean_note(changes)
     with uow.write() as tx:
-        note = store.note(tx.session, uuid)
+        note = store.note(tx.session, uuid, lock=True)
         before = dump_note(note)
         note_type = fields.get("type", note.type)
         if "call_duration" in fields:
@@ -213,7 +213,7 @@ def add_thread_messages(uow: UnitOfWork, customer_uuid: str, thread_uuid: str, d
     """Add messages (replies) to a thread; return the thread."""
     messages = domain.clean_messages(data.get("messages"))
     with uow.write() as tx:
-        thread = store.thread(tx.session, customer_uuid, thread_uuid)
+        thread = store.thread(tx.session, customer_uuid, thread_uuid, lock=True)
         _add_messages(thread, messages)
         thread.updated_at = utcnow()
         tx.session.flush()
@@ -295,7 +295,7 @@ def update_task(uow: UnitOfWork, uuid: str, changes: dict) -> dict:
     """
     fields = domain.clean_task(changes, creating=False)
     with uow.write() as tx:
-        task = store.task(tx.session, uuid)
+        task = store.task(tx.session, uuid, lock=True)
         before = dump_task(task)
         for name, value in fields.items():
             setattr(task, name, value)
@@ -368,7 +368,7 @@ def update_opportunity(uow: UnitOfWork, uuid: str, changes: dict) -> dict:
     """Apply `changes` (custom fields merged key by key, null removing one); return the opportunity."""
     fields = domain.clean_opportunity(changes, creating=False)
     with uow.write() as tx:
-        opportunity = store.opportunity(tx.session, uuid)
+        opportunity = store.opportunity(tx.session, uuid, lock=True)
         if changes.get("customer_uuid") not in (None, opportunity.customer_uuid):
             raise invalid("customer_uuid", "an opportunity cannot move to another customer")
         before = dump_opportunity(opportunity)
@@ -511,7 +511,7 @@ def on_customer_merged(uow: UnitOfWork, payload: dict) -> None:
     from_uuid = _field(payload, "from_uuid", "customer_merged")
     into_uuid = _field(payload, "into_uuid", "customer_merged")
     with uow.write() as tx:
-        merged = store.customer(tx.session, from_uuid)
+        merged = store.lock_customers(tx.session, (from_uuid, into_uuid))[from_uuid]
         merged.merged_into = into_uuid
         target = store.survivor(tx.session, into_uuid)
         if target is None:  # the survivor was deleted meanwhile
@@ -551,7 +551,9 @@ def on_mrr_movement_recorded(uow: UnitOfWork, payload: dict) -> None:
     """Add an MRR movement to the customer's activities and feed (unless billing retracted it already)."""
     movement = domain.movement_from_event(payload)
     with uow.write() as tx:
-        if store.movement_retracted(tx.session, movement["uuid"]) or store.mrr_activity(tx.session, movement["uuid"]):
+        if store.movement(tx.session, movement["uuid"]).retracted_at is not None:
+            return
+        if store.mrr_activity(tx.session, movement["uuid"]) is not None:
             return
         target = store.survivor(tx.session, movement.pop("customer_uuid"))
         if target is None:
@@ -570,7 +572,8 @@ def on_mrr_movement_retracted(uow: UnitOfWork, payload: dict) -> None:
     """Drop a movement billing replaced, and remember it so a late copy stays out."""
     movement_uuid = _field(payload, "movement_uuid", "mrr_movement_retracted")
     with uow.write() as tx:
-        store.mark_retracted(tx.session, movement_uuid)
+        seen = store.movement(tx.session, movement_uuid)
+        seen.retracted_at = seen.retracted_at or utcnow()
         activity = store.mrr_activity(tx.session, movement_uuid)
         if activity is not None:
             tx.session.delete(activity)

@@ -168,13 +168,18 @@ Index("ix_mrr_activities_date", MrrActivity.date, MrrActivity.id)
 Index("ix_mrr_activities_type_date", MrrActivity.type, MrrActivity.date, MrrActivity.id)
 
 
-class RetractedMovement(Base):
-    """A movement billing retracted; kept so a late `mrr_movement_recorded` cannot bring it back."""
+class Movement(Base):
+    """Every MRR movement billing told about, and whether it was retracted.
 
-    __tablename__ = "retracted_movements"
+    Both movement handlers lock this row first, so a retraction and the movement it retracts,
+    handled at the same time from two queues, are applied one after the other; and a
+    movement whose retraction came first stays out.
+    """
+
+    __tablename__ = "movements"
 
     uuid: Mapped[str] = mapped_column(String(60), primary_key=True)
-    retracted_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    retracted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 bookkeeping = bookkeeping_tables(Base)

@@ -4,15 +4,16 @@ from datetime import datetime
 from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.orm import Session, selectinload
 
+from roster.database import insert_ignore
 from roster.errors import NotFound
 from roster.timestamps import utcnow
 from services.activities.models import (
     Customer,
     FeedEntry,
+    Movement,
     MrrActivity,
     Note,
     Opportunity,
-    RetractedMovement,
     Task,
     Thread,
     ThreadMessage,
@@ -25,13 +26,15 @@ CUSTOMER_TABLES = (Note, Thread, Task, Opportunity, FeedEntry, MrrActivity)
 # ---- customers as this service knows them -------------------------------------------------------
 
 def customer(session: Session, uuid: str) -> Customer:
-    """Return the known-customer row of `uuid`, adding an empty one if there is none yet."""
-    row = session.get(Customer, uuid)
-    if row is None:
-        row = Customer(uuid=uuid, name="", external_id="")
-        session.add(row)
-        session.flush()
-    return row
+    """Return the known-customer row of `uuid`, locked for this transaction (added if there is none).
+
+    Every write that attaches something to a customer, and every merge or deletion of one,
+    goes through this lock, so they are applied one after the other (on SQLite the write
+    transaction holds the database's lock already).
+    """
+    insert_ignore(session, Customer.__table__, [{"uuid": uuid, "name": "", "external_id": ""}], ["uuid"])
+    return session.scalars(select(Customer).where(Customer.uuid == uuid).with_for_update()
+                           .execution_options(populate_existing=True)).one()
 
 
 def known_customers(session: Session, uuids) -> dict[str, Customer]:
@@ -43,14 +46,12 @@ def known_customers(session: Session, uuids) -> dict[str, Customer]:
 
 def survivor(session: Session, uuid: str) -> str | None:
     """Return where a customer's activity belongs now: itself, the customer it was merged into
-    (following merges of merges), or None when it was deleted. An unknown customer is itself."""
+    (following merges of merges), or None when it was deleted. Locks each customer on the way."""
     seen = set()
     current = uuid
     while current not in seen:
         seen.add(current)
-        row = session.get(Customer, current)
-        if row is None:
-            return current
+        row = customer(session, current)
         if row.deleted_at is not None:
             return None
         if row.merged_into is None:
@@ -81,31 +82,41 @@ def mark_deleted(session: Session, uuid: str) -> None:
         row.deleted_at = utcnow()
 
 
+def lock_customers(session: Session, uuids) -> dict[str, Customer]:
+    """Lock several customers' rows in uuid order (so two merges cannot deadlock); return them."""
+    return {uuid: customer(session, uuid) for uuid in sorted(set(uuids))}
+
+
 # ---- records by uuid ----------------------------------------------------------------------------
 
-def _one(session: Session, model, uuid: str, what: str, param: str):
-    row = session.scalars(select(model).where(model.uuid == uuid)).first()
+def _one(session: Session, model, uuid: str, what: str, param: str, lock: bool):
+    query = select(model).where(model.uuid == uuid)
+    if lock:  # read, change, write back: concurrent edits queue
+        query = query.with_for_update().execution_options(populate_existing=True)
+    row = session.scalars(query).first()
     if row is None:
         raise NotFound(f"{what} {uuid} not found", param=param)
     return row
 
 
-def note(session: Session, uuid: str) -> Note:
-    return _one(session, Note, uuid, "Note", "uuid")
+def note(session: Session, uuid: str, *, lock: bool = False) -> Note:
+    return _one(session, Note, uuid, "Note", "uuid", lock)
 
 
-def task(session: Session, uuid: str) -> Task:
-    return _one(session, Task, uuid, "Task", "task_uuid")
+def task(session: Session, uuid: str, *, lock: bool = False) -> Task:
+    return _one(session, Task, uuid, "Task", "task_uuid", lock)
 
 
-def opportunity(session: Session, uuid: str) -> Opportunity:
-    return _one(session, Opportunity, uuid, "Opportunity", "uuid")
+def opportunity(session: Session, uuid: str, *, lock: bool = False) -> Opportunity:
+    return _one(session, Opportunity, uuid, "Opportunity", "uuid", lock)
 
 
-def thread(session: Session, customer_uuid: str, uuid: str) -> Thread:
+def thread(session: Session, customer_uuid: str, uuid: str, *, lock: bool = False) -> Thread:
     """Return a thread of this customer with its messages; 404 when the customer has no such thread."""
-    row = session.scalars(select(Thread).options(selectinload(Thread.messages))
-                          .where(Thread.uuid == uuid, Thread.customer_uuid == customer_uuid)).first()
+    query = select(Thread).where(Thread.uuid == uuid, Thread.customer_uuid == customer_uuid)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    row = session.scalars(query.options(selectinload(Thread.messages))).first()
     if row is None:
         raise NotFound(f"Thread {uuid} not found", param="thread_uuid")
     return row
@@ -203,13 +214,11 @@ def mrr_activity(session: Session, uuid: str) -> MrrActivity | None:
     return session.scalars(select(MrrActivity).where(MrrActivity.uuid == uuid)).first()
 
 
-def movement_retracted(session: Session, uuid: str) -> bool:
-    return session.get(RetractedMovement, uuid) is not None
-
-
-def mark_retracted(session: Session, uuid: str) -> None:
-    if not movement_retracted(session, uuid):
-        session.add(RetractedMovement(uuid=uuid))
+def movement(session: Session, uuid: str) -> Movement:
+    """Return the row of one movement, locked for this transaction (added if there is none)."""
+    insert_ignore(session, Movement.__table__, [{"uuid": uuid}], ["uuid"])
+    return session.scalars(select(Movement).where(Movement.uuid == uuid).with_for_update()
+                           .execution_options(populate_existing=True)).one()
 
 
 def mrr_page(session: Session, *, customer_uuid: str | None, filters, position: tuple[datetime, int] | None,

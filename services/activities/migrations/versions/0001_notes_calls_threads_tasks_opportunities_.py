@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 22:13:37.246286
+Create Date: 2026-11-26 22:24:39.624103
 """
 from alembic import op
 import sqlalchemy as sa
@@ -54,6 +54,11 @@ def upgrade() -> None:
     with op.batch_alter_table('idempotent_results', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_idempotent_results_created_at'), ['created_at'], unique=False)
 
+    op.create_table('movements',
+    sa.Column('uuid', sa.String(length=60), nullable=False),
+    sa.Column('retracted_at', roster.database.UtcDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('uuid')
+    )
     op.create_table('mrr_activities',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('uuid', sa.String(length=60), nullable=False),
@@ -140,11 +145,6 @@ def upgrade() -> None:
     with op.batch_alter_table('processed_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_processed_events_processed_at'), ['processed_at'], unique=False)
 
-    op.create_table('retracted_movements',
-    sa.Column('uuid', sa.String(length=60), nullable=False),
-    sa.Column('retracted_at', roster.database.UtcDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('uuid')
-    )
     op.create_table('tasks',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('uuid', sa.String(length=60), nullable=False),
@@ -214,7 +214,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_tasks_assignee'))
 
     op.drop_table('tasks')
-    op.drop_table('retracted_movements')
     with op.batch_alter_table('processed_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_processed_events_processed_at'))
 
@@ -240,6 +239,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_mrr_activities_customer_date')
 
     op.drop_table('mrr_activities')
+    op.drop_table('movements')
     with op.batch_alter_table('idempotent_results', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_idempotent_results_created_at'))
 
