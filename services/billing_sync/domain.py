@@ -1,8 +1,19 @@
-"""Data source rules as plain functions. No nameko, database or network here."""
+"""Billing rules outside the MRR engine proper, as plain functions. No nameko, database or network.
+
+Data source names, how a movement is described, an invoice's status, and when a customer's
+figures may next change by time alone (a due date passing, a future-dated line or payment).
+"""
+from collections.abc import Iterable
+from datetime import datetime
+
 from roster.errors import invalid
+from services.billing_sync.invoices import Invoice
+from services.billing_sync.movements import CHURN, CONTRACTION, EXPANSION, NEW_BIZ, REACTIVATION, Cause
+from services.billing_sync.payments import is_past_due, is_settled
 
 IMPORT_API = "Import API"
 NAME_MAX = 500
+PAID, PAST_DUE, OPEN = "paid", "past_due", "open"
 
 
 def clean_name(value) -> str:
@@ -15,3 +26,57 @@ def clean_name(value) -> str:
     if len(name) > NAME_MAX or "\x00" in name:
         raise invalid("name", f"must be at most {NAME_MAX} characters of text")
     return name
+
+
+def main_cause(movement_type: str, causes: Iterable[Cause]) -> Cause | None:
+    """Return the cause a movement is described by: a cancellation for a fall, a line for a rise."""
+    causes = list(causes)
+    if movement_type in (CONTRACTION, CHURN):
+        for cause in causes:
+            if cause.kind == "cancellation":
+                return cause
+    return causes[0] if causes else None
+
+
+def describe_movement(movement_type: str, plan_name: str | None, *, cancelled: bool) -> str:
+    """Return the feed's sentence for a movement, e.g. `purchased the Silver Monthly plan`."""
+    plan = f"the {plan_name} plan" if plan_name else "a plan"
+    if movement_type == NEW_BIZ:
+        return f"purchased {plan}"
+    if movement_type == REACTIVATION:
+        return f"reactivated with {plan}"
+    if movement_type == EXPANSION:
+        return f"upgraded to {plan}"
+    if movement_type == CONTRACTION:
+        return f"cancelled {plan}" if cancelled else f"downgraded to {plan}"
+    if movement_type == CHURN:
+        return f"cancelled {plan}" if cancelled else f"stopped paying for {plan}"
+    return movement_type
+
+
+def invoice_status(invoice: Invoice, at: datetime) -> str:
+    """Return `paid` (settled, or asking for nothing), `past_due` or `open` as of `at`."""
+    if invoice.total_in_cents <= 0 or is_settled(invoice, at):
+        return PAID
+    return PAST_DUE if is_past_due(invoice, at) else OPEN
+
+
+def settled_at(invoice: Invoice) -> datetime | None:
+    """Return when the invoice became settled: its first successful payment (its date when it asks
+    for nothing); None while unpaid. Only invoices unsettled at a time can be past due then."""
+    if invoice.total_in_cents <= 0:
+        return invoice.date
+    dates = [t.date for t in invoice.transactions if t.type == "payment" and t.result == "successful"]
+    return min(dates) if dates else None
+
+
+def next_review(*, now: datetime, next_change: datetime | None, unsettled: Iterable[Invoice]) -> datetime | None:
+    """Return the next moment after `now` at which the status or MRR may change by time alone:
+    a future-dated change, a due date still to pass, or a future-dated transaction of an
+    unsettled invoice. None when nothing is pending."""
+    moments = [next_change] if next_change is not None else []
+    for invoice in unsettled:
+        if invoice.due_date is not None and invoice.due_date >= now:
+            moments.append(invoice.due_date)
+        moments.extend(t.date for t in invoice.transactions if t.date > now)
+    return min(moments) if moments else None

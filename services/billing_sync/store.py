@@ -1,9 +1,33 @@
-"""Queries on the billing_sync service's tables (one session, no commits here)."""
-from sqlalchemy import select
+"""Queries on the billing_sync service's tables (one session, no commits, no rules here).
+
+Hot paths read columns with Core statements on the session's connection and write with
+multi-row inserts, so an import request costs a handful of statements whatever its size.
+Rows are handed to the MRR engine as its own frozen dataclasses (`invoices.py`,
+`movements.MrrChange`), mapped here and nowhere else.
+"""
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from roster.database import insert_ignore, lock_rows
 from roster.errors import NotFound
-from services.billing_sync.models import DataSource
+from roster.timestamps import utcnow
+from services.billing_sync import invoices as engine
+from services.billing_sync.metrics import MetricDay
+from services.billing_sync.models import (
+    Cancellation, Customer, DataSource, ExchangeRate, GoneCustomer, Invoice, LineItem, Movement, Plan,
+    Subscription, Transaction,
+)
+from services.billing_sync.models import MetricDay as MetricDayRow
+from services.billing_sync.movements import CANCEL, MrrChange
+
+# ---- data sources ------------------------------------------------------------------------------
 
 
 def data_source(session: Session, uuid: str) -> DataSource:
@@ -22,3 +46,546 @@ def data_sources(session: Session, *, name: str | None = None, system: str | Non
     if system:
         query = query.where(DataSource.system == system)
     return list(session.scalars(query))
+
+
+def data_sources_by_uuid(session: Session, uuids: Iterable[str]) -> dict[str, DataSource]:
+    """Return {uuid: data source} of those that exist."""
+    wanted = set(uuids)
+    if not wanted:
+        return {}
+    return {row.uuid: row for row in session.scalars(select(DataSource).where(DataSource.uuid.in_(wanted)))}
+
+
+def invoice_counts(session: Session, data_source_ids: list[int]) -> dict[int, int]:
+    """Return {data source id: how many invoices it holds}."""
+    if not data_source_ids:
+        return {}
+    rows = session.execute(select(Invoice.data_source_id, func.count()).where(
+        Invoice.data_source_id.in_(data_source_ids)).group_by(Invoice.data_source_id))
+    return dict(rows.all())
+
+
+def customers_of_data_source(session: Session, data_source_id: int) -> list[int]:
+    """Return the ids of the customers holding invoices or subscriptions in the data source."""
+    by_invoice = select(Invoice.customer_id).where(Invoice.data_source_id == data_source_id)
+    by_subscription = select(Subscription.customer_id).where(Subscription.data_source_id == data_source_id)
+    return sorted(set(session.scalars(by_invoice.union(by_subscription))))
+
+
+# ---- plans ---------------------------------------------------------------------------------------
+
+
+def plan(session: Session, uuid: str) -> Plan:
+    """Return the plan with this uuid; 404 if none."""
+    found = session.scalars(select(Plan).where(Plan.uuid == uuid)).first()
+    if found is None:
+        raise NotFound(f"Plan {uuid} not found", param="uuid")
+    return found
+
+
+def plans_by_uuid(session: Session, uuids: Iterable[str]) -> dict[str, Plan]:
+    wanted = set(uuids)
+    if not wanted:
+        return {}
+    return {row.uuid: row for row in session.scalars(select(Plan).where(Plan.uuid.in_(wanted)))}
+
+
+def plan_page(session: Session, filters: dict, after_id: int, size: int) -> list[tuple[Plan, str]]:
+    """Return up to `size + 1` (plan, data source uuid) after `after_id`, matching `filters`."""
+    query = (select(Plan, DataSource.uuid).join(DataSource, Plan.data_source_id == DataSource.id)
+             .where(Plan.id > after_id).order_by(Plan.id).limit(size + 1))
+    if filters.get("data_source_uuid"):
+        query = query.where(DataSource.uuid == filters["data_source_uuid"])
+    if filters.get("external_id"):
+        query = query.where(Plan.external_id == filters["external_id"])
+    if filters.get("system"):
+        query = query.where(DataSource.system == filters["system"])
+    return [(row[0], row[1]) for row in session.execute(query)]
+
+
+def plan_in_use(session: Session, plan_id: int) -> bool:
+    """Return whether any line item bills this plan."""
+    return session.scalar(select(LineItem.id).where(LineItem.plan_id == plan_id).limit(1)) is not None
+
+
+# ---- customers ---------------------------------------------------------------------------------
+
+
+def customer(session: Session, uuid: str) -> Customer | None:
+    """Return billing's row of this customer, or None when it has no billing data."""
+    return session.scalars(select(Customer).where(Customer.uuid == uuid)).first()
+
+
+def customers_by_uuid(session: Session, uuids: Iterable[str]) -> dict[str, Customer]:
+    wanted = set(uuids)
+    if not wanted:
+        return {}
+    return {row.uuid: row for row in session.scalars(select(Customer).where(Customer.uuid.in_(wanted)))}
+
+
+def ensure_customer(session: Session, uuid: str, external_id: str | None = None) -> None:
+    """Create billing's row of this customer unless it exists (concurrent callers both succeed)."""
+    insert_ignore(session, Customer.__table__, [{
+        "uuid": uuid, "external_id": external_id, "state": {}, "mrr": 0, "net_payments": 0, "sequence": 0,
+    }], ["uuid"])
+
+
+def lock_customer(session: Session, uuid: str, external_id: str | None = None) -> Customer:
+    """Return this customer's row, created if needed, locked until the transaction ends."""
+    ensure_customer(session, uuid, external_id)
+    row = session.scalars(select(Customer).where(Customer.uuid == uuid).with_for_update()
+                          .execution_options(populate_existing=True)).one()
+    if external_id and row.external_id != external_id:
+        row.external_id = external_id
+    return row
+
+
+def lock_customers(session: Session, ids: Iterable[int]) -> dict[int, Customer]:
+    """Lock these customers' rows in id order; return {id: row}."""
+    return lock_rows(session, Customer, ids)
+
+
+def due_for_review(session: Session, now: datetime, limit: int) -> list[str]:
+    """Return uuids of customers whose figures may have changed by `now` through time alone."""
+    return list(session.scalars(select(Customer.uuid).where(Customer.review_at <= now)
+                                .order_by(Customer.review_at).limit(limit)))
+
+
+def gone_customer(session: Session, uuid: str) -> GoneCustomer | None:
+    return session.get(GoneCustomer, uuid)
+
+
+def mark_gone(session: Session, uuid: str, merged_into: str | None = None) -> None:
+    """Remember that a customer was deleted (or merged into `merged_into`)."""
+    insert_ignore(session, GoneCustomer.__table__, [{"uuid": uuid, "merged_into": merged_into,
+                                                    "gone_at": utcnow()}], ["uuid"])
+
+
+def surviving_customer(session: Session, uuid: str) -> str | None:
+    """Return the customer that now holds `uuid`'s records (following merges); None if deleted."""
+    seen, current = set(), uuid
+    while current not in seen:
+        seen.add(current)
+        gone = session.get(GoneCustomer, current)
+        if gone is None:
+            return current
+        if gone.merged_into is None:
+            return None
+        current = gone.merged_into
+    return None
+
+
+def delete_customer_row(session: Session, customer_id: int) -> None:
+    session.execute(delete(Customer).where(Customer.id == customer_id))
+
+
+def move_books(session: Session, from_id: int, into_id: int) -> None:
+    """Give one customer's invoices and subscriptions to another."""
+    session.execute(update(Invoice).where(Invoice.customer_id == from_id).values(customer_id=into_id))
+    session.execute(update(Subscription).where(Subscription.customer_id == from_id).values(customer_id=into_id))
+
+
+# ---- what an import needs to know ------------------------------------------------------------------
+
+
+def existing_invoice_keys(session: Session, keys: set[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Return which (data source id, external id) pairs already name an invoice."""
+    return _existing_keys(session, Invoice, keys)
+
+
+def existing_transaction_keys(session: Session, keys: set[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Return which (data source id, external id) pairs already name a transaction."""
+    return _existing_keys(session, Transaction, keys)
+
+
+def _existing_keys(session: Session, model, keys: set[tuple[int, str]]) -> set[tuple[int, str]]:
+    if not keys:
+        return set()
+    sources = {source for source, _ in keys}
+    external_ids = {external_id for _, external_id in keys}
+    rows = session.execute(select(model.data_source_id, model.external_id).where(
+        model.data_source_id.in_(sources), model.external_id.in_(external_ids)))
+    return {(source, external_id) for source, external_id in rows} & keys
+
+
+def subscriptions_by_key(session: Session, keys: set[tuple[int, str]]) -> dict[tuple[int, str], Subscription]:
+    """Return {(data source id, external id): subscription} of those that exist."""
+    if not keys:
+        return {}
+    sources = {source for source, _ in keys}
+    external_ids = {external_id for _, external_id in keys}
+    rows = session.scalars(select(Subscription).where(
+        Subscription.data_source_id.in_(sources), Subscription.external_id.in_(external_ids)))
+    return {(row.data_source_id, row.external_id): row for row in rows}
+
+
+def rate_on(session: Session, currency: str, day: date) -> tuple[date, Decimal] | None:
+    """Return the latest (day, rate) of `currency` on or before `day`, or None."""
+    row = session.execute(select(ExchangeRate.day, ExchangeRate.rate).where(
+        ExchangeRate.currency == currency, ExchangeRate.day <= day)
+        .order_by(ExchangeRate.day.desc()).limit(1)).first()
+    return (row[0], Decimal(row[1])) if row else None
+
+
+def insert_rows(session: Session, model, rows: list[dict]) -> list[int]:
+    """Insert rows in one multi-row statement; return their ids in the order given."""
+    if not rows:
+        return []
+    result = session.execute(insert(model).returning(model.id, sort_by_parameter_order=True), rows)
+    return [row[0] for row in result]
+
+
+# ---- a customer's history, as the engine reads it ----------------------------------------------------
+
+
+def customer_changes(session: Session, customer_id: int) -> list[MrrChange]:
+    """Return every MRR change of the customer's stored lines and API cancellations."""
+    lines = session.execute(
+        select(LineItem.uuid, LineItem.external_id, Subscription.uuid, LineItem.mrr_kind, LineItem.mrr,
+               LineItem.service_period_start, LineItem.cancelled_at, LineItem.event_order)
+        .join(Invoice, LineItem.invoice_id == Invoice.id)
+        .join(Subscription, LineItem.subscription_id == Subscription.id)
+        .where(Invoice.customer_id == customer_id, LineItem.mrr_kind.is_not(None)))
+    changes = []
+    for uuid, external_id, subscription, kind, mrr, start, cancelled_at, event_order in lines:
+        changes.append(MrrChange(at=start, subscription_id=subscription, kind=kind, mrr=mrr, line_item_id=uuid,
+                                 line_item_external_id=external_id, event_order=event_order))
+        if cancelled_at is not None:
+            changes.append(MrrChange(at=cancelled_at, subscription_id=subscription, kind=CANCEL, mrr=0,
+                                     line_item_id=uuid, line_item_external_id=external_id,
+                                     event_order=event_order))
+    cancellations = session.execute(
+        select(Subscription.uuid, Cancellation.at).join(Subscription, Cancellation.subscription_id == Subscription.id)
+        .where(Subscription.customer_id == customer_id))
+    changes.extend(MrrChange(at=at, subscription_id=subscription, kind=CANCEL) for subscription, at in cancellations)
+    return changes
+
+
+def movements_of(session: Session, customer_id: int, since: datetime | None = None) -> list[Movement]:
+    """Return the customer's stored movements (at or after `since`, if given), oldest first."""
+    query = select(Movement).where(Movement.customer_id == customer_id)
+    if since is not None:
+        query = query.where(Movement.at >= since)
+    return list(session.scalars(query.order_by(Movement.at, Movement.id)))
+
+
+def delete_movements(session: Session, ids: list[int]) -> None:
+    if ids:
+        session.execute(delete(Movement).where(Movement.id.in_(ids)))
+
+
+def engine_invoices(session: Session, invoice_rows: list) -> list[engine.Invoice]:
+    """Return engine invoices (with lines and transactions) for these invoice rows."""
+    if not invoice_rows:
+        return []
+    ids = [row.id for row in invoice_rows]
+    lines = defaultdict(list)
+    for item, subscription_uuid, plan_row in session.execute(
+        select(LineItem, Subscription.uuid, Plan)
+        .outerjoin(Subscription, LineItem.subscription_id == Subscription.id)
+        .outerjoin(Plan, LineItem.plan_id == Plan.id)
+        .where(LineItem.invoice_id.in_(ids)).order_by(LineItem.id)
+    ):
+        lines[item.invoice_id].append(engine_line_item(item, subscription_uuid, plan_row))
+    transactions = defaultdict(list)
+    for row in session.scalars(select(Transaction).where(Transaction.invoice_id.in_(ids))
+                               .order_by(Transaction.date, Transaction.id)):
+        transactions[row.invoice_id].append(engine_transaction(row))
+    return [engine_invoice(row, lines[row.id], transactions[row.id]) for row in invoice_rows]
+
+
+def engine_invoice(row, lines, transactions) -> engine.Invoice:
+    return engine.Invoice(id=row.uuid, date=row.date, line_items=tuple(lines), transactions=tuple(transactions),
+                          due_date=row.due_date, currency=row.currency, exchange_rate=Decimal(row.exchange_rate),
+                          external_id=row.external_id)
+
+
+def engine_line_item(item: LineItem, subscription_uuid: str | None, plan_row: Plan | None) -> engine.LineItem:
+    plan = None
+    if plan_row is not None:
+        plan = engine.Plan(plan_row.interval_unit, plan_row.interval_count, plan_row.uuid)
+    return engine.LineItem(
+        id=item.uuid, type=item.type, amount_in_cents=item.amount_in_cents,
+        tax_amount_in_cents=item.tax_amount_in_cents, external_id=item.external_id,
+        subscription_id=subscription_uuid, plan=plan, service_period_start=item.service_period_start,
+        service_period_end=item.service_period_end, prorated=item.prorated, proration_type=item.proration_type,
+        cancelled_at=item.cancelled_at, quantity=item.quantity, event_order=item.event_order)
+
+
+def engine_transaction(row: Transaction) -> engine.Transaction:
+    return engine.Transaction(id=row.uuid, type=row.type, result=row.result, date=row.date,
+                              amount_in_cents=row.amount_in_cents, external_id=row.external_id)
+
+
+def unsettled_invoices(session: Session, customer_id: int, now: datetime) -> list[engine.Invoice]:
+    """Return the customer's invoices not settled by `now`, the only ones that can be past due."""
+    rows = list(session.scalars(select(Invoice).where(
+        Invoice.customer_id == customer_id, or_(Invoice.settled_at.is_(None), Invoice.settled_at > now))))
+    return engine_invoices(session, rows)
+
+
+def customer_invoice_rows(session: Session, customer_id: int) -> list[Invoice]:
+    return list(session.scalars(select(Invoice).where(Invoice.customer_id == customer_id)
+                                .order_by(Invoice.date, Invoice.id)))
+
+
+def customer_cancellations(session: Session, customer_id: int) -> list[engine.Cancellation]:
+    rows = session.execute(select(Subscription.uuid, Cancellation.at)
+                           .join(Subscription, Cancellation.subscription_id == Subscription.id)
+                           .where(Subscription.customer_id == customer_id))
+    return [engine.Cancellation(subscription, at) for subscription, at in rows]
+
+
+def cause_details(session: Session, line_uuids: set[str], subscription_uuids: set[str]) -> tuple[dict, dict]:
+    """Return ({line uuid: details}, {subscription uuid: details}) to describe movements.
+
+    Details: subscription_external_id, plan_name, plan_external_id, data_source_uuid; a
+    subscription's plan is the one of its latest line.
+    """
+    lines, subscriptions = {}, {}
+    if line_uuids:
+        for uuid, sub_external, plan_name, plan_external, source in session.execute(
+            select(LineItem.uuid, Subscription.external_id, Plan.name, Plan.external_id, DataSource.uuid)
+            .join(Subscription, LineItem.subscription_id == Subscription.id)
+            .join(DataSource, Subscription.data_source_id == DataSource.id)
+            .outerjoin(Plan, LineItem.plan_id == Plan.id)
+            .where(LineItem.uuid.in_(line_uuids))
+        ):
+            lines[uuid] = {"subscription_external_id": sub_external, "plan_name": plan_name,
+                           "plan_external_id": plan_external, "data_source_uuid": source}
+    if subscription_uuids:
+        for uuid, sub_external, plan_name, plan_external, source in session.execute(
+            select(Subscription.uuid, Subscription.external_id, Plan.name, Plan.external_id, DataSource.uuid)
+            .join(DataSource, Subscription.data_source_id == DataSource.id)
+            .outerjoin(Plan, Subscription.plan_id == Plan.id)
+            .where(Subscription.uuid.in_(subscription_uuids))
+        ):
+            subscriptions[uuid] = {"subscription_external_id": sub_external, "plan_name": plan_name,
+                                   "plan_external_id": plan_external, "data_source_uuid": source}
+    return lines, subscriptions
+
+
+# ---- subscriptions ---------------------------------------------------------------------------------
+
+
+def subscription(session: Session, uuid: str) -> Subscription:
+    """Return the subscription with this uuid; 404 if none."""
+    found = session.scalars(select(Subscription).where(Subscription.uuid == uuid)).first()
+    if found is None:
+        raise NotFound(f"Subscription {uuid} not found", param="uuid")
+    return found
+
+
+def subscriptions_of(session: Session, customer_id: int) -> list[Subscription]:
+    return list(session.scalars(select(Subscription).where(Subscription.customer_id == customer_id)
+                                .order_by(Subscription.id)))
+
+
+def cancellation_dates(session: Session, subscription_ids: list[int]) -> dict[int, list[datetime]]:
+    """Return {subscription id: its API cancellation dates, oldest first}."""
+    found = defaultdict(list)
+    if subscription_ids:
+        for subscription_id, at in session.execute(
+            select(Cancellation.subscription_id, Cancellation.at)
+            .where(Cancellation.subscription_id.in_(subscription_ids)).order_by(Cancellation.at)
+        ):
+            found[subscription_id].append(at)
+    return found
+
+
+def line_cancellation_dates(session: Session, subscription_ids: list[int]) -> dict[int, list[datetime]]:
+    """Return {subscription id: `cancelled_at` dates carried by its lines}."""
+    found = defaultdict(list)
+    if subscription_ids:
+        for subscription_id, at in session.execute(
+            select(LineItem.subscription_id, LineItem.cancelled_at)
+            .where(LineItem.subscription_id.in_(subscription_ids), LineItem.cancelled_at.is_not(None))
+        ):
+            found[subscription_id].append(at)
+    return found
+
+
+def replace_cancellations(session: Session, subscription_id: int, dates: list[datetime]) -> None:
+    session.execute(delete(Cancellation).where(Cancellation.subscription_id == subscription_id))
+    if dates:
+        session.execute(insert(Cancellation), [{"subscription_id": subscription_id, "at": at} for at in dates])
+
+
+def delete_subscriptions(session: Session, ids: list[int]) -> None:
+    """Delete subscriptions (no line may name them any more) with their cancellations."""
+    for chunk in _chunks(ids):
+        session.execute(update(Subscription).where(Subscription.connected_to_id.in_(chunk))
+                        .values(connected_to_id=None))
+        session.execute(delete(Cancellation).where(Cancellation.subscription_id.in_(chunk)))
+        session.execute(delete(Subscription).where(Subscription.id.in_(chunk)))
+
+
+def refresh_subscription_plans(session: Session, uuids: set[str]) -> None:
+    """Point each of these subscriptions at the plan of its latest remaining line."""
+    for row in session.scalars(select(Subscription).where(Subscription.uuid.in_(uuids))) if uuids else ():
+        latest = session.execute(select(LineItem.plan_id, LineItem.service_period_start)
+                                 .where(LineItem.subscription_id == row.id)
+                                 .order_by(LineItem.service_period_start.desc(), LineItem.id.desc()).limit(1)).first()
+        row.plan_id, row.latest_start = (latest[0], latest[1]) if latest else (None, None)
+
+
+def delete_plans_of(session: Session, data_source_id: int) -> None:
+    session.execute(delete(Plan).where(Plan.data_source_id == data_source_id))
+
+
+def delete_orphan_subscriptions(session: Session, customer_id: int) -> list[int]:
+    """Delete the customer's subscriptions no line names any more; return their ids."""
+    used = select(LineItem.subscription_id).where(LineItem.subscription_id.is_not(None))
+    orphans = list(session.scalars(select(Subscription.id).where(
+        Subscription.customer_id == customer_id, Subscription.id.not_in(used))))
+    delete_subscriptions(session, orphans)
+    return orphans
+
+
+# ---- invoices ----------------------------------------------------------------------------------------
+
+
+INVOICE_COLUMNS = (Invoice, Customer.uuid, DataSource.uuid)
+
+
+def _invoice_query():
+    return (select(*INVOICE_COLUMNS).join(Customer, Invoice.customer_id == Customer.id)
+            .join(DataSource, Invoice.data_source_id == DataSource.id))
+
+
+def invoice_by_uuid(session: Session, uuid: str):
+    """Return (invoice, customer uuid, data source uuid); 404 if none."""
+    row = session.execute(_invoice_query().where(Invoice.uuid == uuid)).first()
+    if row is None:
+        raise NotFound(f"Invoice {uuid} not found", param="uuid")
+    return row
+
+
+def invoices_by_id(session: Session, ids: list[int]) -> list:
+    """Return (invoice, customer uuid, data source uuid) of these invoices, in id order."""
+    if not ids:
+        return []
+    return list(session.execute(_invoice_query().where(Invoice.id.in_(ids)).order_by(Invoice.id)))
+
+
+def invoice_page(session: Session, filters: dict, after_id: int, size: int) -> list:
+    """Return up to `size + 1` (invoice, customer uuid, data source uuid) after `after_id`."""
+    query = _invoice_query().where(Invoice.id > after_id).order_by(Invoice.id).limit(size + 1)
+    if filters.get("customer_uuid"):
+        query = query.where(Customer.uuid == filters["customer_uuid"])
+    if filters.get("data_source_uuid"):
+        query = query.where(DataSource.uuid == filters["data_source_uuid"])
+    if filters.get("external_id"):
+        query = query.where(Invoice.external_id == filters["external_id"])
+    return list(session.execute(query))
+
+
+def invoice_children(session: Session, invoice_ids: list[int]) -> tuple[dict, dict]:
+    """Return ({invoice id: [line dicts]}, {invoice id: [transaction rows]}) in one query each."""
+    lines, transactions = defaultdict(list), defaultdict(list)
+    if not invoice_ids:
+        return lines, transactions
+    for item, sub_uuid, sub_external, sub_set, plan_uuid in session.execute(
+        select(LineItem, Subscription.uuid, Subscription.external_id, Subscription.subscription_set_external_id,
+               Plan.uuid)
+        .outerjoin(Subscription, LineItem.subscription_id == Subscription.id)
+        .outerjoin(Plan, LineItem.plan_id == Plan.id)
+        .where(LineItem.invoice_id.in_(invoice_ids)).order_by(LineItem.id)
+    ):
+        lines[item.invoice_id].append((item, sub_uuid, sub_external, sub_set, plan_uuid))
+    for row in session.scalars(select(Transaction).where(Transaction.invoice_id.in_(invoice_ids))
+                               .order_by(Transaction.date, Transaction.id)):
+        transactions[row.invoice_id].append(row)
+    return lines, transactions
+
+
+def invoice_ids_of(session: Session, *, customer_id: int | None = None, data_source_id: int | None = None) -> list[int]:
+    query = select(Invoice.id)
+    if customer_id is not None:
+        query = query.where(Invoice.customer_id == customer_id)
+    if data_source_id is not None:
+        query = query.where(Invoice.data_source_id == data_source_id)
+    return list(session.scalars(query.order_by(Invoice.id)))
+
+
+def invoice_rows(session: Session, ids: list[int]) -> list[Invoice]:
+    if not ids:
+        return []
+    return list(session.scalars(select(Invoice).where(Invoice.id.in_(ids)).order_by(Invoice.id)))
+
+
+def delete_invoices(session: Session, ids: list[int]) -> None:
+    """Delete invoices with their lines and transactions."""
+    for chunk in _chunks(ids):
+        session.execute(delete(Transaction).where(Transaction.invoice_id.in_(chunk)))
+        session.execute(delete(LineItem).where(LineItem.invoice_id.in_(chunk)))
+        session.execute(delete(Invoice).where(Invoice.id.in_(chunk)))
+
+
+def _chunks(ids: list[int], size: int = 500):
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
+# ---- metrics -------------------------------------------------------------------------------------------
+
+
+METRIC_FIELDS = ("new_business", "expansion", "contraction", "churn", "reactivation", "customers")
+
+
+def add_metric_days(session: Session, days: list[MetricDay]) -> None:
+    """Add these figures to the stored day rows (created when missing), in day order.
+
+    In day order, and last in the transaction, so concurrent imports touching the same days
+    queue briefly instead of deadlocking.
+    """
+    rows = [{"day": row.day, **{name: getattr(row, name) for name in METRIC_FIELDS}}
+            for row in sorted(days, key=lambda r: r.day) if not row.is_zero()]
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    make = pg_insert if dialect == "postgresql" else sqlite_insert
+    table = MetricDayRow.__table__
+    for row in rows:  # one statement per day keeps the lock order exact
+        statement = make(table).values(**row)
+        statement = statement.on_conflict_do_update(
+            index_elements=["day"],
+            set_={name: table.c[name] + statement.excluded[name] for name in METRIC_FIELDS})
+        session.execute(statement)
+
+
+def metric_days(session: Session, start: date, end: date) -> list[MetricDay]:
+    """Return the stored day rows from `start` to `end`, oldest first."""
+    rows = session.execute(select(MetricDayRow).where(MetricDayRow.day >= start, MetricDayRow.day <= end)
+                           .order_by(MetricDayRow.day)).scalars()
+    return [MetricDay(row.day, *(getattr(row, name) for name in METRIC_FIELDS)) for row in rows]
+
+
+def metric_opening(session: Session, start: date) -> tuple[int, int]:
+    """Return (MRR, paying customers) at the end of the day before `start`."""
+    row = session.execute(select(
+        func.coalesce(func.sum(MetricDayRow.new_business + MetricDayRow.expansion + MetricDayRow.contraction
+                               + MetricDayRow.churn + MetricDayRow.reactivation), 0),
+        func.coalesce(func.sum(MetricDayRow.customers), 0),
+    ).where(MetricDayRow.day < start)).one()
+    return int(row[0]), int(row[1])
+
+
+# ---- exchange rates ----------------------------------------------------------------------------------
+
+
+def put_rates(session: Session, currency: str, rates: list[tuple[date, Decimal]]) -> None:
+    """Store these dated rates, replacing any stored for the same days."""
+    days = [day for day, _ in rates]
+    for chunk in range(0, len(days), 500):
+        session.execute(delete(ExchangeRate).where(ExchangeRate.currency == currency,
+                                                   ExchangeRate.day.in_(days[chunk:chunk + 500])))
+    session.execute(insert(ExchangeRate), [{"currency": currency, "day": day, "rate": str(rate)}
+                                           for day, rate in rates])
+
+
+def rates_of(session: Session, currency: str) -> list[tuple[date, str]]:
+    return [(day, rate) for day, rate in session.execute(
+        select(ExchangeRate.day, ExchangeRate.rate).where(ExchangeRate.currency == currency)
+        .order_by(ExchangeRate.day))]
+

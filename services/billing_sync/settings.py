@@ -1,0 +1,19 @@
+"""The billing_sync service's own settings, from the environment with working defaults."""
+import os
+
+DEFAULT_ACCOUNT_CURRENCY = "USD"
+
+
+def account_currency() -> str:
+    """Return the currency MRR, ARR and the metrics are kept in (`ACCOUNT_CURRENCY`, default USD)."""
+    return (os.environ.get("ACCOUNT_CURRENCY") or DEFAULT_ACCOUNT_CURRENCY).strip().upper()
+
+
+def review_interval() -> float:
+    """Return how often (seconds) customers whose figures change with time are re-evaluated."""
+    return float(os.environ.get("BILLING_REVIEW_SECONDS") or 60)
+
+
+def review_batch() -> int:
+    """Return how many customers one review round re-evaluates at most."""
+    return int(os.environ.get("BILLING_REVIEW_BATCH") or 500)
