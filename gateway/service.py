@@ -4,6 +4,7 @@ from nameko.events import BROADCAST, event_handler
 from gateway.cache import RecordCacheDependency
 from gateway.routes.activities import ActivityRoutes
 from gateway.routes.avatars import AVATAR_RPC_TIMEOUT, AvatarRoutes
+from gateway.routes.billing import BillingRoutes
 from gateway.routes.contacts import ContactRoutes
 from gateway.routes.customers import CustomerRoutes
 from gateway.routes.data_sources import DataSourceRoutes
@@ -11,7 +12,8 @@ from gateway.routes.meta import MetaRoutes
 from roster.rpc import BoundedRpcProxy
 
 
-class GatewayService(MetaRoutes, CustomerRoutes, ContactRoutes, DataSourceRoutes, AvatarRoutes, ActivityRoutes):
+class GatewayService(MetaRoutes, CustomerRoutes, ContactRoutes, DataSourceRoutes, AvatarRoutes, ActivityRoutes,
+                     BillingRoutes):
     name = "gateway"
 
     customers_rpc = BoundedRpcProxy("customers")

@@ -17,11 +17,13 @@ class DataSourceRoutes:
     def list_data_sources(self, request, query):
         return {"data_sources": self.billing_rpc.list_data_sources(query)}
 
-    @api("GET", f"{DS}/<uuid>", response=schemas.DataSourceOut(), summary="Retrieve a data source")
-    def get_data_source(self, request, uuid):
-        return self.billing_rpc.get_data_source(uuid)
+    @api("GET", f"{DS}/<uuid>", query=schemas.DataSourceOptions(), response=schemas.DataSourceOut(),
+         summary="Retrieve a data source")
+    def get_data_source(self, request, uuid, query):
+        return self.billing_rpc.get_data_source(uuid, query)
 
-    @api("DELETE", f"{DS}/<uuid>", permission=ADMIN, status=204, summary="Delete a data source")
+    @api("DELETE", f"{DS}/<uuid>", permission=ADMIN, status=204,
+         summary="Delete a data source with its plans, invoices and subscriptions")
     def delete_data_source(self, request, uuid):
         self.billing_rpc.delete_data_source(uuid)
         return 204, None

@@ -8,9 +8,28 @@ class DataSourceCreate(Lenient):
     name = StrictString(required=True, validate=validate.Length(min=1, max=500))
 
 
-class DataSourceListQuery(Lenient):
+class DataSourceOptions(Lenient):
+    """The `with_*` flags (the client sends `true`/`false`; any case is accepted)."""
+
+    with_processing_status = fields.Boolean()
+    with_auto_churn_subscription_setting = fields.Boolean()
+    with_invoice_handling_setting = fields.Boolean()
+
+
+class DataSourceListQuery(DataSourceOptions):
     name = fields.String()
     system = fields.String()
+
+
+class ProcessingStatusOut(Schema):
+    processed = fields.Integer()
+    pending = fields.Integer()
+    failed = fields.Integer()
+
+
+class AutoChurnSettingOut(Schema):
+    enabled = fields.Boolean()
+    interval = fields.Integer(allow_none=True)
 
 
 class DataSourceOut(Schema):
@@ -19,6 +38,9 @@ class DataSourceOut(Schema):
     created_at = fields.String()
     status = fields.String()
     system = fields.String()
+    processing_status = fields.Nested(ProcessingStatusOut, metadata={"description": "with_processing_status"})
+    auto_churn_subscription_setting = fields.Nested(AutoChurnSettingOut)
+    invoice_handling_setting = fields.Dict()
 
 
 class DataSourceList(Schema):
