@@ -1,13 +1,15 @@
 """Billing through the gateway: plans, invoices, transactions, subscriptions, currencies, revenue
 and metrics, as a user of the official chartmogul client (and plain HTTP for our own routes) sees them.
 
-Metrics are account-wide, so each test that reads them dates its invoices in a year of its own.
+Metrics are account-wide and MRR carries over from earlier years, so each test that reads them
+dates its invoices in a year of its own and takes out what was there before (`series`).
 The customer record's figures (mrr, arr, status, customer-since) are checked in
 test_billing_customer_record.py: they arrive through the customers service's projection.
 """
 import threading
 import time
 import uuid
+from datetime import date, timedelta
 
 import chartmogul
 import pytest
@@ -60,8 +62,23 @@ def billing(amqp_uri):
         yield cluster.billing_sync
 
 
-def invoice(plan, external_id, start, end, amount, *, subscription="sub-1", paid=True, currency="USD",
+def series(http, metric, start, end, interval="month"):
+    """Return the entries of `/v1/metrics/<metric>`, less the value carried in from before `start`
+    (other tests' customers); the `mrr-*` movement figures are per interval already."""
+    key = {"mrr": "mrr", "arr": "arr", "customer-count": "customers"}[metric]
+    eve = (date.fromisoformat(start) - timedelta(days=1)).isoformat()
+    opening = http.get(f"/v1/metrics/{metric}", params={"start-date": eve, "end-date": eve,
+                                                         "interval": "day"}).json()["entries"][0][key]
+    entries = http.get(f"/v1/metrics/{metric}", params={"start-date": start, "end-date": end,
+                                                         "interval": interval}).json()["entries"]
+    return [dict(entry, **{key: entry[key] - opening}) for entry in entries]
+
+
+def invoice(plan, external_id, start, end, amount, *, subscription=None, paid=True, currency="USD",
             due=None, **line):
+    """An invoice with one subscription line (a subscription of its own unless named: subscription
+    external ids are unique in a data source) and a $5 one-time line, paid unless `paid=False`."""
+    subscription = subscription or unique("sub")
     data = {
         "external_id": external_id, "date": start, "currency": currency,
         "line_items": [{"type": "subscription", "subscription_external_id": subscription, "plan_uuid": plan.uuid,
@@ -116,7 +133,7 @@ def test_plan_list_pages_and_refuses_bad_input(owner, source, http):
 def test_import_list_retrieve_and_destroy_invoices(owner, customer, monthly, annual):
     imported = chartmogul.Invoice.create(owner, uuid=customer.uuid, data={"invoices": [
         invoice(monthly, unique("inv"), "2021-01-01T00:00:00", "2021-02-01T00:00:00", 5000),
-        invoice(annual, unique("inv"), "2021-02-01 00:00:00", "2022-02-01", 120000, subscription="sub-2",
+        invoice(annual, unique("inv"), "2021-02-01 00:00:00", "2022-02-01", 120000,
                 tax_amount_in_cents=20000, quantity=3),
     ]}).get()
 
@@ -168,7 +185,7 @@ def test_a_duplicate_external_id_is_a_422_for_that_invoice_and_changes_nothing(o
     chartmogul.Invoice.create(owner, uuid=customer.uuid, data={"invoices": [data]}).get()
     before = billing.customer_metrics(customer.uuid)
 
-    again = dict(data, line_items=[dict(data["line_items"][0], amount_in_cents=9999)])
+    again = dict(data, line_items=[dict(data["line_items"][0], amount_in_cents=9999)], transactions=[])
     with pytest.raises(ERR) as refused:
         chartmogul.Invoice.create(owner, uuid=customer.uuid, data={"invoices": [again]}).get()
 
@@ -210,15 +227,16 @@ def test_transactions_settle_invoices_and_add_to_net_payments(owner, customer, m
 
 
 def test_subscriptions_list_and_cancel(owner, customer, monthly, annual, billing):
+    monthly_id, annual_id = unique("monthly"), unique("annual")
     chartmogul.Invoice.create(owner, uuid=customer.uuid, data={"invoices": [
-        invoice(monthly, unique("m"), "2021-07-01", "2021-08-01", 5000, subscription="monthly-1"),
-        invoice(annual, unique("a"), "2021-07-15", "2022-07-15", 240000, subscription="annual-1"),
+        invoice(monthly, unique("m"), "2021-07-01", "2021-08-01", 5000, subscription=monthly_id),
+        invoice(annual, unique("a"), "2021-07-15", "2022-07-15", 240000, subscription=annual_id),
     ]}).get()
 
     listed = chartmogul.CustomerSubscription.all(owner, uuid=customer.uuid).get()
     by_external = {s.external_id: s for s in listed.entries}
-    assert set(by_external) == {"monthly-1", "annual-1"}
-    annual_sub = by_external["annual-1"]
+    assert set(by_external) == {monthly_id, annual_id}
+    annual_sub = by_external[annual_id]
     assert (annual_sub.mrr, annual_sub.arr, annual_sub.status) == (20000, 240000, "active")
     assert (annual_sub.billing_cycle, annual_sub.billing_cycle_count, annual_sub.plan) == ("year", 1, "Gold Annual")
     assert annual_sub.start_date.year == 2021 and annual_sub.currency == "USD"
@@ -228,7 +246,7 @@ def test_subscriptions_list_and_cancel(owner, customer, monthly, annual, billing
                                                        data={"cancelled_at": "2021-09-01T00:00:00"}).get()
     assert cancelled.uuid == annual_sub.uuid and [d.month for d in cancelled.cancellation_dates] == [9]
     after = {s.external_id: s for s in chartmogul.CustomerSubscription.all(owner, uuid=customer.uuid).get().entries}
-    assert (after["annual-1"].status, after["annual-1"].mrr) == ("cancelled", 0)
+    assert (after[annual_id].status, after[annual_id].mrr) == ("cancelled", 0)
     assert billing.customer_metrics(customer.uuid)["mrr"] == 5000
 
     undone = chartmogul.CustomerSubscription.modify(owner, uuid=annual_sub.uuid,
@@ -239,8 +257,8 @@ def test_subscriptions_list_and_cancel(owner, customer, monthly, annual, billing
 
 def test_connect_and_disconnect_subscriptions_answer_202(owner, http, customer, monthly, source):
     chartmogul.Invoice.create(owner, uuid=customer.uuid, data={"invoices": [
-        invoice(monthly, unique("c1"), "2021-08-01", "2021-09-01", 5000, subscription="old"),
-        invoice(monthly, unique("c2"), "2021-09-01", "2021-10-01", 5000, subscription="new"),
+        invoice(monthly, unique("c1"), "2021-08-01", "2021-09-01", 5000),
+        invoice(monthly, unique("c2"), "2021-09-01", "2021-10-01", 5000),
     ]}).get()
     subs = chartmogul.CustomerSubscription.all(owner, uuid=customer.uuid).get().entries
     refs = [{"data_source_uuid": source.uuid, "uuid": s.uuid} for s in subs]
@@ -302,24 +320,26 @@ def test_metrics_mrr_arr_and_customer_count_read_the_series(owner, http, source,
         chartmogul.Invoice.create(owner, uuid=made.uuid, data={"invoices": list(invoices)}).get()
         return made
 
-    paying("m1", invoice(monthly, unique("x"), "1995-01-10", "1995-02-10", 5000),
-           invoice(monthly, unique("x"), "1995-02-10", "1995-03-10", 8000))
-    second = paying("m2", invoice(monthly, unique("x"), "1995-02-01", "1995-03-01", 3000, subscription="m2"))
+    first_sub = unique("m1")
+    paying("m1", invoice(monthly, unique("x"), "1995-01-10", "1995-02-10", 5000, subscription=first_sub),
+           invoice(monthly, unique("x"), "1995-02-10", "1995-03-10", 8000, subscription=first_sub))
+    second = paying("m2", invoice(monthly, unique("x"), "1995-02-01", "1995-03-01", 3000))
     sub = chartmogul.CustomerSubscription.all(owner, uuid=second.uuid).get().entries[0]
     chartmogul.CustomerSubscription.cancel(owner, uuid=sub.uuid, data={"cancelled_at": "1995-03-15"}).get()
 
     mrr = chartmogul.Metrics.mrr(owner, start_date="1995-01-01", end_date="1995-03-31", interval="month").get()
 
-    assert [(e.date.month, e.mrr) for e in mrr.entries] == [(1, 5000), (2, 11000), (3, 8000)]
+    assert [e.date.month for e in mrr.entries] == [1, 2, 3]
+    assert [e["mrr"] for e in series(http, "mrr", "1995-01-01", "1995-03-31")] == [5000, 11000, 8000]
     assert [e.mrr_new_business for e in mrr.entries] == [5000, 3000, 0]
     assert [e.mrr_expansion for e in mrr.entries] == [0, 3000, 0]
     assert [e.mrr_churn for e in mrr.entries] == [0, 0, -3000]
-    assert (mrr.summary.current, mrr.summary.previous) == (8000, 11000)
-    arr = http.get("/v1/metrics/arr", params={"start-date": "1995-01-01", "end-date": "1995-03-31"}).json()
-    assert [e["arr"] for e in arr["entries"]] == [60000, 132000, 96000]
+    assert mrr.summary.current - mrr.summary.previous == -3000
+    assert [e["arr"] for e in series(http, "arr", "1995-01-01", "1995-03-31")] == [60000, 132000, 96000]
     count = chartmogul.Metrics.customer_count(owner, start_date="1995-01-01", end_date="1995-03-31",
                                               interval="month").get()
-    assert [e.customers for e in count.entries] == [1, 2, 1]
+    assert [e.customers - count.entries[0].customers for e in count.entries] == [0, 1, 0]
+    assert [e["customers"] for e in series(http, "customer-count", "1995-01-01", "1995-03-31")] == [1, 2, 1]
     weekly = http.get("/v1/metrics/mrr", params={"start-date": "1995-01-01", "end-date": "1995-01-10",
                                                  "interval": "week"}).json()
     assert [e["date"] for e in weekly["entries"]] == ["1995-01-07", "1995-01-10"]
@@ -343,15 +363,13 @@ def test_data_source_processing_status_and_delete_removes_its_billing_data(owner
     assert fetched.auto_churn_subscription_setting.enabled is False
     listed = chartmogul.DataSource.all(owner, name=doomed.name, with_processing_status=True).get()
     assert [d.processing_status.processed for d in listed.data_sources] == [1]
-    before = http.get("/v1/metrics/mrr", params={"start-date": "1996-01-01", "end-date": "1996-01-31"}).json()
-    assert before["entries"][-1]["mrr"] == 4000
+    assert series(http, "mrr", "1996-01-01", "1996-01-31")[-1]["mrr"] == 4000
 
     assert chartmogul.DataSource.destroy(owner, uuid=doomed.uuid).get() is None
 
     assert http.get(f"/v1/invoices/{made.invoices[0].uuid}").status_code == 404
     assert http.get(f"/v1/plans/{plan.uuid}").status_code == 404
-    after = http.get("/v1/metrics/mrr", params={"start-date": "1996-01-01", "end-date": "1996-01-31"}).json()
-    assert after["entries"][-1]["mrr"] == 0
+    assert series(http, "mrr", "1996-01-01", "1996-01-31")[-1]["mrr"] == 0
 
 
 def wait_for(check, timeout=15.0):
@@ -370,8 +388,7 @@ def test_deleting_a_customer_removes_its_billing_data(owner, http, customer, mon
     chartmogul.Customer.destroy(owner, uuid=customer.uuid).get()
 
     assert wait_for(lambda: http.get(f"/v1/invoices/{made.invoices[0].uuid}").status_code == 404)
-    mrr = http.get("/v1/metrics/mrr", params={"start-date": "1997-01-01", "end-date": "1997-01-31"}).json()
-    assert mrr["entries"][-1]["mrr"] == 0
+    assert series(http, "mrr", "1997-01-01", "1997-01-31")[-1]["mrr"] == 0
     late = http.post(f"/v1/import/customers/{customer.uuid}/invoices",
                      json={"invoices": [invoice(monthly, unique("late"), "1997-02-01", "1997-03-01", 7000)]})
     assert late.status_code == 404
@@ -382,7 +399,7 @@ def test_merging_customers_moves_invoices_and_recomputes(owner, http, source, mo
         made = chartmogul.Customer.create(owner, data={"data_source_uuid": source.uuid,
                                                        "external_id": unique("mg"), "name": "Merging"}).get()
         chartmogul.Invoice.create(owner, uuid=made.uuid, data={"invoices": [
-            invoice(monthly, unique("mg"), start, end, amount, subscription=unique("s"))]}).get()
+            invoice(monthly, unique("mg"), start, end, amount)]}).get()
         return made
 
     survivor = paying(5000, "1998-01-01", "1998-02-01")
@@ -394,18 +411,16 @@ def test_merging_customers_moves_invoices_and_recomputes(owner, http, source, mo
     assert wait_for(lambda: billing.customer_metrics(survivor.uuid)["mrr"] == 8000)
     moved = chartmogul.Invoice.all(owner, uuid=survivor.uuid).get().invoices
     assert len(moved) == 2 and {i.customer_uuid for i in moved} == {survivor.uuid}
-    mrr = http.get("/v1/metrics/mrr", params={"start-date": "1998-01-01", "end-date": "1998-02-28"}).json()
-    assert [(e["mrr"], e["mrr-new-business"], e["mrr-expansion"]) for e in mrr["entries"]] == [
-        (5000, 5000, 0), (8000, 0, 3000)]
-    count = http.get("/v1/metrics/customer-count",
-                     params={"start-date": "1998-01-01", "end-date": "1998-02-28"}).json()
-    assert [e["customers"] for e in count["entries"]] == [1, 1]
+    mrr = series(http, "mrr", "1998-01-01", "1998-02-28")
+    assert [(e["mrr"], e["mrr-new-business"], e["mrr-expansion"]) for e in mrr] == [(5000, 5000, 0), (8000, 0, 3000)]
+    assert [e["customers"] for e in series(http, "customer-count", "1998-01-01", "1998-02-28")] == [1, 1]
 
 
 def test_two_concurrent_imports_for_the_same_customer_both_count(http, customer, monthly, billing):
     path = f"/v1/import/customers/{customer.uuid}/invoices"
+    subscriptions = {b: unique(f"sub-{b}") for b in (0, 10)}
     batches = [[invoice(monthly, unique(f"c{b}"), f"1999-{m:02d}-01", f"1999-{m + 1:02d}-01", 1000 * (m + b),
-                        subscription=f"sub-{b}") for m in range(1, 7)] for b in (0, 10)]
+                        subscription=subscriptions[b]) for m in range(1, 7)] for b in (0, 10)]
     answers = [None, None]
 
     def send(index):
@@ -420,6 +435,6 @@ def test_two_concurrent_imports_for_the_same_customer_both_count(http, customer,
     assert answers == [201, 201]
     figures = billing.customer_metrics(customer.uuid)
     assert figures["mrr"] == 6000 + 16000 and figures["sequence"] == 2
-    mrr = http.get("/v1/metrics/mrr", params={"start-date": "1999-01-01", "end-date": "1999-06-30"}).json()
-    assert [e["mrr"] for e in mrr["entries"]] == [1000 * (2 * m + 10) for m in range(1, 7)]
-    assert mrr["entries"][0]["mrr-new-business"] == 12000
+    mrr = series(http, "mrr", "1999-01-01", "1999-06-30")
+    assert [e["mrr"] for e in mrr] == [1000 * (2 * m + 10) for m in range(1, 7)]
+    assert mrr[0]["mrr-new-business"] == 12000

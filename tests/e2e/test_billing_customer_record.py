@@ -36,7 +36,7 @@ def retrieve_until(config, uuid_, check, timeout=15.0):
 
 
 def line(plan, external_id, start, end, amount, **extra):
-    return {"type": "subscription", "subscription_external_id": "s1", "plan_uuid": plan.uuid,
+    return {"type": "subscription", "subscription_external_id": unique("sub"), "plan_uuid": plan.uuid,
             "service_period_start": start, "service_period_end": end, "amount_in_cents": amount,
             "external_id": external_id, **extra}
 
