@@ -163,7 +163,6 @@ def delete_plan(uow: UnitOfWork, uuid: str) -> None:
         plan = store.plan(tx.session, uuid)
         if store.plan_in_use(tx.session, plan.id):
             raise invalid("uuid", "the plan is billed by imported line items; delete those invoices first")
-        tx.session.execute(update(Subscription).where(Subscription.plan_id == plan.id).values(plan_id=None))
         tx.session.delete(plan)
 
 
@@ -186,7 +185,7 @@ def import_invoices(uow: UnitOfWork, customer_uuid: str, invoices, *, customers)
         raise invalid("invoices", f"at most {validation.MAX_INVOICES_PER_REQUEST} invoices per request")
     customer = customers.get_customer(customer_uuid)  # 404 when there is no such customer
     cleaned = [validation.clean_invoice(data) for data in invoices]
-    with uow.write() as tx:
+    with uow.write() as tx, tx.session.no_autoflush:  # the events' rows go in once, at commit
         books = _open_books(tx.session, customer_uuid, customer.get("external_id") or None)
         ledger = Ledger(tx)
         importer = InvoiceImport(ledger, books, default_source=customer.get("data_source_uuid") or None,
@@ -195,12 +194,10 @@ def import_invoices(uow: UnitOfWork, customer_uuid: str, invoices, *, customers)
         if invoice_ids:
             ledger.settle(books)
         ledger.close()
-        imported = {row["uuid"]: row for row in _invoice_dicts(tx.session, store.invoices_by_id(tx.session, invoice_ids),
-                                                               ledger.now)}
         answers = []
         for outcome, raw in zip(outcomes, invoices):
             if outcome.ok:
-                answers.append(imported[outcome.engine_invoice.id])
+                answers.append(outcome.answer)
             else:
                 external_id = raw.get("external_id") if isinstance(raw, dict) else None
                 answers.append({"external_id": external_id, "errors": outcome.problems})
@@ -210,9 +207,10 @@ def import_invoices(uow: UnitOfWork, customer_uuid: str, invoices, *, customers)
 
 def _open_books(session, customer_uuid: str, external_id: str | None):
     """Return the customer's locked row; 404 when the customer is known to be gone."""
-    if store.gone_customer(session, customer_uuid) is not None:
+    books = store.lock_customer(session, customer_uuid, external_id)
+    if books is None:
         raise NotFound(f"Customer {customer_uuid} not found", param="uuid")
-    return store.lock_customer(session, customer_uuid, external_id)
+    return books
 
 
 def list_invoices(uow: UnitOfWork, filters: dict, cursor: str | None = None, per_page=None, *,
@@ -224,7 +222,7 @@ def list_invoices(uow: UnitOfWork, filters: dict, cursor: str | None = None, per
     with uow.read() as session:
         known = filters.get("customer_uuid") and store.customer(session, filters["customer_uuid"]) is not None
         rows = store.invoice_page(session, filters, after_id, size)
-        page, has_more, next_cursor = keyset_page(rows, size, lambda row: {"after_id": row[0].id})
+        page, has_more, next_cursor = keyset_page(rows, size, lambda row: {"after_id": row["id"]})
         entries = _invoice_dicts(session, page, utcnow())
     if filters.get("customer_uuid") and not known and customers is not None:
         customers.get_customer(filters["customer_uuid"])  # 404 when there is no such customer
@@ -238,14 +236,12 @@ def get_invoice(uow: UnitOfWork, uuid: str) -> dict:
 
 
 def _invoice_dicts(session, rows: list, now: datetime) -> list[dict]:
-    lines, transactions = store.invoice_children(session, [row[0].id for row in rows])
+    lines, transactions = store.invoice_children(session, [row["id"] for row in rows])
     found = []
-    for invoice, customer_uuid, source_uuid in rows:
-        own_lines, own_transactions = lines[invoice.id], transactions[invoice.id]
-        view = store.engine_invoice(invoice, [store.engine_line_item(item, sub, None) for item, sub, *_ in own_lines],
-                                    [store.engine_transaction(row) for row in own_transactions])
-        found.append(dump_invoice(invoice, customer_uuid, source_uuid, own_lines, own_transactions,
-                                  domain.invoice_status(view, now)))
+    for invoice in rows:
+        own_lines, own_transactions = lines[invoice["id"]], transactions[invoice["id"]]
+        status = domain.invoice_status(store.status_view(invoice, own_lines, own_transactions), now)
+        found.append(dump_invoice(invoice, own_lines, own_transactions, status))
     return found
 
 
@@ -271,13 +267,14 @@ def delete_customer_invoices(uow: UnitOfWork, data_source_uuid: str, customer_uu
 
 
 def _lock_invoice_customer(session, uuid: str):
-    """Return (locked customer, invoice): the customer read again after the lock, as a merge
-    may have moved the invoice meanwhile."""
+    """Return (locked customer, invoice row): the invoice read again after the lock, as a merge
+    may have moved it to another customer meanwhile."""
     for _ in range(3):
-        invoice, customer_uuid, _source = store.invoice_by_uuid(session, uuid)
-        customer = store.lock_customers(session, [invoice.customer_id])[invoice.customer_id]
-        invoice, again, _source = store.invoice_by_uuid(session, uuid)
-        if again == customer_uuid:
+        customer_id = store.invoice_row(session, uuid).customer_id
+        customer = store.lock_customers(session, [customer_id])[customer_id]
+        invoice = store.invoice_row(session, uuid)
+        session.refresh(invoice)
+        if invoice.customer_id == customer_id:
             return customer, invoice
     raise ValidationFailed("uuid: the invoice keeps moving between customers; try again", param="uuid")
 
@@ -291,10 +288,8 @@ def _delete_customer_invoices(tx, customer, rows: list[Invoice]) -> None:
     customer.net_payments -= sum(payment_effect(invoice, t) for invoice in engine_invoices for t in invoice.transactions)
     moments = [moment for invoice in engine_invoices for item in invoice.line_items if item.subscription_id
                for moment in (item.service_period_start, item.cancelled_at) if moment is not None]
-    touched = {item.subscription_id for invoice in engine_invoices for item in invoice.line_items if item.subscription_id}
     store.delete_invoices(session, [row.id for row in rows])
     store.delete_orphan_subscriptions(session, customer.id)
-    store.refresh_subscription_plans(session, touched)
     if moments:
         ledger.recompute(customer, since=min(moments))
     ledger.settle(customer)
@@ -387,9 +382,8 @@ def _import_subscriptions(session, customer_uuid: str, rows: list[Subscription])
     on_lines = store.line_cancellation_dates(session, ids)
     sources = {row.id: row.uuid for row in session.scalars(select(DataSource).where(
         DataSource.id.in_({row.data_source_id for row in rows})))} if rows else {}
-    plans = {row.id: row.uuid for row in session.scalars(select(Plan).where(
-        Plan.id.in_({row.plan_id for row in rows if row.plan_id})))} if rows else {}
-    return [dump_import_subscription(row, customer_uuid, sources[row.data_source_id], plans.get(row.plan_id),
+    plans = {subscription_id: plan.uuid for subscription_id, plan in store.latest_plans(session, ids).items()}
+    return [dump_import_subscription(row, customer_uuid, sources[row.data_source_id], plans.get(row.id),
                                      sorted(set(api[row.id]) | set(on_lines[row.id]))) for row in rows]
 
 

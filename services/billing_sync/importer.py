@@ -13,8 +13,6 @@ import uuid as uuid_lib
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import update
-
 from roster.errors import ValidationFailed
 from roster.timestamps import render
 from services.billing_sync import domain, money, store
@@ -23,6 +21,7 @@ from services.billing_sync.ledger import Ledger
 from services.billing_sync.models import Customer, Invoice, LineItem, Subscription, Transaction
 from services.billing_sync.movements import MrrChange, changes_of_item
 from services.billing_sync.payments import payment_effect
+from services.billing_sync.schemas import dump_invoice
 
 
 @dataclass
@@ -37,6 +36,9 @@ class Pending:
     engine_invoice: engine.Invoice | None = None
     changes: list[MrrChange] = field(default_factory=list)
     line_rows: list[dict] = field(default_factory=list)
+    line_views: list[dict] = field(default_factory=list)  # what a line shows beside its columns
+    answer: dict | None = None  # the imported invoice as the import answers it
+    fees: list[dict] = field(default_factory=list)
 
     def refuse(self, name: str, reason: str) -> None:
         self.problems.setdefault(name, []).append(reason)
@@ -170,20 +172,20 @@ class InvoiceImport:
             claimed = {}
             lines = []
             for index, item in enumerate(pending.fields["line_items"]):
-                sub_uuid = None
+                sub_uuid = sub_set = None
                 if item["subscription_external_id"]:
                     key = (pending.source.id, item["subscription_external_id"])
                     existing = subscriptions.get(key)
                     if existing is not None:
-                        sub_uuid = existing.uuid
+                        sub_uuid, sub_set = existing.uuid, existing.subscription_set_external_id
                     else:
                         row = new_subscriptions.get(key) or claimed.get(key) or {
                             "uuid": f"sub_{uuid_lib.uuid4()}", "customer_id": self.customer.id,
                             "data_source_id": pending.source.id, "external_id": item["subscription_external_id"],
                             "subscription_set_external_id": item["subscription_set_external_id"],
-                            "plan_id": None, "latest_start": None}
+                        }
                         claimed[key] = row
-                        sub_uuid = row["uuid"]
+                        sub_uuid, sub_set = row["uuid"], row["subscription_set_external_id"]
                 plan = plans.get(item["plan_uuid"]) if item["plan_uuid"] else None
                 line = engine.LineItem(
                     id=f"li_{uuid_lib.uuid4()}", type=item["type"], amount_in_cents=item["amount_in_cents"],
@@ -207,6 +209,13 @@ class InvoiceImport:
                                                                                 item["subscription_external_id"]),
                     "mrr": changes[0].mrr if changes else 0, "mrr_kind": changes[0].kind if changes else None,
                 })
+                self.ledger.line_details[line.id] = {
+                    "subscription_external_id": item["subscription_external_id"],
+                    "plan_name": plan.name if plan else None, "plan_external_id": plan.external_id if plan else None,
+                    "data_source_uuid": pending.source.uuid}
+                pending.line_views.append({
+                    "subscription_uuid": sub_uuid, "subscription_external_id": item["subscription_external_id"],
+                    "subscription_set_external_id": sub_set, "plan_uuid": plan.uuid if plan else None})
             if not pending.ok:
                 continue
             new_subscriptions.update(claimed)
@@ -244,6 +253,9 @@ class InvoiceImport:
                 row["invoice_id"] = invoice_id
                 row["subscription_id"] = sub_ids.get(key) if key[1] else None
                 line_rows.append(row)
+            pending.fees = [{"transaction_fees_in_cents": t["transaction_fees_in_cents"],
+                             "transaction_fees_currency": t["transaction_fees_currency"]}
+                            for t in pending.fields["transactions"]]
             for transaction, fields in zip(pending.engine_invoice.transactions, pending.fields["transactions"]):
                 transaction_rows.append({
                     "uuid": transaction.id, "invoice_id": invoice_id, "data_source_id": pending.source.id,
@@ -251,31 +263,24 @@ class InvoiceImport:
                     "date": transaction.date, "amount_in_cents": transaction.amount_in_cents,
                     "transaction_fees_in_cents": fields["transaction_fees_in_cents"],
                     "transaction_fees_currency": fields["transaction_fees_currency"]})
-        store.insert_rows(session, LineItem, line_rows)
-        store.insert_rows(session, Transaction, transaction_rows)
-        self._point_subscriptions_at_latest_plans(good, sub_ids, subscriptions, new_subscriptions)
+        store.add_rows(session, LineItem, line_rows)
+        store.add_rows(session, Transaction, transaction_rows)
         self.customer.net_payments = (self.customer.net_payments or 0) + sum(
             payment_effect(p.engine_invoice, t) for p in good for t in p.engine_invoice.transactions)
-        for pending in good:
+        for pending, row, invoice_id in zip(good, invoice_rows, invoice_ids):
             self._record_imported(pending)
+            pending.answer = self._answer(pending, {**row, "id": invoice_id})
         return invoice_ids
 
-    def _point_subscriptions_at_latest_plans(self, good, sub_ids, subscriptions, new_subscriptions) -> None:
-        """Keep each subscription's plan the one of its latest line (by service period start)."""
-        latest: dict = {}
-        for pending in good:
-            for row in pending.line_rows:
-                if row["subscription_id"] is None or row["service_period_start"] is None:
-                    continue
-                best = latest.get(row["subscription_id"])
-                if best is None or row["service_period_start"] >= best[0]:
-                    latest[row["subscription_id"]] = (row["service_period_start"], row["plan_id"])
-        known = {existing.id: existing.latest_start for existing in subscriptions.values()}
-        for subscription_id, (start, plan_id) in latest.items():
-            previous = known.get(subscription_id)
-            if previous is None or start >= previous:
-                self.session.execute(update(Subscription).where(Subscription.id == subscription_id)
-                                     .values(plan_id=plan_id, latest_start=start))
+    def _answer(self, pending: Pending, row: dict) -> dict:
+        """Return the invoice as a read would show it, from what was just written."""
+        invoice = {**row, "customer_uuid": self.customer.uuid, "data_source_uuid": pending.source.uuid}
+        lines = [{**line, **view} for line, view in zip(pending.line_rows, pending.line_views)]
+        transactions = [{"uuid": t.id, "external_id": t.external_id, "type": t.type, "date": t.date,
+                         "result": t.result, "amount_in_cents": t.amount_in_cents, **fees}
+                        for t, fees in zip(pending.engine_invoice.transactions, pending.fees)]
+        return dump_invoice(invoice, lines, transactions,
+                            domain.invoice_status(pending.engine_invoice, self.ledger.now))
 
     def _record_imported(self, pending: Pending) -> None:
         invoice = pending.engine_invoice

@@ -60,6 +60,7 @@ class Ledger:
         self.now = now or utcnow()
         self.currency = account_currency()
         self.days: dict = {}
+        self.line_details: dict[str, dict] = {}  # what a command already knows of its new lines
 
     # ---- movements ----
 
@@ -111,8 +112,10 @@ class Ledger:
         mains = [domain.main_cause(m.type, m.causes) for m in found]
         lines, subscriptions = store.cause_details(
             self.session,
-            {c.line_item_id for c in mains if c is not None and c.line_item_id},
+            {c.line_item_id for c in mains if c is not None and c.line_item_id
+             and c.line_item_id not in self.line_details},
             {c.subscription_id for c in mains if c is not None and not c.line_item_id})
+        lines.update(self.line_details)
         rows = []
         for movement, main in zip(found, mains):
             details = {}
@@ -129,7 +132,7 @@ class Ledger:
                 "plan_external_id": details.get("plan_external_id"),
                 "data_source_uuid": details.get("data_source_uuid"),
             })
-        store.insert_rows(self.session, MovementRow, rows)
+        store.add_rows(self.session, MovementRow, rows)
         for row in rows:
             self.tx.record("mrr_movement_recorded", customer_uuid=customer.uuid, movement={
                 "uuid": row["uuid"], "type": row["type"], "date": render(row["at"]),

@@ -83,8 +83,6 @@ class Subscription(Base):
     data_source_id: Mapped[int] = mapped_column(ForeignKey("data_sources.id"), index=True)
     external_id: Mapped[str] = mapped_column(String(500))
     subscription_set_external_id: Mapped[str | None] = mapped_column(String(500))
-    plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id"), index=True)  # of its latest line
-    latest_start: Mapped[datetime | None] = mapped_column(UtcDateTime)  # that line's service period start
     connected_to_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"))
 
 

@@ -130,14 +130,23 @@ def ensure_customer(session: Session, uuid: str, external_id: str | None = None)
     }], ["uuid"])
 
 
-def lock_customer(session: Session, uuid: str, external_id: str | None = None) -> Customer:
-    """Return this customer's row, created if needed, locked until the transaction ends."""
-    ensure_customer(session, uuid, external_id)
-    row = session.scalars(select(Customer).where(Customer.uuid == uuid).with_for_update()
-                          .execution_options(populate_existing=True)).one()
+def lock_customer(session: Session, uuid: str, external_id: str | None = None) -> Customer | None:
+    """Return this customer's row locked until the transaction ends, created if needed; None
+    when the customer is known to be gone (deleted or merged away: its row went with it)."""
+    row = _locked_customer(session, uuid)
+    if row is None:
+        if session.get(GoneCustomer, uuid) is not None:
+            return None
+        ensure_customer(session, uuid, external_id)
+        row = _locked_customer(session, uuid)
     if external_id and row.external_id != external_id:
         row.external_id = external_id
     return row
+
+
+def _locked_customer(session: Session, uuid: str) -> Customer | None:
+    return session.scalars(select(Customer).where(Customer.uuid == uuid).with_for_update()
+                           .execution_options(populate_existing=True)).first()
 
 
 def lock_customers(session: Session, ids: Iterable[int]) -> dict[int, Customer]:
@@ -149,10 +158,6 @@ def due_for_review(session: Session, now: datetime, limit: int) -> list[str]:
     """Return uuids of customers whose figures may have changed by `now` through time alone."""
     return list(session.scalars(select(Customer.uuid).where(Customer.review_at <= now)
                                 .order_by(Customer.review_at).limit(limit)))
-
-
-def gone_customer(session: Session, uuid: str) -> GoneCustomer | None:
-    return session.get(GoneCustomer, uuid)
 
 
 def mark_gone(session: Session, uuid: str, merged_into: str | None = None) -> None:
@@ -228,11 +233,21 @@ def rate_on(session: Session, currency: str, day: date) -> tuple[date, Decimal] 
 
 
 def insert_rows(session: Session, model, rows: list[dict]) -> list[int]:
-    """Insert rows in one multi-row statement; return their ids in the order given."""
+    """Insert rows in one multi-row statement; return their ids in the order given.
+
+    Core statements on the table: the ORM's bulk layer cost more than the SQL here.
+    """
     if not rows:
         return []
-    result = session.execute(insert(model).returning(model.id, sort_by_parameter_order=True), rows)
+    table = model.__table__
+    result = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
     return [row[0] for row in result]
+
+
+def add_rows(session: Session, model, rows: list[dict]) -> None:
+    """Insert rows whose ids nobody needs back (one executemany)."""
+    if rows:
+        session.execute(insert(model.__table__), rows)
 
 
 # ---- a customer's history, as the engine reads it ----------------------------------------------------
@@ -354,14 +369,15 @@ def cause_details(session: Session, line_uuids: set[str], subscription_uuids: se
             lines[uuid] = {"subscription_external_id": sub_external, "plan_name": plan_name,
                            "plan_external_id": plan_external, "data_source_uuid": source}
     if subscription_uuids:
-        for uuid, sub_external, plan_name, plan_external, source in session.execute(
-            select(Subscription.uuid, Subscription.external_id, Plan.name, Plan.external_id, DataSource.uuid)
-            .join(DataSource, Subscription.data_source_id == DataSource.id)
-            .outerjoin(Plan, Subscription.plan_id == Plan.id)
-            .where(Subscription.uuid.in_(subscription_uuids))
-        ):
-            subscriptions[uuid] = {"subscription_external_id": sub_external, "plan_name": plan_name,
-                                   "plan_external_id": plan_external, "data_source_uuid": source}
+        rows = session.execute(select(Subscription.id, Subscription.uuid, Subscription.external_id, DataSource.uuid)
+                               .join(DataSource, Subscription.data_source_id == DataSource.id)
+                               .where(Subscription.uuid.in_(subscription_uuids))).all()
+        plans = latest_plans(session, [row[0] for row in rows])
+        for subscription_id, uuid, sub_external, source in rows:
+            plan = plans.get(subscription_id)
+            subscriptions[uuid] = {"subscription_external_id": sub_external, "plan_name": plan.name if plan else None,
+                                   "plan_external_id": plan.external_id if plan else None,
+                                   "data_source_uuid": source}
     return lines, subscriptions
 
 
@@ -420,13 +436,17 @@ def delete_subscriptions(session: Session, ids: list[int]) -> None:
         session.execute(delete(Subscription).where(Subscription.id.in_(chunk)))
 
 
-def refresh_subscription_plans(session: Session, uuids: set[str]) -> None:
-    """Point each of these subscriptions at the plan of its latest remaining line."""
-    for row in session.scalars(select(Subscription).where(Subscription.uuid.in_(uuids))) if uuids else ():
-        latest = session.execute(select(LineItem.plan_id, LineItem.service_period_start)
-                                 .where(LineItem.subscription_id == row.id)
-                                 .order_by(LineItem.service_period_start.desc(), LineItem.id.desc()).limit(1)).first()
-        row.plan_id, row.latest_start = (latest[0], latest[1]) if latest else (None, None)
+def latest_plans(session: Session, subscription_ids: list[int]) -> dict[int, Plan]:
+    """Return {subscription id: the plan of its latest line (by service period start)}."""
+    if not subscription_ids:
+        return {}
+    found = {}
+    rows = session.execute(select(LineItem.subscription_id, Plan).join(Plan, LineItem.plan_id == Plan.id)
+                           .where(LineItem.subscription_id.in_(subscription_ids))
+                           .order_by(LineItem.subscription_id, LineItem.service_period_start, LineItem.id))
+    for subscription_id, plan in rows:
+        found[subscription_id] = plan  # the last one, in order, wins
+    return found
 
 
 def delete_plans_of(session: Session, data_source_id: int) -> None:
@@ -445,31 +465,39 @@ def delete_orphan_subscriptions(session: Session, customer_id: int) -> list[int]
 # ---- invoices ----------------------------------------------------------------------------------------
 
 
-INVOICE_COLUMNS = (Invoice, Customer.uuid, DataSource.uuid)
-
-
 def _invoice_query():
-    return (select(*INVOICE_COLUMNS).join(Customer, Invoice.customer_id == Customer.id)
+    """Invoices as mappings of their columns plus `customer_uuid` and `data_source_uuid`."""
+    return (select(*Invoice.__table__.c, Customer.uuid.label("customer_uuid"),
+                   DataSource.uuid.label("data_source_uuid"))
+            .join(Customer, Invoice.customer_id == Customer.id)
             .join(DataSource, Invoice.data_source_id == DataSource.id))
 
 
 def invoice_by_uuid(session: Session, uuid: str):
-    """Return (invoice, customer uuid, data source uuid); 404 if none."""
+    """Return the invoice (a mapping, see `_invoice_query`); 404 if none."""
     row = session.execute(_invoice_query().where(Invoice.uuid == uuid)).first()
+    if row is None:
+        raise NotFound(f"Invoice {uuid} not found", param="uuid")
+    return row._mapping
+
+
+def invoice_row(session: Session, uuid: str) -> Invoice:
+    """Return the invoice's ORM row (to change it); 404 if none."""
+    row = session.scalars(select(Invoice).where(Invoice.uuid == uuid)).first()
     if row is None:
         raise NotFound(f"Invoice {uuid} not found", param="uuid")
     return row
 
 
 def invoices_by_id(session: Session, ids: list[int]) -> list:
-    """Return (invoice, customer uuid, data source uuid) of these invoices, in id order."""
+    """Return these invoices (mappings), in id order."""
     if not ids:
         return []
-    return list(session.execute(_invoice_query().where(Invoice.id.in_(ids)).order_by(Invoice.id)))
+    return [row._mapping for row in session.execute(_invoice_query().where(Invoice.id.in_(ids)).order_by(Invoice.id))]
 
 
 def invoice_page(session: Session, filters: dict, after_id: int, size: int) -> list:
-    """Return up to `size + 1` (invoice, customer uuid, data source uuid) after `after_id`."""
+    """Return up to `size + 1` invoices (mappings) after `after_id`, matching `filters`."""
     query = _invoice_query().where(Invoice.id > after_id).order_by(Invoice.id).limit(size + 1)
     if filters.get("customer_uuid"):
         query = query.where(Customer.uuid == filters["customer_uuid"])
@@ -477,26 +505,42 @@ def invoice_page(session: Session, filters: dict, after_id: int, size: int) -> l
         query = query.where(DataSource.uuid == filters["data_source_uuid"])
     if filters.get("external_id"):
         query = query.where(Invoice.external_id == filters["external_id"])
-    return list(session.execute(query))
+    return [row._mapping for row in session.execute(query)]
 
 
 def invoice_children(session: Session, invoice_ids: list[int]) -> tuple[dict, dict]:
-    """Return ({invoice id: [line dicts]}, {invoice id: [transaction rows]}) in one query each."""
+    """Return ({invoice id: [line mappings]}, {invoice id: [transaction mappings]}), one query each.
+
+    A line mapping holds its columns plus `subscription_uuid`, `subscription_external_id`,
+    `subscription_set_external_id` and `plan_uuid`.
+    """
     lines, transactions = defaultdict(list), defaultdict(list)
     if not invoice_ids:
         return lines, transactions
-    for item, sub_uuid, sub_external, sub_set, plan_uuid in session.execute(
-        select(LineItem, Subscription.uuid, Subscription.external_id, Subscription.subscription_set_external_id,
-               Plan.uuid)
+    for row in session.execute(
+        select(*LineItem.__table__.c, Subscription.uuid.label("subscription_uuid"),
+               Subscription.external_id.label("subscription_external_id"),
+               Subscription.subscription_set_external_id.label("subscription_set_external_id"),
+               Plan.uuid.label("plan_uuid"))
         .outerjoin(Subscription, LineItem.subscription_id == Subscription.id)
         .outerjoin(Plan, LineItem.plan_id == Plan.id)
         .where(LineItem.invoice_id.in_(invoice_ids)).order_by(LineItem.id)
     ):
-        lines[item.invoice_id].append((item, sub_uuid, sub_external, sub_set, plan_uuid))
-    for row in session.scalars(select(Transaction).where(Transaction.invoice_id.in_(invoice_ids))
+        lines[row.invoice_id].append(row._mapping)
+    for row in session.execute(select(Transaction.__table__).where(Transaction.invoice_id.in_(invoice_ids))
                                .order_by(Transaction.date, Transaction.id)):
-        transactions[row.invoice_id].append(row)
+        transactions[row.invoice_id].append(row._mapping)
     return lines, transactions
+
+
+def status_view(invoice, lines, transactions) -> engine.Invoice:
+    """Return just enough of an engine invoice (amounts, due date, transactions) for its status."""
+    return engine.Invoice(
+        id=invoice["uuid"], date=invoice["date"], due_date=invoice["due_date"],
+        line_items=tuple(engine.LineItem(id=line["uuid"], type=line["type"], amount_in_cents=line["amount_in_cents"])
+                         for line in lines),
+        transactions=tuple(engine.Transaction(id=t["uuid"], type=t["type"], result=t["result"], date=t["date"],
+                                              amount_in_cents=t["amount_in_cents"]) for t in transactions))
 
 
 def invoice_ids_of(session: Session, *, customer_id: int | None = None, data_source_id: int | None = None) -> list[int]:
@@ -543,15 +587,24 @@ def add_metric_days(session: Session, days: list[MetricDay]) -> None:
             for row in sorted(days, key=lambda r: r.day) if not row.is_zero()]
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    make = pg_insert if dialect == "postgresql" else sqlite_insert
-    table = MetricDayRow.__table__
-    for row in rows:  # one statement per day keeps the lock order exact
-        statement = make(table).values(**row)
-        statement = statement.on_conflict_do_update(
-            index_elements=["day"],
-            set_={name: table.c[name] + statement.excluded[name] for name in METRIC_FIELDS})
-        session.execute(statement)
+    session.execute(_metric_upsert(session.get_bind().dialect.name), rows)
+
+
+_UPSERTS: dict = {}
+
+
+def _metric_upsert(dialect: str):
+    """Return the statement that adds a day's figures to its row (one per dialect, built once).
+
+    Run with the rows in day order: both databases apply them in that order, so concurrent
+    transactions take the day rows' locks in the same order.
+    """
+    if dialect not in _UPSERTS:
+        table = MetricDayRow.__table__
+        statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+        _UPSERTS[dialect] = statement.on_conflict_do_update(
+            index_elements=["day"], set_={name: table.c[name] + statement.excluded[name] for name in METRIC_FIELDS})
+    return _UPSERTS[dialect]
 
 
 def metric_days(session: Session, start: date, end: date) -> list[MetricDay]:

@@ -1,0 +1,294 @@
+"""Invoice import benchmark: invoices/second end to end, through the gateway, until every
+customer's MRR is visible.
+
+    .venv/bin/python bench/import.py                      (SQLite)
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python bench/import.py
+
+Starts the whole platform in a throwaway vhost and data folder, creates 1,000 customers
+(not timed), then imports 10,000 invoices (2 subscription lines each, a base plan and an
+add-on, and a payment) through `POST /v1/import/customers/{uuid}/invoices`, as clients
+batch them: one customer per request, at most 100 invoices per request (`--per-request`,
+default 5). Invoices go in rounds in date order, so the later rounds land on customers
+that already have a history: the rate for the first and the last 1,000 invoices shows
+whether one more invoice costs more as histories grow (it should not).
+
+"Visible": after a customer's last request, the client asks billing's `customer_metrics`
+RPC (what the customers projection is fed from) until the MRR is the expected one; with
+`--visible-through customer-record`, `GET /v1/customers/{uuid}` instead (needs the
+customers projection of `customer_metrics_changed`). The end-to-end clock stops when every
+customer is visible; the first/last 1,000 rates count import answers only. It also prints
+the CPU each process used per invoice, and times `GET /v1/metrics/mrr` over 24 months by month.
+"""
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from queue import Empty, Queue
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
+import requests  # noqa: E402
+
+from tools.isolation import create_vhost, delete_vhost, drop_schemas, is_postgres, schema_prefix  # noqa: E402
+from tools.stack import DEFAULT_AMQP_URI, Stack, StackError, ensure_rabbitmq, free_port  # noqa: E402
+
+API_KEY = "bench-owner-key"
+BASE_AMOUNT, ADDON_AMOUNT = 4900, 1000
+
+
+def month_start(index: int) -> str:
+    """Return the first day of the month `index` months after January 2020, ISO-8601."""
+    year, month = divmod(index, 12)
+    return f"{2020 + year}-{month + 1:02d}-01T00:00:00Z"
+
+
+def invoice(customer: int, month: int, plans: tuple[str, str]) -> dict:
+    """Return customer `customer`'s invoice for month `month`: base plan + add-on, paid."""
+    start, end = month_start(month), month_start(month + 1)
+    grow = customer % 7 * 100 * month  # customers grow at different paces: expansions as well as renewals
+    lines = [
+        {"type": "subscription", "subscription_external_id": f"base-{customer}", "plan_uuid": plans[0],
+         "service_period_start": start, "service_period_end": end, "amount_in_cents": BASE_AMOUNT + grow,
+         "external_id": f"base-{customer}-{month}", "quantity": 1},
+        {"type": "subscription", "subscription_external_id": f"addon-{customer}", "plan_uuid": plans[1],
+         "service_period_start": start, "service_period_end": end, "amount_in_cents": ADDON_AMOUNT,
+         "external_id": f"addon-{customer}-{month}", "tax_amount_in_cents": 100},
+    ]
+    return {"external_id": f"inv-{customer}-{month}", "date": start, "due_date": start, "currency": "USD",
+            "line_items": lines,
+            "transactions": [{"date": start, "type": "payment", "result": "successful",
+                              "external_id": f"pay-{customer}-{month}"}]}
+
+
+def expected_mrr(customer: int, months: int) -> int:
+    """Return the MRR the customer has after its last invoice."""
+    return BASE_AMOUNT + customer % 7 * 100 * (months - 1) + ADDON_AMOUNT - 100
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.workdir = Path(tempfile.mkdtemp(prefix="roster-bench-import-"))
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.schema_prefix = schema_prefix()
+        self.stack = None
+        self.vhost = None
+        self.amqp_uri = None
+        self.completions: list[tuple[float, int]] = []  # (time a request finished, invoices in it)
+        self.lock = threading.Lock()
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        base_uri = os.environ.get("AMQP_URI") or DEFAULT_AMQP_URI
+        ensure_rabbitmq(base_uri)
+        self.vhost, self.amqp_uri = create_vhost(base_uri, prefix="roster_bench")
+        try:
+            env = {**os.environ, "AMQP_URI": self.amqp_uri, "DATA_DIR": str(self.workdir / "data"),
+                   "GATEWAY_PORT": str(self.port), "GATEWAY_HOST": "127.0.0.1", "API_KEYS": f"{API_KEY}:owner",
+                   "LOG_LEVEL": "WARNING", "DATABASE_SCHEMA_PREFIX": self.schema_prefix}
+            self.stack = Stack(env, ROOT, self.workdir / "logs")
+            self.stack.start()
+            self.stack.wait_ready(timeout=90)
+            self.scenario()
+        finally:
+            if self.stack:
+                self.stack.stop()
+            delete_vhost(self.vhost)
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            if is_postgres(os.environ.get("DATABASE_URL")):
+                drop_schemas(os.environ["DATABASE_URL"], self.schema_prefix)
+
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.auth = (API_KEY, "")
+        session.headers["Content-Type"] = "application/json"
+        return session
+
+    def scenario(self) -> None:
+        args = self.args
+        http = self.session()
+        source = http.post(f"{self.base}/v1/data_sources", json={"name": "Bench"}).json()["uuid"]
+        plans = tuple(http.post(f"{self.base}/v1/plans", json={
+            "data_source_uuid": source, "name": name, "interval_count": 1, "interval_unit": "month"}).json()["uuid"]
+            for name in ("Base Monthly", "Add-on Monthly"))
+        print(f"bench: creating {args.customers:,} customers (not timed)", flush=True)
+        customers = self.create_customers(source)
+        months = args.invoices // args.customers
+        per_request = min(args.per_request, 100)
+        rounds = [list(range(first, min(first + per_request, months))) for first in range(0, months, per_request)]
+        work: Queue = Queue()
+        for round_months in rounds:
+            for index, uuid in enumerate(customers):
+                work.put((index, uuid, round_months, round_months[-1] == months - 1))
+        total = args.customers * months
+        print(f"bench: importing {total:,} invoices ({months} per customer, {per_request} per request, "
+              f"{args.concurrency} clients, database {'PostgreSQL' if is_postgres(os.environ.get('DATABASE_URL')) else 'SQLite'})",
+              flush=True)
+        cpu_before = self.cpu_seconds()
+        start = time.monotonic()
+        threads = [threading.Thread(target=self.client, args=(work, plans, months, start)) for _ in
+                   range(args.concurrency)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - start
+        if self.failures:
+            print(f"bench: {len(self.failures)} failures, e.g. {self.failures[:3]}", file=sys.stderr)
+        cpu_after = self.cpu_seconds()
+        self.report(total, elapsed)
+        self.report_cpu(cpu_before, cpu_after, total)
+        self.time_metrics(http)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """Return CPU seconds used so far by each platform process, the broker, the database and this client."""
+        found = {}
+        for name, procs in self.stack.processes.items():
+            for index, proc in enumerate(procs):
+                found[f"{name}{'-' + str(index + 1) if len(procs) > 1 else ''}"] = _process_cpu(proc.popen.pid)
+        found["rabbitmq (whole broker)"] = sum(_process_cpu(pid) for pid in _pids_named("beam.smp"))
+        found["postgres (whole server)"] = sum(_process_cpu(pid) for pid in _pids_named("postgres"))
+        times = os.times()
+        found["bench client"] = times.user + times.system
+        return found
+
+    def report_cpu(self, before: dict, after: dict, total: int) -> None:
+        print("\n  CPU during the import (2 cores shared with everything else on the machine)")
+        for name in after:
+            used = after[name] - before.get(name, 0.0)
+            if used > 0.05:
+                print(f"    {name:<28} {used:>7.1f} s   {used / total * 1000:>6.2f} ms per invoice")
+
+    def create_customers(self, source: str) -> list[str]:
+        uuids: list[str | None] = [None] * self.args.customers
+        work: Queue = Queue()
+        for index in range(self.args.customers):
+            work.put(index)
+
+        def create():
+            http = self.session()
+            while True:
+                try:
+                    index = work.get_nowait()
+                except Empty:
+                    return
+                answer = http.post(f"{self.base}/v1/customers", json={
+                    "data_source_uuid": source, "external_id": f"bench-{index}", "name": f"Bench {index}"})
+                answer.raise_for_status()
+                uuids[index] = answer.json()["uuid"]
+
+        threads = [threading.Thread(target=create) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return uuids
+
+    def client(self, work: Queue, plans, months: int, start: float) -> None:
+        http = self.session()
+        visible = self.visibility_check(http)
+        while True:
+            try:
+                index, uuid, round_months, last = work.get_nowait()
+            except Empty:
+                return
+            body = orjson.dumps({"invoices": [invoice(index, month, plans) for month in round_months]})
+            answer = http.post(f"{self.base}/v1/import/customers/{uuid}/invoices", data=body)
+            if answer.status_code != 201:
+                self.failures.append(f"{answer.status_code} {answer.text[:200]}")
+                continue
+            with self.lock:
+                self.completions.append((time.monotonic() - start, len(round_months)))
+            if last:
+                wanted = expected_mrr(index, months)
+                deadline = time.monotonic() + 30
+                while visible(uuid) != wanted and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if visible(uuid) != wanted:
+                    self.failures.append(f"{uuid}: MRR {visible(uuid)} is not {wanted}")
+
+    def visibility_check(self, http):
+        if self.args.visible_through == "customer-record":
+            return lambda uuid: http.get(f"{self.base}/v1/customers/{uuid}").json().get("mrr")
+        from nameko.standalone.rpc import ClusterRpcProxy
+        proxy = ClusterRpcProxy({"AMQP_URI": self.amqp_uri}, timeout=10).start()
+        return lambda uuid: proxy.billing_sync.customer_metrics(uuid)["mrr"]
+
+    def report(self, total: int, elapsed: float) -> None:
+        done = sorted(self.completions)
+        counted, first_at, last_from = 0, None, None
+        for at, count in done:
+            counted += count
+            if first_at is None and counted >= 1000:
+                first_at = at
+            if last_from is None and counted >= total - 1000:
+                last_from = at
+        print(f"\n  invoices imported              {counted:>10,}")
+        print(f"  end to end (until visible)     {elapsed:>10.1f} s   {counted / elapsed:>8.0f} invoices/s")
+        if done:
+            print(f"  imports alone (answers)        {done[-1][0]:>10.1f} s   {counted / done[-1][0]:>8.0f} invoices/s")
+        if first_at:
+            print(f"  first 1,000 invoices           {first_at:>10.1f} s   {1000 / first_at:>8.0f} invoices/s")
+        if last_from is not None and done:
+            span = done[-1][0] - last_from
+            print(f"  last 1,000 invoices            {span:>10.1f} s   {1000 / span if span else 0:>8.0f} invoices/s")
+
+    def time_metrics(self, http) -> None:
+        timings = []
+        for _ in range(20):
+            began = time.monotonic()
+            answer = http.get(f"{self.base}/v1/metrics/mrr",
+                              params={"start-date": "2020-01-01", "end-date": "2021-12-31", "interval": "month"})
+            timings.append((time.monotonic() - began) * 1000)
+            answer.raise_for_status()
+        print(f"  GET /v1/metrics/mrr, 24 months by month: median {statistics.median(timings):.1f} ms, "
+              f"max {max(timings):.1f} ms (last MRR {answer.json()['entries'][-1]['mrr']:,})")
+
+
+def _process_cpu(pid: int) -> float:
+    """Return the user + system CPU seconds of a process (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pids_named(name: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=1_000)
+    parser.add_argument("--invoices", type=int, default=10_000)
+    parser.add_argument("--per-request", type=int, default=5, help="invoices per request (at most 100)")
+    parser.add_argument("--concurrency", type=int, default=8, help="client threads")
+    parser.add_argument("--visible-through", choices=("billing-rpc", "customer-record"), default="billing-rpc")
+    args = parser.parse_args()
+    try:
+        Bench(args).run()
+    except StackError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
