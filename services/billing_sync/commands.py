@@ -571,6 +571,7 @@ def on_customer_merged(uow: UnitOfWork, payload: dict) -> None:
         ledger.forget(merged)
         store.move_books(session, merged.id, survivor.id)
         survivor.net_payments += merged.net_payments
+        survivor.may_owe = survivor.may_owe or merged.may_owe
         ledger.recompute(survivor)
         store.delete_customer_row(session, merged.id)
         ledger.settle(survivor)

@@ -246,6 +246,8 @@ class InvoiceImport:
             "total_in_cents": p.engine_invoice.total_in_cents, "settled_at": domain.settled_at(p.engine_invoice),
         } for p in good]
         invoice_ids = store.insert_rows(session, Invoice, invoice_rows)
+        if any(row["settled_at"] is None or row["settled_at"] > self.ledger.now for row in invoice_rows):
+            self.customer.may_owe = True
         line_rows, transaction_rows = [], []
         for pending, invoice_id in zip(good, invoice_ids):
             for row in pending.line_rows:

@@ -154,7 +154,8 @@ class Ledger:
             changes = store.customer_changes(self.session, customer.id)
             state = state_at(changes, self.now)
             next_change = min(c.at for c in changes if c.at > self.now)
-        unsettled = store.unsettled_invoices(self.session, customer.id, self.now)
+        unsettled = store.unsettled_invoices(self.session, customer.id, self.now) if customer.may_owe else []
+        customer.may_owe = bool(unsettled)
         status = customer_status(state=state, invoices=unsettled, at=self.now, lead_status=None)
         before = (customer.mrr, customer.status, customer.customer_since)
         customer.mrr, customer.status, customer.customer_since = state.mrr, status, state.customer_since

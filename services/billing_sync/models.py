@@ -66,6 +66,9 @@ class Customer(Base):
     customer_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
     net_payments: Mapped[int] = mapped_column(BigInteger, default=0)
     sequence: Mapped[int] = mapped_column(BigInteger, default=0)  # of customer_metrics_changed
+    # False once an evaluation found no unsettled invoice, until one may exist again: most customers
+    # pay, and their status then needs no look at their invoices.
+    may_owe: Mapped[bool] = mapped_column(Boolean, default=True)
     # The next moment the figures may change by time alone (a due date, a future-dated line or
     # transaction); the sweep re-evaluates customers whose moment has come.
     review_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)

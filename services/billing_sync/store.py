@@ -127,6 +127,7 @@ def ensure_customer(session: Session, uuid: str, external_id: str | None = None)
     """Create billing's row of this customer unless it exists (concurrent callers both succeed)."""
     insert_ignore(session, Customer.__table__, [{
         "uuid": uuid, "external_id": external_id, "state": {}, "mrr": 0, "net_payments": 0, "sequence": 0,
+        "may_owe": True,
     }], ["uuid"])
 
 
@@ -245,8 +246,16 @@ def insert_rows(session: Session, model, rows: list[dict]) -> list[int]:
 
 
 def add_rows(session: Session, model, rows: list[dict]) -> None:
-    """Insert rows whose ids nobody needs back (one executemany)."""
-    if rows:
+    """Insert rows whose ids nobody needs back.
+
+    On PostgreSQL through the multi-row INSERT of `insert_rows` (one round trip; psycopg's
+    executemany sends a statement per row); on SQLite as an executemany, a loop in C.
+    """
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        insert_rows(session, model, rows)
+    else:
         session.execute(insert(model.__table__), rows)
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-26 22:28:08.669879
+Create Date: 2026-11-26 22:47:11.442572
 """
 from alembic import op
 import sqlalchemy as sa
@@ -27,6 +27,7 @@ def upgrade() -> None:
     sa.Column('customer_since', roster.database.UtcDateTime(timezone=True), nullable=True),
     sa.Column('net_payments', sa.BigInteger(), nullable=False),
     sa.Column('sequence', sa.BigInteger(), nullable=False),
+    sa.Column('may_owe', sa.Boolean(), nullable=False),
     sa.Column('review_at', roster.database.UtcDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('uuid')
