@@ -83,7 +83,7 @@ class Subscription(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uuid: Mapped[str] = mapped_column(String(40), unique=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
-    data_source_id: Mapped[int] = mapped_column(ForeignKey("data_sources.id"), index=True)
+    data_source_id: Mapped[int] = mapped_column(ForeignKey("data_sources.id"))  # first in the unique key
     external_id: Mapped[str] = mapped_column(String(500))
     subscription_set_external_id: Mapped[str | None] = mapped_column(String(500))
     connected_to_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"))
@@ -112,7 +112,7 @@ class Invoice(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uuid: Mapped[str] = mapped_column(String(40), unique=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))  # indexed with settled_at
-    data_source_id: Mapped[int] = mapped_column(ForeignKey("data_sources.id"), index=True)
+    data_source_id: Mapped[int] = mapped_column(ForeignKey("data_sources.id"))  # first in the unique key
     external_id: Mapped[str] = mapped_column(String(500))
     customer_external_id: Mapped[str | None] = mapped_column(String(500))
     date: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -134,9 +134,9 @@ class LineItem(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uuid: Mapped[str] = mapped_column(String(40), unique=True)
-    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), index=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"))  # first in the unique key
     subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"), index=True)
-    plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id"), index=True)
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id"))  # looked up only to delete a plan
     type: Mapped[str] = mapped_column(String(20))
     external_id: Mapped[str | None] = mapped_column(String(500))
     amount_in_cents: Mapped[int] = mapped_column(BigInteger)
@@ -168,7 +168,7 @@ class Transaction(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uuid: Mapped[str] = mapped_column(String(40), unique=True)
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), index=True)
-    data_source_id: Mapped[int] = mapped_column(ForeignKey("data_sources.id"), index=True)
+    data_source_id: Mapped[int] = mapped_column(ForeignKey("data_sources.id"))  # first in the unique key
     external_id: Mapped[str | None] = mapped_column(String(500))
     type: Mapped[str] = mapped_column(String(10))
     result: Mapped[str] = mapped_column(String(12))
