@@ -12,10 +12,10 @@ default 5). Invoices go in rounds in date order, so the later rounds land on cus
 that already have a history: the rate for the first and the last 1,000 invoices shows
 whether one more invoice costs more as histories grow (it should not).
 
-"Visible": after a customer's last request, the client asks billing's `customer_metrics`
-RPC (what the customers projection is fed from) until the MRR is the expected one; with
-`--visible-through customer-record`, `GET /v1/customers/{uuid}` instead (needs the
-customers projection of `customer_metrics_changed`). The end-to-end clock stops when every
+"Visible": after a customer's last request, the client reads `GET /v1/customers/{uuid}`
+until its `mrr` is the expected one (the customers service's projection of
+`customer_metrics_changed`); with `--visible-through billing-rpc`, billing's own
+`customer_metrics` RPC instead (what that projection is fed from). The end-to-end clock stops when every
 customer is visible; the first/last 1,000 rates count import answers only. It also prints
 the CPU each process used per invoice, and times `GET /v1/metrics/mrr` over 24 months by month.
 """
@@ -280,7 +280,8 @@ def main() -> int:
     parser.add_argument("--invoices", type=int, default=10_000)
     parser.add_argument("--per-request", type=int, default=5, help="invoices per request (at most 100)")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads")
-    parser.add_argument("--visible-through", choices=("billing-rpc", "customer-record"), default="billing-rpc")
+    parser.add_argument("--visible-through", choices=("customer-record", "billing-rpc"), default="customer-record",
+                        help="where MRR must show: GET /v1/customers/{uuid} (default) or billing's RPC")
     args = parser.parse_args()
     try:
         Bench(args).run()

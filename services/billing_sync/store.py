@@ -596,7 +596,12 @@ def add_metric_days(session: Session, days: list[MetricDay]) -> None:
             for row in sorted(days, key=lambda r: r.day) if not row.is_zero()]
     if not rows:
         return
-    session.execute(_metric_upsert(session.get_bind().dialect.name), rows)
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":  # RETURNING makes it one multi-row statement, not one per row
+        session.execute(_metric_upsert(dialect).returning(MetricDayRow.__table__.c.day,
+                                                          sort_by_parameter_order=True), rows).all()
+    else:
+        session.execute(_metric_upsert(dialect), rows)
 
 
 _UPSERTS: dict = {}

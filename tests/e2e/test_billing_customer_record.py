@@ -1,8 +1,5 @@
 """The customer record shows billing's figures: mrr, arr, status and customer-since arrive through
-the customers service's projection of `billing_sync.customer_metrics_changed`.
-
-These need both the billing branch and the customers projection; until both are merged they fail.
-"""
+the customers service's projection of `billing_sync.customer_metrics_changed`."""
 import time
 import uuid
 
