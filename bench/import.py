@@ -18,6 +18,9 @@ until its `mrr` is the expected one (the customers service's projection of
 `customer_metrics` RPC instead (what that projection is fed from). The end-to-end clock stops when every
 customer is visible; the first/last 1,000 rates count import answers only. It also prints
 the CPU each process used per invoice, and times `GET /v1/metrics/mrr` over 24 months by month.
+
+`--history-probe` instead times the service layer alone: one more invoice for customers that
+already have 1 to 60, with the number of SQL statements each costs.
 """
 import argparse
 import os
@@ -138,9 +141,12 @@ class Bench:
                    range(args.concurrency)]
         for thread in threads:
             thread.start()
+        monitor = threading.Thread(target=self.watch_billing, args=(threads,), daemon=True)
+        monitor.start()
         for thread in threads:
             thread.join()
         elapsed = time.monotonic() - start
+        monitor.join()
         if self.failures:
             print(f"bench: {len(self.failures)} failures, e.g. {self.failures[:3]}", file=sys.stderr)
         cpu_after = self.cpu_seconds()
@@ -222,6 +228,23 @@ class Bench:
         proxy = ClusterRpcProxy({"AMQP_URI": self.amqp_uri}, timeout=10).start()
         return lambda uuid: proxy.billing_sync.customer_metrics(uuid)["mrr"]
 
+    def watch_billing(self, clients) -> None:
+        """Sample (invoices answered, billing's CPU seconds) while the clients run."""
+        pids = [proc.popen.pid for proc in self.stack.processes["billing_sync"]]
+        self.billing_samples = []
+        while any(client.is_alive() for client in clients):
+            with self.lock:
+                answered = sum(count for _, count in self.completions)
+            self.billing_samples.append((answered, sum(_process_cpu(pid) for pid in pids)))
+            time.sleep(0.2)
+
+    def billing_cpu_per_invoice(self, first: int, last: int) -> float | None:
+        """Return billing's CPU milliseconds per invoice while answers went from `first` to `last`."""
+        inside = [(count, cpu) for count, cpu in self.billing_samples if first <= count <= last]
+        if len(inside) < 2 or inside[-1][0] == inside[0][0]:
+            return None
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0]) * 1000
+
     def report(self, total: int, elapsed: float) -> None:
         done = sorted(self.completions)
         counted, first_at, last_from = 0, None, None
@@ -235,11 +258,18 @@ class Bench:
         print(f"  end to end (until visible)     {elapsed:>10.1f} s   {counted / elapsed:>8.0f} invoices/s")
         if done:
             print(f"  imports alone (answers)        {done[-1][0]:>10.1f} s   {counted / done[-1][0]:>8.0f} invoices/s")
+        windows = ((0, 1000), (total - 1000, total))
+        cpu = [self.billing_cpu_per_invoice(low, high) for low, high in windows]
+        cpu_text = [f"   billing CPU {value:.2f} ms/invoice" if value else "" for value in cpu]
         if first_at:
-            print(f"  first 1,000 invoices           {first_at:>10.1f} s   {1000 / first_at:>8.0f} invoices/s")
+            print(f"  first 1,000 invoices           {first_at:>10.1f} s   {1000 / first_at:>8.0f} invoices/s"
+                  f"{cpu_text[0]}")
         if last_from is not None and done:
             span = done[-1][0] - last_from
-            print(f"  last 1,000 invoices            {span:>10.1f} s   {1000 / span if span else 0:>8.0f} invoices/s")
+            print(f"  last 1,000 invoices            {span:>10.1f} s   {1000 / span if span else 0:>8.0f} invoices/s"
+                  f"{cpu_text[1]}")
+        print("  (the platform's consumers of billing's events start behind and catch up, so the first window"
+              "\n   is faster on the wall clock; billing's own CPU per invoice shows what one more costs)")
 
     def time_metrics(self, http) -> None:
         timings = []
@@ -251,6 +281,53 @@ class Bench:
             answer.raise_for_status()
         print(f"  GET /v1/metrics/mrr, 24 months by month: median {statistics.median(timings):.1f} ms, "
               f"max {max(timings):.1f} ms (last MRR {answer.json()['entries'][-1]['mrr']:,})")
+
+
+def probe_history(customers: int = 100, depth: int = 60) -> None:
+    """Import one invoice per customer per round, `depth` rounds, straight through the service
+    layer (no gateway, no broker): the time and the statements one more invoice costs, by how many
+    the customer already has. Flat means the cost does not grow with the history."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import sessionmaker
+
+    from roster.database import make_engine
+    from roster.uow import UnitOfWork
+    from services.billing_sync import commands
+    from services.billing_sync.models import Base, bookkeeping
+
+    url = os.environ.get("DATABASE_URL") or f"sqlite:///{tempfile.mkdtemp(prefix='roster-probe-')}/billing.db"
+    schema = f"{schema_prefix()}billing_probe"
+    engine = make_engine(url, schema)
+    Base.metadata.create_all(engine)
+    uow = UnitOfWork(sessionmaker(engine, expire_on_commit=False), bookkeeping)
+    source = commands.create_data_source(uow, {"name": "Probe"})["uuid"]
+    plans = tuple(commands.create_plan(uow, {"data_source_uuid": source, "name": name, "interval_count": 1,
+                                             "interval_unit": "month"})["uuid"] for name in ("Base", "Add-on"))
+
+    class Customers:
+        def get_customer(self, uuid):
+            return {"uuid": uuid, "external_id": uuid, "data_source_uuid": source}
+
+    statements = [0]
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.__setitem__(0, statements[0] + 1))
+    print(f"\n  history probe ({'PostgreSQL' if is_postgres(url) else 'SQLite'}, service layer only, "
+          f"{customers} customers, one invoice per request)")
+    try:
+        for month in range(depth):
+            statements[0] = 0
+            began = time.perf_counter()
+            for index in range(customers):
+                commands.import_invoices(uow, f"cus_{index}", [invoice(index, month, plans)], customers=Customers())
+            spent = time.perf_counter() - began
+            if month in (0, 1, 9, 19, 29, 39, 49, depth - 1):
+                print(f"    invoice #{month + 1:<3} of each customer: {spent / customers * 1000:6.2f} ms, "
+                      f"{statements[0] / customers:5.1f} statements per request")
+    finally:
+        Base.metadata.drop_all(engine)
+        if is_postgres(url):
+            with engine.begin() as connection:
+                connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        engine.dispose()
 
 
 def _process_cpu(pid: int) -> float:
@@ -282,7 +359,12 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="client threads")
     parser.add_argument("--visible-through", choices=("customer-record", "billing-rpc"), default="customer-record",
                         help="where MRR must show: GET /v1/customers/{uuid} (default) or billing's RPC")
+    parser.add_argument("--history-probe", action="store_true",
+                        help="only time one more invoice by history depth, in the service layer")
     args = parser.parse_args()
+    if args.history_probe:
+        probe_history()
+        return 0
     try:
         Bench(args).run()
     except StackError as exc:
