@@ -438,3 +438,20 @@ def test_two_concurrent_imports_for_the_same_customer_both_count(http, customer,
     mrr = series(http, "mrr", "1999-01-01", "1999-06-30")
     assert [e["mrr"] for e in mrr] == [1000 * (2 * m + 10) for m in range(1, 7)]
     assert mrr[0]["mrr-new-business"] == 12000
+
+
+def test_destroy_all_and_the_import_namespace_list(owner, customer, monthly, source, billing):
+    sub = unique("imported")
+    chartmogul.Invoice.create(owner, uuid=customer.uuid, data={"invoices": [
+        invoice(monthly, unique("d"), "2020-01-01", "2020-02-01", 5000, subscription=sub)]}).get()
+
+    imported = chartmogul.CustomerSubscription.list_imported(owner, uuid=customer.uuid).get()
+    assert imported.customer_uuid == customer.uuid
+    assert [(s.external_id, s.plan_uuid, s.data_source_uuid) for s in imported.subscriptions] == [
+        (sub, monthly.uuid, source.uuid)]
+
+    assert chartmogul.Invoice.destroy_all(owner, data_source_uuid=source.uuid, customer_uuid=customer.uuid).get() \
+        is None
+    assert chartmogul.Invoice.all(owner, uuid=customer.uuid).get().invoices == []
+    figures = billing.customer_metrics(customer.uuid)
+    assert (figures["mrr"], figures["status"], figures["net_payments"]) == (0, None, 0)
