@@ -40,6 +40,54 @@ def parse_wrk(output: str) -> dict:
     return figures
 
 
+def process_cpu(pid: int) -> float:
+    """Return the user + system CPU seconds of a process (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(name: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def cpu_seconds(stack) -> dict[str, float]:
+    """CPU seconds used so far by each platform process, the broker and the database server.
+
+    The broker and database figures are whole servers: on a shared machine they include others' load.
+    """
+    found = {}
+    for name, procs in stack.processes.items():
+        for index, proc in enumerate(procs):
+            found[f"{name}{'-' + str(index + 1) if len(procs) > 1 else ''}"] = process_cpu(proc.popen.pid)
+    found["rabbitmq (whole broker)"] = sum(process_cpu(pid) for pid in pids_named("beam.smp"))
+    found["postgres (whole server)"] = sum(process_cpu(pid) for pid in pids_named("postgres"))
+    return found
+
+
+def cpu_report(before: dict, after: dict, count: int, unit: str) -> list[str]:
+    """Lines of CPU per `unit` by process between two `cpu_seconds` readings."""
+    lines, platform = [], 0.0
+    for name in after:
+        used = after[name] - before.get(name, 0.0)
+        if used > 0.01:
+            lines.append(f"    {name:<26} {used / count * 1000:>6.2f} ms per {unit}")
+            if "whole" not in name:
+                platform += used
+    lines.append(f"    {'services + gateway':<26} {platform / count * 1000:>6.2f} ms per {unit}")
+    return lines
+
+
 class Platform:
     """The platform on a vhost, data folder and (on PostgreSQL) schemas of its own."""
 

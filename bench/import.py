@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 import requests  # noqa: E402
 
+from bench.common import cpu_seconds, process_cpu  # noqa: E402
 from tools.isolation import create_vhost, delete_vhost, drop_schemas, is_postgres, schema_prefix  # noqa: E402
 from tools.stack import DEFAULT_AMQP_URI, Stack, StackError, ensure_rabbitmq, free_port  # noqa: E402
 
@@ -156,12 +157,7 @@ class Bench:
 
     def cpu_seconds(self) -> dict[str, float]:
         """Return CPU seconds used so far by each platform process, the broker, the database and this client."""
-        found = {}
-        for name, procs in self.stack.processes.items():
-            for index, proc in enumerate(procs):
-                found[f"{name}{'-' + str(index + 1) if len(procs) > 1 else ''}"] = _process_cpu(proc.popen.pid)
-        found["rabbitmq (whole broker)"] = sum(_process_cpu(pid) for pid in _pids_named("beam.smp"))
-        found["postgres (whole server)"] = sum(_process_cpu(pid) for pid in _pids_named("postgres"))
+        found = cpu_seconds(self.stack)
         times = os.times()
         found["bench client"] = times.user + times.system
         return found
@@ -235,7 +231,7 @@ class Bench:
         while any(client.is_alive() for client in clients):
             with self.lock:
                 answered = sum(count for _, count in self.completions)
-            self.billing_samples.append((answered, sum(_process_cpu(pid) for pid in pids)))
+            self.billing_samples.append((answered, sum(process_cpu(pid) for pid in pids)))
             time.sleep(0.2)
 
     def billing_cpu_per_invoice(self, first: int, last: int) -> float | None:
@@ -329,26 +325,6 @@ def probe_history(customers: int = 100, depth: int = 60) -> None:
                 connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         engine.dispose()
 
-
-def _process_cpu(pid: int) -> float:
-    """Return the user + system CPU seconds of a process (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _pids_named(name: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == name:
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
 
 
 def main() -> int:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
-from bench.common import API_KEY, Platform, wrk  # noqa: E402
+from bench.common import API_KEY, Platform, cpu_report, cpu_seconds, wrk  # noqa: E402
 from tools.isolation import is_postgres  # noqa: E402
 from tools.stack import free_port, rpc_health_problem  # noqa: E402
 
@@ -92,10 +92,15 @@ class WriteBench:
     def measure(self, system: str, scenario: str, base: str, script: str, connections: int, env: dict):
         workdir = self.platform.workdir
         wrk(base, script, connections=connections, duration=self.args.warmup, workdir=workdir, env=env)
+        before = cpu_seconds(self.platform.stack) if system == "roster" else None
         figures = wrk(base, script, connections=connections, duration=self.args.duration, workdir=workdir, env=env)
         self.results[(system, scenario)] = figures
         print(f"  {system:<7} {scenario:<8} {figures['rps']:>8.0f} req/s  p50 {figures['p50']:>6.1f} ms  "
               f"p99 {figures['p99']:>6.1f} ms  errors {figures['errors']}", flush=True)
+        if before is not None:
+            requests_done = max(1.0, figures["rps"] * self.args.duration)
+            print("\n".join(cpu_report(before, cpu_seconds(self.platform.stack), requests_done, "request")),
+                  flush=True)
 
     def roster(self):
         from bench.seed import seed_customers

@@ -1,5 +1,11 @@
 # Plain pytest hangs on tests that start nameko containers unless eventlet patches the
 # standard library before anything else is imported (STACK.md). Keep these lines first.
-import eventlet
+import os
+
+# hypothesis loads other packages' plugins (e.g. trio's, which Selenium brings) when it is first
+# imported; trio cannot be imported under eventlet's patching, so no plugins.
+os.environ.setdefault("HYPOTHESIS_NO_PLUGINS", "1")
+
+import eventlet  # noqa: E402
 
 eventlet.monkey_patch()

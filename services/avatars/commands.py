@@ -66,11 +66,11 @@ def on_customer_created(uow: UnitOfWork, payload: dict, *, fetchers: Mapping[str
 
 
 def on_customer_updated(uow: UnitOfWork, payload: dict, *, fetchers: Mapping[str, Fetcher], customers) -> None:
-    """Resolve the avatar again when the change touches its website, email, name or company.
+    """Resolve the avatar again when the change touches what it depends on (domain.refresh_kind).
 
-    The customer is read back from the customers service, so updates delivered out of order
-    still end with the avatar of the current record; while that service is away, the change
-    is applied to the fields this service holds.
+    A lookup reads the customer back from the customers service, so updates delivered out of
+    order still end with the avatar of the current record; while that service is away, the
+    change is applied to the fields this service holds. A new initial needs no lookup.
     """
     customer_uuid = _field(payload, "uuid", str)
     changes = payload.get("changes") or {}
@@ -79,11 +79,17 @@ def on_customer_updated(uow: UnitOfWork, payload: dict, *, fetchers: Mapping[str
             return
         known = store.cached(session, customer_uuid)
         old = _inputs_of(known) if known is not None else None
-    if not domain.needs_refresh(old, changes):
-        return
-    snapshot = _current(customers, customer_uuid, old, changes, payload)
-    if snapshot is not None:
-        _resolve_and_store(uow, snapshot, fetchers)
+    kind = domain.refresh_kind(old, changes, known.source if known is not None else None)
+    if kind in ("initial", "remember"):  # no lookup: the event's own values, ordered by its time
+        snapshot = Snapshot(domain.with_changes(old, changes), _version(payload.get("occurred_at")))
+        if kind == "initial":
+            _resolve_and_store(uow, snapshot, {})
+        else:
+            _remember(uow, snapshot)
+    elif kind == "fetch":
+        snapshot = _current(customers, customer_uuid, old, changes, payload)
+        if snapshot is not None:
+            _resolve_and_store(uow, snapshot, fetchers)
 
 
 def on_customer_deleted(uow: UnitOfWork, payload: dict) -> None:
@@ -151,6 +157,17 @@ def _resolve_and_store(uow: UnitOfWork, snapshot: Snapshot, fetchers: Mapping[st
             setattr(row, name, value)
         if changed:
             tx.record("avatar_resolved", **resolved_event(row))
+
+
+def _remember(uow: UnitOfWork, snapshot: Snapshot) -> None:
+    """Keep a newer name or company with the cached image (a later initial draws it), redrawing nothing."""
+    with uow.write() as tx:
+        row = store.cached(tx.session, snapshot.customer_uuid, lock=True)
+        if row is None or not domain.supersedes(snapshot.version, row.customer_updated_at):
+            return
+        for field in domain.INITIAL_FIELDS:
+            setattr(row, field, snapshot.inputs.get(field))
+        row.customer_updated_at = snapshot.version
 
 
 def _current(customers, customer_uuid: str, old: dict | None, changes: dict, payload: dict) -> Snapshot | None:

@@ -316,6 +316,33 @@ def _log_failure(source: str, error: Exception) -> None:
     log.warning("avatar source %s failed: %s: %s", source, type(error).__name__, error)
 
 
+FETCH_FIELDS = ("website_url", "email")  # what the Clearbit and Gravatar lookups depend on
+INITIAL_FIELDS = ("name", "company")  # what only the generated initial depends on
+
+
+def refresh_kind(old_customer: Mapping | None, changes: Mapping, shown_source: str | None) -> str | None:
+    """Return what a customer change calls for: "fetch" (look the image up again), "initial" (draw the
+    generated initial again), "remember" (keep the new name or company for later, nothing to
+    redraw), or None (nothing the avatar depends on changed).
+
+    A name or company change cannot change a logo or a Gravatar, so no lookup is made for it;
+    with no avatar known yet, everything is looked up.
+    """
+    if shown_source is None:
+        return "fetch" if needs_refresh(old_customer, changes) or old_customer is None else None
+    if _changed(old_customer, changes, FETCH_FIELDS):
+        return "fetch"
+    if _changed(old_customer, changes, INITIAL_FIELDS):
+        return "initial" if shown_source == "initials" else "remember"
+    return None
+
+
+def _changed(old_customer: Mapping | None, changes: Mapping, fields: tuple[str, ...]) -> bool:
+    old_customer = old_customer or {}
+    return any(field in changes and (changes[field] or None) != (old_customer.get(field) or None)
+               for field in fields)
+
+
 def needs_refresh(old_customer: Mapping | None, changes: Mapping) -> bool:
     """Return True when the changes touch a field the avatar depends on (website, email, name, company)."""
     old_customer = old_customer or {}

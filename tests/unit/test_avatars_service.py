@@ -245,11 +245,19 @@ def test_a_change_the_avatar_does_not_use_fetches_nothing(uow, fetchers, clearbi
 
 def test_a_refresh_that_finds_the_same_image_is_not_announced_again(uow, fetchers, clearbit, customers):
     created(uow, fetchers)
-    customers.customers[UUID] = customer(updated_at=T1, name="Robert")
-    updated(uow, fetchers, customers, {"name": "Robert"})
+    customers.customers[UUID] = customer(updated_at=T1, email="robert@acme.com")
+    updated(uow, fetchers, customers, {"email": "robert@acme.com"})
     assert clearbit.asked == ["acme.com", "acme.com"]
     assert len(recorded(uow, "avatar_resolved")) == 1
-    assert stored(uow).name == "Robert"
+    assert stored(uow).email == "robert@acme.com"
+
+
+def test_a_new_name_looks_nothing_up_and_is_kept_for_a_later_initial(uow, fetchers, clearbit, customers):
+    created(uow, fetchers)  # a Clearbit logo is shown
+    updated(uow, fetchers, customers, {"name": "Robert", "company": "Robert & Co"})
+    assert clearbit.asked == ["acme.com"] and customers.calls == 0
+    assert len(recorded(uow, "avatar_resolved")) == 1
+    assert (stored(uow).name, stored(uow).company) == ("Robert", "Robert & Co")
 
 
 def test_while_customers_is_away_the_change_applies_to_the_fields_held_here(uow, fetchers, clearbit, gravatar,
