@@ -20,8 +20,9 @@ import mmap
 import os
 import time
 import zlib
-from array import array
 from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from nameko.extensions import DependencyProvider, SharedExtension
@@ -45,7 +46,7 @@ class SharedVersions:
             except OSError as error:
                 logger.warning("gateway cache: cannot share versions through %s (%s); this process "
                                "keeps its own, so read-your-writes holds within it only", path, error)
-        self._slots = array("Q", bytes(SLOTS * 8))
+        self._slots = memoryview(bytearray(SLOTS * 8)).cast("Q")
 
     def _open(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,48 +78,107 @@ class SharedVersions:
         return value
 
 
+GONE = object()  # what `newest` holds for a record that was deleted or merged away
+
+
+@dataclass(frozen=True)
+class Entry:
+    stored_at: float
+    version: int  # the key's host-wide version when the answer was fetched or written
+    revision: datetime | None  # the record's updated_at, when the answer carried one
+    body: bytes
+
+
 class RecordCache(SharedExtension):
-    """Rendered answers by key (a customer uuid), valid while the key's shared version holds."""
+    """Rendered answers by key (a customer uuid), valid while the key's version holds.
+
+    A write through any gateway process on the host bumps the key's host-wide version before
+    answering, so a GET after it never sees the old copy there. A broadcast says the record
+    changed elsewhere and names its revision (the record's updated_at): this process remembers
+    the newest revision it heard of, and keeps or stores only answers at least that new. So the
+    write's own broadcast, whether it arrives before or after the write's answer, does not
+    throw the answer away, and a fill that read the record before a change is not stored.
+    """
 
     def __init__(self):
         self.max_entries = 0
         self.ttl = 0.0
         self.versions = None
-        self._entries: OrderedDict[str, tuple[float, int, bytes]] = OrderedDict()
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._newest: OrderedDict[str, object] = OrderedDict()  # key -> newest revision heard of, or GONE
 
     def setup(self):
         self.max_entries = int(os.environ.get("GATEWAY_CACHE_ENTRIES", "50000"))
         self.ttl = float(os.environ.get("GATEWAY_CACHE_TTL", "60"))
         self.versions = SharedVersions(config.data_dir() / "gateway-cache.versions")
 
-    def version(self, key: str) -> int:
-        """Return the key's version now: read it before fetching what you will `put`."""
+    def token(self, key: str) -> int:
+        """Return the key's version now: read it before fetching or writing what you will store."""
         return self.versions.of(key)
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str) -> Entry | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        stored_at, version, body = entry
-        if version != self.versions.of(key) or time.monotonic() - stored_at > self.ttl:
+        if entry.version != self.versions.of(key) or time.monotonic() - entry.stored_at > self.ttl \
+                or not self._current(key, entry.revision):
             self._entries.pop(key, None)
             return None
-        return body
+        return entry
 
-    def put(self, key: str, body: bytes, version: int) -> None:
-        """Store `body`, fetched after `version` was read, unless the key changed since."""
-        if self.max_entries <= 0 or version != self.versions.of(key):
+    def put(self, key: str, body: bytes, token: int, revision: datetime | None = None) -> None:
+        """Store `body`, fetched after `token` was read, unless the key changed since."""
+        if self.max_entries > 0 and token == self.versions.of(key) and self._current(key, revision):
+            self._store(key, Entry(time.monotonic(), token, revision, body))
+
+    def written(self, key: str, body: bytes | None, token: int, revision: datetime | None) -> None:
+        """A write of `key` succeeded with answer `body`: every process on the host stops serving the
+        old copy, and this one keeps `body` as the new copy unless another write came between."""
+        version = self.versions.bump(key)
+        self._entries.pop(key, None)
+        if body is not None and revision is not None and version == token + 1:
+            self.put(key, body, version, revision)
+
+    def changed_elsewhere(self, key: str, revision: datetime | None) -> None:
+        """A broadcast says the record changed (to `revision`, when it says): keep only what is that new."""
+        if revision is None:
+            self._entries.pop(key, None)
             return
-        self._entries[key] = (time.monotonic(), version, body)
-        self._entries.move_to_end(key)
-        if len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        newest = self._newest.get(key)
+        if newest is not GONE and (newest is None or revision > newest):
+            self._remember(key, revision)
+        entry = self._entries.get(key)
+        if entry is not None and not self._current(key, entry.revision):
+            self._entries.pop(key, None)
+
+    def gone(self, key: str) -> None:
+        """A broadcast says the record was deleted or merged away: never serve or store it again."""
+        self._remember(key, GONE)
+        self._entries.pop(key, None)
 
     def invalidate(self, *keys: str) -> None:
         """Make every gateway process on this host stop serving these keys."""
         for key in keys:
             self.versions.bump(key)
             self._entries.pop(key, None)
+
+    def _current(self, key: str, revision: datetime | None) -> bool:
+        newest = self._newest.get(key)
+        if newest is None:
+            return True
+        return newest is not GONE and revision is not None and revision >= newest
+
+    def _remember(self, key: str, revision) -> None:
+        self._newest[key] = revision
+        self._newest.move_to_end(key)
+        if len(self._newest) > max(self.max_entries, 1):
+            self._newest.popitem(last=False)
+
+    def _store(self, key: str, entry: Entry) -> None:
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        if len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
 
 
 class RecordCacheDependency(DependencyProvider):

@@ -7,6 +7,7 @@ and renders what the handler returns: `(status, payload)` or just `payload`; a p
 of None is an empty body. Errors become `{"code", "message", "param"}` bodies.
 """
 import logging
+from datetime import datetime
 from functools import partial
 
 import eventlet
@@ -25,6 +26,7 @@ from gateway.cache import RecordCache
 from roster import config
 from roster.errors import BadRequest, PayloadTooLarge, RosterError, from_marshmallow
 from roster.rpc import DEADLINE, IDEMPOTENCY_KEY, deadline_after
+from roster.timestamps import parse, render
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +112,22 @@ def load_body(schema, request: Request, limit: int = MAX_BODY_BYTES) -> dict:
         raise from_marshmallow(err)
 
 
+def etag(revision: datetime) -> str:
+    """The ETag of a record at `revision` (its updated_at)."""
+    return f'"{render(revision)}"'
+
+
+def revision_of(response: Response) -> datetime | None:
+    """The revision an answer's ETag names (None when it names none)."""
+    value = (response.headers.get("ETag") or "").removeprefix("W/").strip('"')
+    if not value:
+        return None
+    try:
+        return parse(value, "ETag")
+    except RosterError:
+        return None
+
+
 class JsonWsgiApp(WsgiApp):
     """nameko's WSGI app, but unknown paths and wrong methods answer in JSON too."""
 
@@ -148,7 +166,7 @@ class ApiEndpoint(HttpRequestHandler):
     record_cache = RecordCache()
 
     def __init__(self, method, url, permission=READ, body=None, query=None, response=None,
-                 status=200, cache_key=None, summary="", max_body=MAX_BODY_BYTES, **kwargs):
+                 status=200, cache_key=None, write_key=None, summary="", max_body=MAX_BODY_BYTES, **kwargs):
         kwargs.setdefault("expected_exceptions", (RosterError,))
         super().__init__(method, url, **kwargs)
         self.permission = permission
@@ -157,6 +175,7 @@ class ApiEndpoint(HttpRequestHandler):
         self.response_schema = response
         self.status = status
         self.cache_key = cache_key  # path value whose rendered answer may be served from memory
+        self.write_key = write_key  # path value whose record this route changes (its answer is the record)
         self.summary = summary
         self.max_body = max_body
 
@@ -164,19 +183,34 @@ class ApiEndpoint(HttpRequestHandler):
         try:
             if self.permission is not None:
                 self.keys.authorize(request.headers.get("Authorization"), self.permission)
-            if self.cache_key is None:
-                return self._run_worker(request)
-            key = request.path_values[self.cache_key]
-            body = self.record_cache.get(key)
-            if body is not None:
-                return Response(body, status=200, mimetype=JSON_TYPE)
-            version = self.record_cache.version(key)  # before the read, so a racing write wins
-            response = self._run_worker(request)
-            if response.status_code == 200:
-                self.record_cache.put(key, response.get_data(), version)
-            return response
+            if self.cache_key is not None:
+                return self._cached_read(request, request.path_values[self.cache_key])
+            if self.write_key is not None:
+                return self._write_through(request, request.path_values[self.write_key])
+            return self._run_worker(request)
         except Exception as exc:
             return self.response_from_exception(exc)
+
+    def _cached_read(self, request, key: str) -> Response:
+        entry = self.record_cache.get(key)
+        if entry is not None:
+            response = Response(entry.body, status=200, mimetype=JSON_TYPE)
+            if entry.revision is not None:
+                response.headers["ETag"] = etag(entry.revision)
+            return response
+        token = self.record_cache.token(key)  # before the read, so a racing write wins
+        response = self._run_worker(request)
+        if response.status_code == 200:
+            self.record_cache.put(key, response.get_data(), token, revision_of(response))
+        return response
+
+    def _write_through(self, request, key: str) -> Response:
+        token = self.record_cache.token(key)  # before the write: any other change meanwhile shows
+        response = self._run_worker(request)
+        if response.status_code < 300:
+            revision = revision_of(response) if response.status_code == 200 else None
+            self.record_cache.written(key, response.get_data() if revision else None, token, revision)
+        return response
 
     def _run_worker(self, request):
         request.shallow = False
@@ -208,10 +242,15 @@ class ApiEndpoint(HttpRequestHandler):
         return (request,), kwargs
 
     def response_from_result(self, result):
+        """Render `payload`, `(status, payload)` or `(status, payload, headers)`; a Response passes as is."""
         if isinstance(result, Response):
             return result
-        status, payload = result if isinstance(result, tuple) else (self.status, result)
-        return json_response(status, payload)
+        if not isinstance(result, tuple):
+            return json_response(self.status, result)
+        response = json_response(result[0], result[1])
+        for name, value in (result[2] if len(result) > 2 else {}).items():
+            response.headers[name] = value
+        return response
 
     def response_from_exception(self, exc):
         if isinstance(exc, RosterError):

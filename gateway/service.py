@@ -9,7 +9,17 @@ from gateway.routes.contacts import ContactRoutes
 from gateway.routes.customers import CustomerRoutes
 from gateway.routes.data_sources import DataSourceRoutes
 from gateway.routes.meta import MetaRoutes
+from roster.errors import RosterError
 from roster.rpc import BoundedRpcProxy
+from roster.timestamps import parse
+
+
+def revision_in(payload: dict):
+    """The record's revision a customer_updated event carries (None for an older event without one)."""
+    try:
+        return parse(payload["updated_at"], "updated_at") if payload.get("updated_at") else None
+    except RosterError:
+        return None
 
 
 class GatewayService(MetaRoutes, CustomerRoutes, ContactRoutes, DataSourceRoutes, AvatarRoutes, ActivityRoutes,
@@ -28,12 +38,13 @@ class GatewayService(MetaRoutes, CustomerRoutes, ContactRoutes, DataSourceRoutes
     # TTL covers a message missed while reconnecting.
     @event_handler("customers", "customer_updated", handler_type=BROADCAST, reliable_delivery=False)
     def forget_updated_customer(self, payload):
-        self.cache.invalidate(payload["uuid"])
+        self.cache.changed_elsewhere(payload["uuid"], revision_in(payload))
 
     @event_handler("customers", "customer_deleted", handler_type=BROADCAST, reliable_delivery=False)
     def forget_deleted_customer(self, payload):
-        self.cache.invalidate(payload["uuid"])
+        self.cache.gone(payload["uuid"])
 
     @event_handler("customers", "customer_merged", handler_type=BROADCAST, reliable_delivery=False)
     def forget_merged_customers(self, payload):
-        self.cache.invalidate(payload["from_uuid"], payload["into_uuid"])
+        self.cache.gone(payload["from_uuid"])
+        self.cache.changed_elsewhere(payload["into_uuid"], None)  # its customer_updated follows

@@ -10,7 +10,7 @@ from gateway.routes.contacts import (
     validate_primary_contact,
 )
 from gateway.schemas import customers as schemas
-from gateway.schemas.customers import customer_wire, customers_wire
+from gateway.schemas.customers import customer_wire, customers_wire, revision_headers
 
 logger = logging.getLogger(__name__)
 
@@ -64,17 +64,17 @@ class CustomerRoutes:
 
     @api("GET", f"{C}/<uuid>", cache_key="uuid", response=schemas.CustomerOut(), summary="Retrieve a customer")
     def get_customer(self, request, uuid):
-        return customer_wire(self.customers_rpc.get_customer(uuid))
+        customer = self.customers_rpc.get_customer(uuid)
+        return 200, customer_wire(customer), revision_headers(customer)
 
-    @api("PATCH,PUT", f"{C}/<uuid>", permission=WRITE, body=schemas.CustomerUpdate(),
+    @api("PATCH,PUT", f"{C}/<uuid>", permission=WRITE, body=schemas.CustomerUpdate(), write_key="uuid",
          response=schemas.CustomerOut(), summary="Update a customer (PUT is an alias of PATCH)")
     def update_customer(self, request, uuid, body):
         primary_contact = body.pop("primary_contact", None)
         check_primary_contact(self.contacts_rpc, primary_contact)  # a bad field changes nothing
         customer = self.customers_rpc.update_customer(uuid, body)
         set_primary_contact(self.contacts_rpc, uuid, primary_contact)
-        self.cache.invalidate(uuid)
-        return customer_wire(customer)
+        return 200, customer_wire(customer), revision_headers(customer)  # the gateway caches this answer
 
     @api("DELETE", f"{C}/<uuid>", permission=ADMIN, status=204, summary="Delete a customer")
     def delete_customer(self, request, uuid):

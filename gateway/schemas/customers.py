@@ -239,5 +239,10 @@ def customer_wire(c: dict) -> dict:
     }
 
 
+def revision_headers(customer: dict) -> dict:
+    """The ETag of a customer record: its revision (updated_at), which the gateway's cache compares."""
+    return {"ETag": f'"{customer["updated_at"]}"'} if customer.get("updated_at") else {}
+
+
 def customers_wire(customers: list[dict]) -> list[dict]:
     return [customer_wire(customer) for customer in customers]

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from roster.database import insert_ignore
 from roster.errors import Conflict, NotFound, UnprocessableEvent, ValidationFailed, invalid
 from roster.pagination import decode_cursor, keyset_page, page_size
-from roster.timestamps import utcnow
+from roster.timestamps import render, utcnow
 from roster.uow import Transaction, UnitOfWork
 from services.customers import domain, store
 from services.customers.domain import Attribute
@@ -345,7 +345,7 @@ def _record_update(tx: Transaction, customer: Loaded, before: dict) -> dict:
     if not changes:
         return after
     customer.row.updated_at = utcnow()
-    tx.record("customer_updated", uuid=customer.row.uuid, changes=changes)
+    tx.record("customer_updated", uuid=customer.row.uuid, changes=changes, updated_at=render(customer.row.updated_at))
     return customer.as_dict()
 
 

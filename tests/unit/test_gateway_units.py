@@ -1,6 +1,7 @@
 """Gateway pieces without a broker: keys and roles, the rendered cache, wire rendering, schemas."""
 import base64
 import io
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from marshmallow import ValidationError
@@ -55,30 +56,79 @@ def make_cache(folder, entries=3, ttl=60.0):
     return cache
 
 
+def body(entry):
+    return entry.body if entry is not None else None
+
+
+R1, R2 = datetime(2024, 1, 1, tzinfo=timezone.utc), datetime(2024, 1, 2, tzinfo=timezone.utc)
+
+
 def test_cache_serves_what_was_put_and_forgets_on_invalidate(tmp_path):
     cache = make_cache(tmp_path)
-    cache.put("a", b"A", cache.version("a"))
-    assert cache.get("a") == b"A"
+    cache.put("a", b"A", cache.token("a"))
+    assert body(cache.get("a")) == b"A"
     cache.invalidate("a")
     assert cache.get("a") is None
 
 
 def test_cache_refuses_a_fill_that_an_invalidation_overtook(tmp_path):
     cache = make_cache(tmp_path)
-    version = cache.version("a")  # a request starts fetching "a"
-    cache.invalidate("a")         # meanwhile "a" changes
-    cache.put("a", b"stale", version)
+    token = cache.token("a")  # a request starts fetching "a"
+    cache.invalidate("a")     # meanwhile "a" changes
+    cache.put("a", b"stale", token)
     assert cache.get("a") is None
 
 
 def test_a_write_through_one_process_stops_every_process_serving_the_old_copy(tmp_path):
     first, second = make_cache(tmp_path), make_cache(tmp_path)
     for cache in (first, second):
-        cache.put("a", b"old", cache.version("a"))
-    first.invalidate("a")  # what the gateway process that handled the write does before answering
-    assert second.get("a") is None and first.get("a") is None
-    second.put("a", b"new", second.version("a"))
-    assert second.get("a") == b"new"
+        cache.put("a", b"old", cache.token("a"), R1)
+    token = first.token("a")
+    first.written("a", b"new", token, R2)  # what the gateway process that handled the write does before answering
+    assert second.get("a") is None and body(first.get("a")) == b"new"
+
+
+def test_a_write_keeps_its_answer_only_when_no_other_write_came_between(tmp_path):
+    mine, other = make_cache(tmp_path), make_cache(tmp_path)
+    token = mine.token("a")           # my PATCH starts
+    other.written("a", b"theirs", other.token("a"), R2)  # another process's write lands meanwhile
+    mine.written("a", b"mine", token, R1)
+    assert mine.get("a") is None      # which answer is newer is unknown here: neither is kept
+
+
+@pytest.mark.parametrize("event_first", [False, True])
+def test_the_writes_own_broadcast_keeps_its_answer_whether_it_comes_before_or_after(tmp_path, event_first):
+    cache = make_cache(tmp_path)
+    cache.put("a", b"v1", cache.token("a"), R1)
+    token = cache.token("a")
+    if event_first:
+        cache.changed_elsewhere("a", R2)  # the event overtook the RPC answer
+    cache.written("a", b"v2", token, R2)
+    if not event_first:
+        cache.changed_elsewhere("a", R2)
+    cache.changed_elsewhere("a", R1)  # an older event, arriving late
+    assert body(cache.get("a")) == b"v2"
+    cache.changed_elsewhere("a", R2 + timedelta(seconds=1))
+    assert cache.get("a") is None
+
+
+def test_a_fill_that_read_the_record_before_a_broadcast_change_is_not_stored(tmp_path):
+    cache = make_cache(tmp_path)
+    token = cache.token("a")
+    cache.changed_elsewhere("a", R2)
+    cache.put("a", b"read before the change", token, R1)
+    assert cache.get("a") is None
+    cache.put("a", b"v2", cache.token("a"), R2)
+    assert body(cache.get("a")) == b"v2"
+
+
+def test_a_deleted_or_merged_away_record_is_neither_served_nor_stored_again(tmp_path):
+    cache = make_cache(tmp_path)
+    cache.put("a", b"v2", cache.token("a"), R2)
+    token = cache.token("a")
+    cache.gone("a")
+    cache.put("a", b"late fill", token, R2 + timedelta(seconds=1))
+    assert cache.get("a") is None
 
 
 def test_versions_advance_by_one_per_bump_across_processes(tmp_path):
@@ -90,10 +140,10 @@ def test_versions_advance_by_one_per_bump_across_processes(tmp_path):
 def test_cache_evicts_least_recently_stored_and_expires_after_ttl(tmp_path):
     cache = make_cache(tmp_path, entries=2)
     for key in "abc":
-        cache.put(key, key.encode(), cache.version(key))
-    assert cache.get("a") is None and cache.get("c") == b"c"
+        cache.put(key, key.encode(), cache.token(key))
+    assert cache.get("a") is None and body(cache.get("c")) == b"c"
     expired = make_cache(tmp_path, ttl=-1)
-    expired.put("a", b"A", expired.version("a"))
+    expired.put("a", b"A", expired.token("a"))
     assert expired.get("a") is None
 
 
