@@ -106,6 +106,23 @@ class Platform:
         os.environ.update({"DATA_DIR": self.env["DATA_DIR"], "DATABASE_SCHEMA_PREFIX": self.schema_prefix})
         self.stack = None
 
+    def wait_quiet(self, timeout: float = 300) -> None:
+        """Return once every queue of the platform's vhost has been empty for a second (consumers caught up)."""
+        import time
+
+        from tools.isolation import ManagementApi
+
+        api = ManagementApi.from_environment(self.amqp_uri)
+        deadline, quiet_since = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            if api.backlog(self.vhost) == 0:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= 1.0:
+                    return
+            else:
+                quiet_since = None
+            time.sleep(0.2)
+
     def start(self, **env) -> Stack:
         self.stack = Stack({**self.env, **env}, ROOT, self.workdir / "logs")
         self.stack.start()

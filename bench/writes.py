@@ -109,11 +109,15 @@ class WriteBench:
             self.platform.close()
         self.report()
 
-    def measure(self, system: str, scenario: str, base: str, script: str, connections: int, env: dict):
+    def measure(self, system: str, scenario: str, base: str, script: str, connections: int, env: dict,
+                settle: bool = False):
+        """Run one scenario; with `settle`, its CPU counts until the consumers have handled every event."""
         workdir = self.platform.workdir
         wrk(base, script, connections=connections, duration=self.args.warmup, workdir=workdir, env=env)
         before = cpu_seconds(self.platform.stack) if system == "roster" else None
         figures = wrk(base, script, connections=connections, duration=self.args.duration, workdir=workdir, env=env)
+        if settle and system == "roster":
+            self.platform.wait_quiet()
         self.results[(system, scenario)] = figures
         print(f"  {system:<7} {scenario:<8} {figures['rps']:>8.0f} req/s  p50 {figures['p50']:>6.1f} ms  "
               f"p99 {figures['p99']:>6.1f} ms  errors {figures['errors']}", flush=True)
@@ -128,10 +132,12 @@ class WriteBench:
         base = self.platform.base
         source = requests.post(f"{base}/v1/data_sources", json={"name": "Bench"}, auth=auth).json()["uuid"]
         uuids = create_customers(base, source, CUSTOMERS)
+        self.platform.wait_quiet()  # the creates' events handled before anything is measured
         paths = self.platform.workdir / "paths.txt"
         paths.write_text("\n".join(f"/v1/customers/{u}" for u in uuids) + "\n")
         self.measure("roster", "mixed", base, MIXED, 32, {"BENCH_PATHS": str(paths)})
-        self.measure("roster", "creates", base, CREATES, 16, {"BENCH_SOURCE": source})
+        self.platform.wait_quiet()
+        self.measure("roster", "creates", base, CREATES, 16, {"BENCH_SOURCE": source}, settle=True)
 
     def naive_peer(self):
         port = free_port()

@@ -17,7 +17,9 @@ import time
 import eventlet
 from nameko.exceptions import UnknownService, registry
 from nameko.exceptions import get_module_path
-from nameko.rpc import MethodProxy, Rpc, RpcProxy
+
+from nameko.amqp.publish import Publisher
+from nameko.rpc import MethodProxy, Responder, Rpc, RpcConsumer, RpcProxy, get_rpc_exchange
 
 from roster import config
 from roster import serialization  # noqa: F401  (registers the bus codec)
@@ -32,8 +34,37 @@ for _error in ALL_ERRORS:
     registry[get_module_path(_error)] = _error
 
 
+class UnconfirmedPublisher(Publisher):
+    """Publishes without waiting for the broker's confirmation."""
+
+    use_confirms = False
+
+
+class QuickResponder(Responder):
+    """Sends RPC replies unconfirmed: a confirmation costs a round trip and protects nothing here,
+    since a reply lost on the way is the caller's timeout either way."""
+
+    publisher_cls = UnconfirmedPublisher
+
+
+class RosterRpcConsumer(RpcConsumer):
+    def handle_result(self, message, result, exc_info):
+        config = self.container.config
+        responder = QuickResponder(config["AMQP_URI"], get_rpc_exchange(config), config.get("serializer", "json"),
+                                   message, ssl=config.get("AMQP_SSL"), login_method=config.get("LOGIN_METHOD"))
+        result, exc_info = responder.send_response(result, exc_info)
+        self.queue_consumer.ack_message(message)
+        return result, exc_info
+
+
 class RosterRpc(Rpc):
-    """nameko's @rpc with RosterError expected and idempotent replays answered."""
+    """nameko's @rpc with RosterError expected, idempotent replays answered, replies unconfirmed.
+
+    Every entrypoint of a service must be this one (not nameko's plain @rpc): two RPC consumers
+    in one service would share its queue and answer each other's methods as unknown.
+    """
+
+    rpc_consumer = RosterRpcConsumer()
 
     def __init__(self, expected_exceptions=(), **kwargs):
         if not isinstance(expected_exceptions, tuple):
@@ -112,3 +143,50 @@ class BoundedServiceProxy:
         for correlation_id, event in list(events.items()):
             if event is reply.reply_event:
                 events.pop(correlation_id, None)
+
+
+class RememberingRpcProxy(BoundedRpcProxy):
+    """A BoundedRpcProxy that remembers, per process, the answers of lookups that rarely change.
+
+    `RememberingRpcProxy("billing_sync", remember={"get_data_source": 5.0})` answers a repeated
+    `get_data_source(uuid)` from memory for 5 seconds. Only answers are remembered, never errors,
+    so something created a moment ago is found at once; `proxy.forget(method, *args)` drops an
+    answer early (e.g. when an event says the data source was deleted).
+    """
+
+    def __init__(self, target_service: str, remember: dict[str, float], max_entries: int = 10_000, **options):
+        super().__init__(target_service, **options)
+        self.remember = dict(remember)
+        self.max_entries = max_entries
+        self.answers: dict[tuple, tuple[float, object]] = {}
+
+    def get_dependency(self, worker_ctx):
+        return RememberingServiceProxy(super().get_dependency(worker_ctx), self)
+
+
+class RememberingServiceProxy:
+    def __init__(self, proxy: BoundedServiceProxy, provider: RememberingRpcProxy):
+        self._proxy = proxy
+        self._provider = provider
+
+    def forget(self, method_name: str, *args) -> None:
+        self._provider.answers.pop((method_name, args), None)
+
+    def __getattr__(self, method_name):
+        ttl = self._provider.remember.get(method_name)
+        call = getattr(self._proxy, method_name)
+        if ttl is None:
+            return call
+
+        def remembered(*args):
+            answers, key = self._provider.answers, (method_name, args)
+            found = answers.get(key)
+            if found is not None and time.monotonic() < found[0]:
+                return found[1]
+            answer = call(*args)
+            if len(answers) >= self._provider.max_entries:
+                answers.clear()
+            answers[key] = (time.monotonic() + ttl, answer)
+            return answer
+
+        return remembered

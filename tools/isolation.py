@@ -90,6 +90,13 @@ class ManagementApi:
             raise StackError(f"{method} {url} answered {response.status_code}: {response.text.strip()[:200]}")
         return response
 
+    def backlog(self, vhost: str) -> int:
+        """Return the messages waiting or unacknowledged in every queue of `vhost`."""
+        from urllib.parse import quote
+
+        queues = self.call("GET", f"queues/{quote(vhost, safe='')}").json()
+        return sum(queue.get("messages", 0) or 0 for queue in queues)
+
     def vhosts(self) -> list[str]:
         """Return the names of every vhost on the broker."""
         return [entry["name"] for entry in self.call("GET", "vhosts").json()]

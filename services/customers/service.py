@@ -2,16 +2,21 @@
 projections it keeps from billing_sync's events. One line per entrypoint into `commands`."""
 from roster.dependencies import UnitOfWorkProvider
 from roster.handlers import event_handler
-from roster.rpc import BoundedRpcProxy, rpc
+from roster.rpc import RememberingRpcProxy, rpc
 from services.customers import commands
 from services.customers.models import UNIQUE_RULES, Base, bookkeeping
+
+# How long a process answers data source lookups from memory (other processes of this service
+# learn of a deletion no later than this).
+DATA_SOURCE_MEMORY_SECONDS = 5.0
 
 
 class CustomersService:
     name = "customers"
 
     uow = UnitOfWorkProvider(Base, bookkeeping, unique_rules=UNIQUE_RULES)
-    billing_rpc = BoundedRpcProxy("billing_sync")
+    # A data source hardly changes: one lookup serves the creates of the next seconds.
+    billing_rpc = RememberingRpcProxy("billing_sync", remember={"get_data_source": DATA_SOURCE_MEMORY_SECONDS})
 
     @rpc
     def health(self):
@@ -91,6 +96,7 @@ class CustomersService:
 
     @event_handler("billing_sync", "data_source_deleted")
     def handle_data_source_deleted(self, payload):
+        self.billing_rpc.forget("get_data_source", payload.get("uuid"))
         commands.on_data_source_deleted(self.uow, payload)
 
     @event_handler("billing_sync", "customer_metrics_changed")

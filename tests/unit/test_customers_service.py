@@ -74,8 +74,10 @@ def test_list_pages_by_keyset_and_filters(service):
 
 def test_update_records_only_the_changed_fields(service):
     customer = create(service, name="Old")
-    service.update_customer(customer["uuid"], {"name": "New", "company": ""})
-    assert events(service, "customer_updated") == [{"uuid": customer["uuid"], "changes": {"name": "New"}}]
+    updated = service.update_customer(customer["uuid"], {"name": "New", "company": ""})
+    assert events(service, "customer_updated") == [
+        {"uuid": customer["uuid"], "changes": {"name": "New"}, "updated_at": updated["updated_at"]}]
+    assert updated["updated_at"] > customer["updated_at"]  # the record's revision moved on
 
 
 def test_merge_moves_ids_tags_and_attributes_and_deletes_the_loser(service):

@@ -73,3 +73,35 @@ def test_marshmallow_errors_name_the_nested_field():
     failure = from_marshmallow(err.value)
     assert failure.param == "attributes.key"
     assert failure.status == 422 and "required" in failure.message.lower()
+
+
+def test_a_remembering_proxy_answers_repeats_from_memory_until_told_to_forget(monkeypatch):
+    from roster.rpc import RememberingRpcProxy, RememberingServiceProxy
+
+    class Remote:
+        calls = 0
+
+        def get_data_source(self, uuid):
+            Remote.calls += 1
+            if uuid == "missing":
+                raise ValidationFailed("no such source", param="uuid")
+            return {"uuid": uuid, "n": Remote.calls}
+
+        def other(self, value):
+            Remote.calls += 1
+            return value
+
+    provider = RememberingRpcProxy("billing_sync", remember={"get_data_source": 5.0})
+    proxy = RememberingServiceProxy(Remote(), provider)
+    assert proxy.get_data_source("ds_1") == proxy.get_data_source("ds_1") == {"uuid": "ds_1", "n": 1}
+    for _ in range(2):  # an error is never remembered
+        with pytest.raises(ValidationFailed):
+            proxy.get_data_source("missing")
+    assert Remote.calls == 3
+    proxy.other("x"), proxy.other("x")  # methods not named are always asked
+    assert Remote.calls == 5
+    proxy.forget("get_data_source", "ds_1")
+    assert proxy.get_data_source("ds_1")["n"] == 6
+    import roster.rpc
+    monkeypatch.setattr(roster.rpc.time, "monotonic", lambda: 10**9)  # the answer has aged out
+    assert proxy.get_data_source("ds_1")["n"] == 7
