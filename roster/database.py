@@ -9,10 +9,11 @@ seeing another's tables; multi-row writes lock their rows with `SELECT ... FOR U
 id order (`lock_rows`).
 """
 import os
+from functools import lru_cache
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import DateTime, create_engine, event, select, text
+from sqlalchemy import DateTime, bindparam, create_engine, event, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
@@ -115,24 +116,32 @@ def lock_rows(session: Session, model, ids) -> dict:
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    rows = session.scalars(
-        select(model).where(model.id.in_(wanted)).order_by(model.id).with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    rows = session.scalars(_locking_select(model), {"ids": wanted})
     return {row.id: row for row in rows}
+
+
+@lru_cache(maxsize=None)
+def _locking_select(model):
+    """The statement lock_rows runs for `model`, built once (building it costs more than running it)."""
+    return (select(model).where(model.id.in_(bindparam("ids", expanding=True))).order_by(model.id)
+            .with_for_update().execution_options(populate_existing=True))
 
 
 def insert_ignore(session: Session, table, rows: list[dict], conflict_columns: list[str]) -> int:
     """Insert `rows`, skipping any that would break the unique key `conflict_columns`; return how many went in.
 
     Concurrent inserts of the same key then both succeed (one inserts, one skips) instead of
-    one failing with a unique violation.
+    one failing with a unique violation. Every row must name the same columns.
     """
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = (insert(table).values(rows).on_conflict_do_nothing(index_elements=conflict_columns)
-                 .returning(table.c[conflict_columns[0]]))
+    statement = _insert_ignoring(table, tuple(conflict_columns), session.get_bind().dialect.name)
     # Counted from RETURNING: psycopg's rowcount for this statement is -1.
-    return len(session.execute(statement).all())
+    return len(session.execute(statement, rows).all())
+
+
+@lru_cache(maxsize=None)
+def _insert_ignoring(table, conflict_columns: tuple[str, ...], dialect: str):
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
+            .returning(table.c[conflict_columns[0]]))

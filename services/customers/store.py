@@ -1,7 +1,7 @@
 """Queries on the customers service's tables: select, lock, page. No commits, no rules, no writes."""
 from collections import defaultdict
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from roster.database import lock_rows
@@ -12,21 +12,34 @@ CUSTOMER_COLUMNS = [getattr(Customer, field) for field in PROFILE_FIELDS + TIME_
 # The customer's own id first (merged_from is null), then ids gained by merges, oldest first.
 EXTERNAL_ID_ORDER = (ExternalId.merged_from.is_not(None), ExternalId.id)
 
+# The statements every read and write runs, built once: building a statement costs more
+# CPU than SQLite takes to run it.
+IDS = bindparam("ids", expanding=True)
+BY_UUID = select(*CUSTOMER_COLUMNS).where(Customer.uuid == bindparam("uuid"))
+BY_ID = select(*CUSTOMER_COLUMNS).where(Customer.id == bindparam("id"))
+ID_BY_UUID = select(Customer.id).where(Customer.uuid == bindparam("uuid"))
+EXTERNAL_IDS = (select(ExternalId.customer_id, ExternalId.data_source_uuid, ExternalId.external_id,
+                       ExternalId.merged_from)
+                .where(ExternalId.customer_id.in_(IDS)).order_by(*EXTERNAL_ID_ORDER))
+TAGS = select(Tag.customer_id, Tag.tag).where(Tag.customer_id.in_(IDS)).order_by(Tag.id)
+CUSTOM = (select(CustomAttribute.customer_id, CustomAttribute.key, CustomAttribute.type, CustomAttribute.value,
+                 CustomAttribute.source).where(CustomAttribute.customer_id.in_(IDS)).order_by(CustomAttribute.id))
+
 
 def read_by_uuid(session: Session, uuid: str) -> dict | None:
     """Return the customer with this uuid as the service answers it; None if there is none."""
-    rows = session.connection().execute(select(*CUSTOMER_COLUMNS).where(Customer.uuid == uuid)).all()
+    rows = session.connection().execute(BY_UUID, {"uuid": uuid}).all()
     return customer_dicts(session, rows)[0] if rows else None
 
 
 def read_by_id(session: Session, customer_id: int) -> dict | None:
     """Return the customer with this id as the service answers it; None if there is none."""
-    rows = session.connection().execute(select(*CUSTOMER_COLUMNS).where(Customer.id == customer_id)).all()
+    rows = session.connection().execute(BY_ID, {"id": customer_id}).all()
     return customer_dicts(session, rows)[0] if rows else None
 
 
 def id_by_uuid(session: Session, uuid: str) -> int | None:
-    return session.scalar(select(Customer.id).where(Customer.uuid == uuid))
+    return session.connection().execute(ID_BY_UUID, {"uuid": uuid}).scalar()
 
 
 def id_by_external_id(session: Session, data_source_uuid: str, external_id: str) -> int | None:
@@ -58,19 +71,11 @@ def details(session: Session, customer_ids) -> dict[int, tuple[list, list, dict]
     ids = list(customer_ids)
     found = {customer_id: ([], [], {}) for customer_id in ids}
     connection = session.connection()
-    for customer_id, *row in connection.execute(
-        select(ExternalId.customer_id, ExternalId.data_source_uuid, ExternalId.external_id, ExternalId.merged_from)
-        .where(ExternalId.customer_id.in_(ids)).order_by(*EXTERNAL_ID_ORDER)
-    ):
+    for customer_id, *row in connection.execute(EXTERNAL_IDS, {"ids": ids}):
         found[customer_id][0].append(tuple(row))
-    for customer_id, tag in connection.execute(
-        select(Tag.customer_id, Tag.tag).where(Tag.customer_id.in_(ids)).order_by(Tag.id)
-    ):
+    for customer_id, tag in connection.execute(TAGS, {"ids": ids}):
         found[customer_id][1].append(tag)
-    for customer_id, key, type_name, value, source in connection.execute(
-        select(CustomAttribute.customer_id, CustomAttribute.key, CustomAttribute.type, CustomAttribute.value,
-               CustomAttribute.source).where(CustomAttribute.customer_id.in_(ids)).order_by(CustomAttribute.id)
-    ):
+    for customer_id, key, type_name, value, source in connection.execute(CUSTOM, {"ids": ids}):
         found[customer_id][2][key] = (type_name, value, source)
     return found
 
@@ -107,21 +112,13 @@ def customer_dicts(session: Session, rows) -> list[dict]:
     connection = session.connection()
     ids = [row.id for row in rows]
     external_ids = defaultdict(list)
-    for customer_id, source, external_id in connection.execute(
-        select(ExternalId.customer_id, ExternalId.data_source_uuid, ExternalId.external_id)
-        .where(ExternalId.customer_id.in_(ids)).order_by(*EXTERNAL_ID_ORDER)
-    ):
+    for customer_id, source, external_id, _merged_from in connection.execute(EXTERNAL_IDS, {"ids": ids}):
         external_ids[customer_id].append((source, external_id))
     tags = defaultdict(list)
-    for customer_id, tag in connection.execute(
-        select(Tag.customer_id, Tag.tag).where(Tag.customer_id.in_(ids)).order_by(Tag.id)
-    ):
+    for customer_id, tag in connection.execute(TAGS, {"ids": ids}):
         tags[customer_id].append(tag)
     custom = defaultdict(dict)
-    for customer_id, key, value in connection.execute(
-        select(CustomAttribute.customer_id, CustomAttribute.key, CustomAttribute.value)
-        .where(CustomAttribute.customer_id.in_(ids)).order_by(CustomAttribute.id)
-    ):
+    for customer_id, key, _type, value, _source in connection.execute(CUSTOM, {"ids": ids}):
         custom[customer_id][key] = value
     return [
         customer_dict(row._asdict(), external_ids[row.id], tags[row.id], custom[row.id]) for row in rows
