@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.orm import sessionmaker
 
 from roster.database import WRITE
@@ -64,6 +64,12 @@ class OutboxRelay:
         self.service = service
         self.published = 0
         self.quarantined = 0
+        self._statements = {}  # the claim, per dialect
+        ids = self.rows.id.in_(bindparam("ids", expanding=True))
+        self._release_statement = (update(self.rows).where(ids).values(claimed_until=None)
+                                   .execution_options(synchronize_session=False))
+        self._publish_statement = (update(self.rows).where(ids).values(published_at=bindparam("now"))
+                                   .execution_options(synchronize_session=False))
 
     def publish_pending(self) -> int:
         """Publish every committed, unclaimed row; return how many went out."""
@@ -85,33 +91,39 @@ class OutboxRelay:
 
     def _claim(self) -> list[PendingEvent]:
         now = utcnow()
-        rows = self.rows
-        pending = (
-            select(rows.id)
-            .where(rows.published_at.is_(None), rows.failed_at.is_(None),
-                   or_(rows.claimed_until.is_(None), rows.claimed_until < now))
-            .order_by(rows.id).limit(BATCH_SIZE)
-        )
         with self.sessions() as session:
             session.connection(execution_options=WRITE)
-            if session.get_bind().dialect.name == "postgresql":
-                pending = pending.with_for_update(skip_locked=True)
-            claimed = session.execute(
-                update(rows).where(rows.id.in_(pending.scalar_subquery()))
-                .values(claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
-                .returning(rows.id, rows.event_type, rows.payload)
-                .execution_options(synchronize_session=False)
-            ).all()
+            claimed = session.execute(self._claim_statement(session.get_bind().dialect.name), {
+                "now": now, "until": now + timedelta(seconds=CLAIM_SECONDS)}).all()
             session.commit()
         return sorted((PendingEvent(*row) for row in claimed), key=lambda event: event.id)
+
+    def _claim_statement(self, dialect: str):
+        """UPDATE ... RETURNING that claims the oldest unclaimed rows; built once per dialect."""
+        if dialect not in self._statements:
+            rows = self.rows
+            pending = (
+                select(rows.id)
+                .where(rows.published_at.is_(None), rows.failed_at.is_(None),
+                       or_(rows.claimed_until.is_(None), rows.claimed_until < bindparam("now")))
+                .order_by(rows.id).limit(BATCH_SIZE)
+            )
+            if dialect == "postgresql":
+                pending = pending.with_for_update(skip_locked=True)
+            self._statements[dialect] = (
+                update(rows).where(rows.id.in_(pending.scalar_subquery()))
+                .values(claimed_until=bindparam("until"))
+                .returning(rows.id, rows.event_type, rows.payload)
+                .execution_options(synchronize_session=False)
+            )
+        return self._statements[dialect]
 
     def _release(self, batch: list[PendingEvent]) -> None:
         """Give a batch back at once when the broker is away, rather than waiting for the claim to expire."""
         try:
             with self.sessions() as session:
                 session.connection(execution_options=WRITE)
-                session.execute(update(self.rows).where(self.rows.id.in_([e.id for e in batch]))
-                                .values(claimed_until=None).execution_options(synchronize_session=False))
+                session.execute(self._release_statement, {"ids": [event.id for event in batch]})
                 session.commit()
         except Exception:  # the claim then simply expires
             logger.warning("outbox %s: could not release a claim", self.service, exc_info=True)
@@ -123,8 +135,7 @@ class OutboxRelay:
             session.connection(execution_options=WRITE)
             published = [event.id for event in batch if event.id not in refused_ids]
             if published:
-                session.execute(update(self.rows).where(self.rows.id.in_(published))
-                                .values(published_at=now).execution_options(synchronize_session=False))
+                session.execute(self._publish_statement, {"ids": published, "now": now})
             for event, reason in refused:
                 session.execute(update(self.rows).where(self.rows.id == event.id)
                                 .values(failed_at=now, error=reason[:2000])
