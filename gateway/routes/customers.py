@@ -89,6 +89,15 @@ class CustomerRoutes:
         self.cache.invalidate(merge["from_uuid"], merge["into"]["uuid"])
         return 204, None
 
+    @api("POST", f"{C}/unmerges", permission=WRITE, body=schemas.UnmergeRequest(), status=202,
+         summary="Make an external id a merge brought a customer of its own again")
+    def unmerge_customers(self, request, body):
+        """202 with `{customer_uuid, new_customer_uuid}`: the new customer exists when this answers;
+        its contacts, activities and billing data follow through events."""
+        unmerge = self.customers_rpc.unmerge_customer(body)
+        self.cache.invalidate(unmerge["from"]["uuid"], unmerge["customer"]["uuid"])
+        return 202, {"customer_uuid": unmerge["from"]["uuid"], "new_customer_uuid": unmerge["customer"]["uuid"]}
+
     @api("GET", f"{C}/<uuid>/attributes", response=schemas.AttributesOut(), summary="A customer's attributes")
     def get_customer_attributes(self, request, uuid):
         return self.customers_rpc.get_customer(uuid)["attributes"]

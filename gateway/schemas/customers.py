@@ -75,6 +75,15 @@ class MergeRequest(Lenient):
     move_to_new_customer = fields.List(fields.String())
 
 
+class UnmergeRequest(Lenient):
+    customer_uuid = StrictString(required=True)
+    data_source_uuid = StrictString(required=True)
+    external_id = StrictString(required=True)
+    move_to_new_customer = fields.List(StrictString(), metadata={
+        "description": "what moves to the new customer besides its contacts and billing data: "
+                       "tasks, opportunities, notes"})
+
+
 class CustomerListQuery(Lenient):
     data_source_uuid = fields.String()
     external_id = fields.String()

@@ -524,6 +524,57 @@ def on_customer_merged(uow: UnitOfWork, payload: dict) -> None:
                       description=descriptions.customer_merged(name), source_id=from_uuid)
 
 
+def on_customer_unmerged(uow: UnitOfWork, payload: dict) -> None:
+    """Give the new customer of an unmerge what came with its external id, and say so in the feed
+    of the customer it left.
+
+    What came with it is what belonged to the customer that id had before its merge
+    (`former_uuid`), wherever merges took it, or still on it when that merge has not been
+    handled here yet (its handler then moves only what is left): the tasks, opportunities and
+    notes `move_to_new_customer` names, the notes and tasks of contacts, and the feed entries
+    of all that and of that customer's own history and payments (`domain.entry_follows_unmerge`).
+    A new customer deleted meanwhile takes them with it; one merged meanwhile passes them on.
+    """
+    from_uuid = _field(payload, "from_uuid", "customer_unmerged")
+    new_uuid = _field(payload, "new_uuid", "customer_unmerged")
+    former = payload.get("former_uuid")
+    kinds = payload.get("move_to_new_customer") or []
+    new_customer = payload.get("new_customer") or {}
+    with uow.write() as tx:
+        session = tx.session
+        new = store.lock_customers(session, [uuid for uuid in (from_uuid, new_uuid, former) if uuid])[new_uuid]
+        new.name = new.name or new_customer.get("name") or ""
+        new.external_id = new.external_id or payload.get("external_id") or ""
+        target = store.survivor(session, new_uuid)
+        moving = _unmerged_records(session, former, kinds) if former else []
+        for row in moving:
+            if target is None:
+                session.delete(row)
+            else:
+                row.customer_uuid, row.merged_from = target, (None if target == new_uuid else new_uuid)
+        left = store.survivor(session, from_uuid)
+        if left is not None:
+            name = domain.display_name({**new_customer, "uuid": new_uuid})
+            _record_entry(tx, fact=f"customer_unmerged:{new_uuid}", customer_uuid=left, type="event",
+                          kind="customer_unmerged", date=_when(None, payload),
+                          description=descriptions.customer_unmerged(name), source_id=new_uuid)
+
+
+def _unmerged_records(session, former: str, kinds) -> list:
+    """Return the notes, tasks, opportunities and feed entries that follow an unmerge of the
+    external id `former` had, locked."""
+    records = [row for model, kind in ((Note, "notes"), (Task, "tasks"), (Opportunity, "opportunities"))
+               for row in store.came_from(session, model, former)
+               if domain.follows_unmerge(kind, moved_kinds=kinds,
+                                         of_contact=getattr(row, "contact_uuid", None) is not None)]
+    sources = {row.uuid for row in records}
+    entries = {entry.id: entry for entry in store.came_from(session, FeedEntry, former)
+               if domain.entry_follows_unmerge(type=entry.type, kind=entry.kind, source_id=entry.source_id,
+                                               moved_sources=sources)}
+    entries.update((entry.id, entry) for entry in store.entries_of_sources(session, sources))
+    return records + [entries[key] for key in sorted(entries)]
+
+
 def on_customer_deleted(uow: UnitOfWork, payload: dict) -> None:
     """Delete everything of a deleted customer."""
     uuid = _field(payload, "uuid", "customer_deleted")

@@ -108,3 +108,7 @@ def transaction(*, type: str, result: str, amount_in_cents: int, currency: str) 
     kind = "Refund" if type == "refund" else "Payment"
     outcome = "failed" if result == "failed" else "succeeded"
     return f"{kind} of {money(abs(amount_in_cents), currency)} {outcome}"
+
+
+def customer_unmerged(new_name: str) -> str:
+    return f"Customer unmerged: {new_name} was split off into a customer of its own"

@@ -482,3 +482,29 @@ def display_name(customer: dict) -> str:
         if isinstance(value, str) and value.strip():
             return value.strip()
     return "a customer"
+
+
+# ---- unmerges ------------------------------------------------------------------------------------
+
+# What `move_to_new_customer` may name (ChartMogul's unmerge); these records of the customer an
+# unmerged external id came from follow it to the new customer only when named.
+MOVABLE_KINDS = ("tasks", "opportunities", "notes")
+# Feed entries that tell that customer's own history: they always follow it.
+HISTORY_KINDS = ("customer_created", "customer_merged", "contact_created")
+
+
+def follows_unmerge(kind: str, *, moved_kinds, of_contact: bool = False) -> bool:
+    """Return whether a note, task or opportunity that came with an unmerged external id moves to
+    the new customer: when its kind is named, or when it belongs to a contact (the contacts that
+    came with the id always move, and a contact's notes and tasks stay with their contact)."""
+    if kind not in MOVABLE_KINDS:
+        raise ValueError(f"not a movable kind: {kind}")
+    return kind in (moved_kinds or ()) or (of_contact and kind != "opportunities")
+
+
+def entry_follows_unmerge(*, type: str, kind: str, source_id: str, moved_sources: set[str]) -> bool:
+    """Return whether a feed entry that came with an unmerged external id moves to the new
+    customer: the entry of a record that moved, an entry of the customer's own history, or a
+    payment or refund (billing moves that id's invoices). MRR movements stay: billing retracts
+    and records them again for both customers; threads stay, as their threads do."""
+    return source_id in moved_sources or kind in HISTORY_KINDS or type == "transaction"

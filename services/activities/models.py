@@ -1,7 +1,8 @@
 """The activities service's tables. Only this service reads or writes them.
 
 Every row that belongs to a customer carries `customer_uuid`: a merge rewrites it to the
-survivor, a deletion deletes the rows. Notes and tasks of a contact carry the contact's
+survivor (notes, tasks, opportunities and feed entries also keep `merged_from`, so an unmerge
+can take them back), a deletion deletes the rows. Notes and tasks of a contact carry the contact's
 customer too, so they follow that customer through merges and deletions.
 """
 from datetime import date, datetime
@@ -49,6 +50,9 @@ class Note(Base):
     call_duration: Mapped[int] = mapped_column(Integer, default=0)  # seconds; 0 for notes
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # The customer it belonged to before a customer merge moved it (kept through later merges;
+    # null while on its own customer): an unmerge of that customer's external id takes it back.
+    merged_from: Mapped[str | None] = mapped_column(String(40), index=True)
 
 
 class Thread(Base):
@@ -94,6 +98,9 @@ class Task(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # The customer it belonged to before a customer merge moved it (kept through later merges;
+    # null while on its own customer): an unmerge of that customer's external id takes it back.
+    merged_from: Mapped[str | None] = mapped_column(String(40), index=True)
 
 
 class Opportunity(Base):
@@ -114,6 +121,9 @@ class Opportunity(Base):
     custom: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # The customer it belonged to before a customer merge moved it (kept through later merges;
+    # null while on its own customer): an unmerge of that customer's external id takes it back.
+    merged_from: Mapped[str | None] = mapped_column(String(40), index=True)
 
 
 class FeedEntry(Base):
@@ -135,6 +145,9 @@ class FeedEntry(Base):
     description: Mapped[str] = mapped_column(Text)
     source_id: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # The customer it belonged to before a customer merge moved it (kept through later merges;
+    # null while on its own customer): an unmerge of that customer's external id takes it back.
+    merged_from: Mapped[str | None] = mapped_column(String(40), index=True)
 
 
 # The feed's pages: newest first within a customer, optionally within types (keyset on date, id).

@@ -130,6 +130,10 @@ class ActivitiesService:
     def handle_customer_merged(self, payload):
         commands.on_customer_merged(self.uow, payload)
 
+    @event_handler("customers", "customer_unmerged")
+    def handle_customer_unmerged(self, payload):
+        commands.on_customer_unmerged(self.uow, payload)
+
     @event_handler("customers", "customer_deleted")
     def handle_customer_deleted(self, payload):
         commands.on_customer_deleted(self.uow, payload)

@@ -1,7 +1,7 @@
 """Reading and writing this service's tables (one session, no commits, no rules)."""
 from datetime import datetime
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session, selectinload
 
 from roster.database import insert_ignore
@@ -21,6 +21,8 @@ from services.activities.models import (
 
 # Every table whose rows belong to a customer (threads' messages follow their thread).
 CUSTOMER_TABLES = (Note, Thread, Task, Opportunity, FeedEntry, MrrActivity)
+# Those whose rows remember the customer a merge moved them from (`merged_from`).
+PROVENANCE_TABLES = (Note, Task, Opportunity, FeedEntry)
 
 
 # ---- customers as this service knows them -------------------------------------------------------
@@ -61,10 +63,29 @@ def survivor(session: Session, uuid: str) -> str | None:
 
 
 def move_customer_data(session: Session, from_uuid: str, into_uuid: str) -> None:
-    """Give everything of `from_uuid` to `into_uuid`."""
+    """Give everything of `from_uuid` to `into_uuid`, remembering where it came from."""
     for model in CUSTOMER_TABLES:
+        values = {"customer_uuid": into_uuid}
+        if model in PROVENANCE_TABLES:
+            values["merged_from"] = func.coalesce(model.merged_from, from_uuid)
         session.execute(update(model).where(model.customer_uuid == from_uuid)
-                        .values(customer_uuid=into_uuid).execution_options(synchronize_session=False))
+                        .values(**values).execution_options(synchronize_session=False))
+
+
+def came_from(session: Session, model, customer_uuid: str) -> list:
+    """Return the rows of `model` that belonged to `customer_uuid` before a merge, wherever they
+    are now, and those still on it (its merge not handled yet), locked, in id order."""
+    return list(session.scalars(select(model).where(or_(
+        model.merged_from == customer_uuid, and_(model.customer_uuid == customer_uuid, model.merged_from.is_(None))))
+        .order_by(model.id).with_for_update().execution_options(populate_existing=True)))
+
+
+def entries_of_sources(session: Session, source_ids: set[str]) -> list[FeedEntry]:
+    """Return the feed entries telling about these notes, tasks or opportunities, locked."""
+    if not source_ids:
+        return []
+    return list(session.scalars(select(FeedEntry).where(FeedEntry.source_id.in_(source_ids))
+                                .order_by(FeedEntry.id).with_for_update().execution_options(populate_existing=True)))
 
 
 def delete_customer_data(session: Session, uuid: str) -> None:

@@ -576,3 +576,51 @@ def on_customer_merged(uow: UnitOfWork, payload: dict) -> None:
         store.delete_customer_row(session, merged.id)
         ledger.settle(survivor)
         ledger.close()
+
+
+def on_customer_unmerged(uow: UnitOfWork, payload: dict) -> None:
+    """Move the invoices billed to the unmerged external id (its data source and external id),
+    with the subscriptions only they bill, to the new customer; recompute both customers (the
+    movements they no longer have are retracted, new ones recorded) and announce both.
+
+    The invoices are looked for on the customer the id left (or where later merges took it) and
+    on the customer it came from, should that merge not be handled here yet. A new customer
+    deleted meanwhile takes them with it; one merged meanwhile passes them on.
+    """
+    new_uuid, external_id = payload["new_uuid"], payload["external_id"]
+    with uow.write() as tx:
+        session = tx.session
+        source = store.data_sources_by_uuid(session, [payload["data_source_uuid"]]).get(payload["data_source_uuid"])
+        target_uuid = store.surviving_customer(session, new_uuid)
+        holder_uuids = {store.surviving_customer(session, payload["from_uuid"]), payload.get("former_uuid")} - \
+            {None, target_uuid}
+        if source is None or not store.customers_by_uuid(session, holder_uuids):
+            return
+        if target_uuid is not None:
+            store.ensure_customer(session, target_uuid, external_id if target_uuid == new_uuid else None)
+        rows = store.customers_by_uuid(session, holder_uuids | {target_uuid} - {None})
+        locked = {row.uuid: row for row in store.lock_customers(session, [row.id for row in rows.values()]).values()}
+        holders = {row.id: row for uuid, row in locked.items() if uuid in holder_uuids}
+        target = locked.get(target_uuid)
+        moving = store.invoices_billed_to(session, holders, source.id, external_id)
+        if not moving:
+            return
+        for row, invoice in zip(moving, store.engine_invoices(session, moving)):
+            effect = sum(payment_effect(invoice, t) for t in invoice.transactions)
+            holders[row.customer_id].net_payments -= effect
+            if target is not None:
+                target.net_payments += effect
+        invoice_ids = [row.id for row in moving]
+        if target is None:
+            store.delete_invoices(session, invoice_ids)
+            for customer_id in holders:
+                store.delete_orphan_subscriptions(session, customer_id)
+        else:
+            store.move_invoices(session, invoice_ids, store.subscriptions_billed_only_by(session, invoice_ids),
+                                target.id)
+            target.may_owe = True
+        ledger = Ledger(tx)
+        for customer in list(holders.values()) + ([target] if target is not None else []):
+            ledger.recompute(customer)
+            ledger.settle(customer)
+        ledger.close()

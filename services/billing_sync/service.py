@@ -144,3 +144,7 @@ class BillingSyncService:
     @event_handler("customers", "customer_merged")
     def handle_customer_merged(self, payload):
         commands.on_customer_merged(self.uow, payload)
+
+    @event_handler("customers", "customer_unmerged")
+    def handle_customer_unmerged(self, payload):
+        commands.on_customer_unmerged(self.uow, payload)

@@ -191,6 +191,37 @@ def move_books(session: Session, from_id: int, into_id: int) -> None:
     session.execute(update(Subscription).where(Subscription.customer_id == from_id).values(customer_id=into_id))
 
 
+def invoices_billed_to(session: Session, customer_ids: Iterable[int], data_source_id: int,
+                       external_id: str) -> list[Invoice]:
+    """Return the invoices of these customers billed to one customer external id of a data source
+    (what an unmerge of that external id takes along), in id order."""
+    ids = list(customer_ids)
+    if not ids:
+        return []
+    return list(session.scalars(select(Invoice).where(
+        Invoice.customer_id.in_(ids), Invoice.data_source_id == data_source_id,
+        Invoice.customer_external_id == external_id).order_by(Invoice.id)))
+
+
+def subscriptions_billed_only_by(session: Session, invoice_ids: list[int]) -> list[int]:
+    """Return the ids of the subscriptions whose every line is on these invoices."""
+    if not invoice_ids:
+        return []
+    billed = set(session.scalars(select(LineItem.subscription_id).where(
+        LineItem.invoice_id.in_(invoice_ids), LineItem.subscription_id.is_not(None))))
+    elsewhere = set(session.scalars(select(LineItem.subscription_id).where(
+        LineItem.subscription_id.in_(billed), LineItem.invoice_id.not_in(invoice_ids)))) if billed else set()
+    return sorted(billed - elsewhere)
+
+
+def move_invoices(session: Session, invoice_ids: list[int], subscription_ids: list[int], into_id: int) -> None:
+    """Give these invoices and subscriptions to another customer."""
+    for chunk in _chunks(invoice_ids):
+        session.execute(update(Invoice).where(Invoice.id.in_(chunk)).values(customer_id=into_id))
+    for chunk in _chunks(subscription_ids):
+        session.execute(update(Subscription).where(Subscription.id.in_(chunk)).values(customer_id=into_id))
+
+
 # ---- what an import needs to know ------------------------------------------------------------------
 
 

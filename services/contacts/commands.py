@@ -160,9 +160,43 @@ def on_customer_merged(uow: UnitOfWork, payload: dict, *, customers) -> None:
         for contact, position in zip(moving, positions):
             before = dump_contact(contact)
             contact.customer_uuid, contact.position = survivor, position
+            contact.merged_from = contact.merged_from or from_uuid
             if external_id is not None:
                 contact.customer_external_id = external_id
             _record_update(tx, contact, before, reason="customer_merged")
+
+
+def on_customer_unmerged(uow: UnitOfWork, payload: dict) -> None:
+    """Move the contacts that came with an unmerged external id to its new customer, after the new
+    customer's own (the first becomes its primary when it has none).
+
+    They are the contacts of the customer that external id belonged to before its merge
+    (`former_uuid`), wherever merges took them, or still on it when that merge has not been
+    handled here yet (its handler then moves only what is left). A new customer deleted or
+    merged meanwhile gets them as a merge would: deleted, or moved on to the survivor.
+    """
+    former, new_uuid = payload.get("former_uuid"), payload["new_uuid"]
+    with uow.write() as tx:
+        known = store.lock_customers(tx.session, [uuid for uuid in (payload["from_uuid"], new_uuid, former) if uuid])
+        if known[new_uuid].state == domain.ACTIVE and payload.get("external_id"):
+            known[new_uuid].external_id = payload["external_id"]
+        if not former:
+            return
+        moving = sorted(store.came_from(tx.session, former, lock=True), key=lambda c: (c.position, c.id))
+        target = _survivor(tx.session, new_uuid)
+        if target is None:
+            for contact in moving:
+                _delete(tx, contact, reason="customer_deleted")
+            return
+        external_id = known[new_uuid].external_id if target == new_uuid else _known_external_id(tx.session, target)
+        positions = domain.positions_after(store.highest_position(tx.session, target), len(moving))
+        for contact, position in zip(moving, positions):
+            before = dump_contact(contact)
+            contact.customer_uuid, contact.position = target, position
+            contact.merged_from = None if target == new_uuid else new_uuid
+            if external_id is not None:
+                contact.customer_external_id = external_id
+            _record_update(tx, contact, before, reason="customer_unmerged")
 
 
 def on_data_source_deleted(uow: UnitOfWork, payload: dict) -> None:
@@ -294,6 +328,11 @@ def _survivor_external_id(session, survivor: str | None, payload: dict) -> str |
     if survivor == payload["into_uuid"] and payload.get("into_external_id"):
         return payload["into_external_id"]
     known = store.known_customer(session, survivor)
+    return known.external_id if known is not None else None
+
+
+def _known_external_id(session, customer_uuid: str) -> str | None:
+    known = store.known_customer(session, customer_uuid)
     return known.external_id if known is not None else None
 
 

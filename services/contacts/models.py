@@ -44,6 +44,10 @@ class Contact(Base):
     last_seen: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    # The customer the contact belonged to before a customer merge moved it (kept through later
+    # merges; null for a contact of its own customer): an unmerge of that customer's external id
+    # takes it back. Not part of the contact's wire shape.
+    merged_from: Mapped[str | None] = mapped_column(String(40), index=True)
 
     @validates("email")
     def _keep_email_lower(self, _key, email):

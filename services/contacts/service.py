@@ -63,6 +63,10 @@ class ContactsService:
     def handle_customer_merged(self, payload):
         commands.on_customer_merged(self.uow, payload, customers=self.customers_rpc)
 
+    @event_handler("customers", "customer_unmerged")
+    def handle_customer_unmerged(self, payload):
+        commands.on_customer_unmerged(self.uow, payload)
+
     @event_handler("billing_sync", "data_source_deleted")
     def handle_data_source_deleted(self, payload):
         commands.on_data_source_deleted(self.uow, payload)

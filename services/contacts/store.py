@@ -1,7 +1,7 @@
 """Queries on the contacts service's tables: select, lock, page. No commits, no rules."""
 from collections.abc import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from roster.database import insert_ignore, lock_rows
@@ -46,6 +46,14 @@ def page(session: Session, filters: dict, after_id: int, size: int) -> list[Cont
 def of_customer(session: Session, customer_uuid: str, *, lock: bool = False) -> list[Contact]:
     """Return every contact of one customer, oldest first (locked in id order with `lock`)."""
     return _all(session, select(Contact).where(Contact.customer_uuid == customer_uuid), lock)
+
+
+def came_from(session: Session, customer_uuid: str, *, lock: bool = False) -> list[Contact]:
+    """Return the contacts that belonged to `customer_uuid` before a merge, wherever they are now,
+    and those still on it (a merge not handled yet), oldest first (locked in id order with `lock`)."""
+    return _all(session, select(Contact).where(or_(
+        Contact.merged_from == customer_uuid,
+        and_(Contact.customer_uuid == customer_uuid, Contact.merged_from.is_(None)))), lock)
 
 
 def of_data_source(session: Session, data_source_uuid: str, *, lock: bool = False) -> list[Contact]:

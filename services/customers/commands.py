@@ -25,9 +25,9 @@ from roster.errors import Conflict, NotFound, UnprocessableEvent, ValidationFail
 from roster.pagination import decode_cursor, keyset_page, page_size
 from roster.timestamps import render, utcnow
 from roster.uow import Transaction, UnitOfWork
-from services.customers import domain, store
+from services.customers import domain, merges, store
 from services.customers.domain import Attribute
-from services.customers.models import CustomAttribute, Customer, ExternalId, Tag
+from services.customers.models import CustomAttribute, Customer, ExternalId, MergedCustomer, Tag
 from services.customers.schemas import columns_of, customer_dict
 
 # A page stops growing once its customers take this many bytes of JSON (has_more stays true),
@@ -216,6 +216,7 @@ def merge_customers(uow: UnitOfWork, from_ref: dict, into_ref: dict) -> dict:
             customer_id=into_id, merged_from=func.coalesce(ExternalId.merged_from, merged.row.uuid)))
         _add_tags(tx, into, gained_tags)
         _write_attributes(tx, into, gained_custom)
+        _remember_merged(tx, merged, into_id)
         session.delete(merged.row)
         session.flush()
         into = _load(session, {into_id: into.row})[0]  # the ids in their stored order
@@ -224,6 +225,54 @@ def merge_customers(uow: UnitOfWork, from_ref: dict, into_ref: dict) -> dict:
                   moved_external_ids=[{"data_source_uuid": source, "external_id": external_id}
                                       for source, external_id, _ in merged.external_ids])
         return {"from_uuid": merged.row.uuid, "into": _record_update(tx, into, before)}
+
+
+def unmerge_customer(uow: UnitOfWork, data: dict) -> dict:
+    """Make the external id a merge brought a customer of its own again; return `{from, customer}`:
+    the customer it leaves (after) and the new one.
+
+    The new customer gets the profile, tags and custom attributes its external id's customer
+    had when it was merged (`merges.restored`). The merged customer's row is locked, as merges
+    lock theirs, so an unmerge and a merge or another unmerge of that customer run one after
+    the other: one that finds the customer merged away or deleted meanwhile is a 409, one that
+    finds the external id gone is a 422. `customer_created` (the new customer),
+    `customer_updated` (the one it leaves) and `customer_unmerged` tell the other services.
+    """
+    asked = merges.unmerge_request(data)
+    with uow.write() as tx:
+        session = tx.session
+        found = store.id_by_uuid(session, asked.customer_uuid) if domain.findable(asked.customer_uuid) else None
+        if found is None:
+            raise NotFound(f"Customer {asked.customer_uuid} not found", param="customer_uuid")
+        rows = store.lock(session, [found])
+        if not rows:
+            raise Conflict("customer_uuid: the customer was merged or deleted meanwhile; look it up again",
+                           param="customer_uuid")
+        customer = _load(session, rows)[0]
+        former = merges.former_customer(customer.external_ids, data_source_uuid=asked.data_source_uuid,
+                                        external_id=asked.external_id, customer_uuid=asked.customer_uuid)
+        new = merges.restored(store.merged_snapshot(session, former),
+                              billing_system_type=customer.row.billing_system_type)
+        row = Customer(uuid=f"cus_{uuid_lib.uuid4()}", **new.profile)
+        session.add(row)
+        session.flush()
+        pair = (asked.data_source_uuid, asked.external_id)
+        session.execute(update(ExternalId).where(
+            ExternalId.customer_id == customer.row.id, ExternalId.data_source_uuid == pair[0],
+            ExternalId.external_id == pair[1]).values(customer_id=row.id, merged_from=None))
+        session.execute(delete(MergedCustomer).where(MergedCustomer.uuid == former))
+        created = Loaded(row, [(*pair, None)], [], {})
+        _add_tags(tx, created, new.tags)
+        _write_attributes(tx, created, new.custom)
+        new_customer = created.as_dict()
+        tx.record("customer_created", customer=new_customer)
+        before = customer.as_dict()
+        customer.external_ids = [held for held in customer.external_ids if held[:2] != pair]
+        left = _record_update(tx, customer, before)
+        tx.record("customer_unmerged", from_uuid=customer.row.uuid, new_uuid=row.uuid, former_uuid=former,
+                  data_source_uuid=pair[0], external_id=pair[1],
+                  move_to_new_customer=asked.move_to_new_customer, new_customer=new_customer)
+        return tx.result({"from": left, "customer": new_customer})
 
 
 # ---- events from other services -----------------------------------------------------------
@@ -347,6 +396,16 @@ def _record_update(tx: Transaction, customer: Loaded, before: dict) -> dict:
     customer.row.updated_at = utcnow()
     tx.record("customer_updated", uuid=customer.row.uuid, changes=changes, updated_at=render(customer.row.updated_at))
     return customer.as_dict()
+
+
+def _remember_merged(tx: Transaction, merged: Loaded, into_id: int) -> None:
+    """Keep what the merged-away customer was (for an unmerge), with the snapshots it kept itself."""
+    tx.session.execute(update(MergedCustomer).where(MergedCustomer.customer_id == merged.row.id)
+                       .values(customer_id=into_id))
+    columns = {field: getattr(merged.row, field) for field in merges.SNAPSHOT_FIELDS + merges.SNAPSHOT_TIMES}
+    tx.session.execute(insert(MergedCustomer).values(
+        customer_id=into_id, uuid=merged.row.uuid, snapshot=merges.snapshot(columns, merged.tags, merged.custom),
+        merged_at=utcnow()))
 
 
 def _delete(tx: Transaction, customer: Loaded, *, reason: str) -> None:

@@ -84,6 +84,21 @@ class CustomAttribute(Base):
     source: Mapped[str] = mapped_column(String(100), default="API")
 
 
+class MergedCustomer(Base):
+    """What a merged-away customer was when it was merged: its profile, tags and custom
+    attributes, kept by the customer that now holds its external id, so an unmerge can give
+    them back (`services/customers/merges.py`). Follows that customer through later merges;
+    goes with it when it is deleted."""
+
+    __tablename__ = "merged_customers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    uuid: Mapped[str] = mapped_column(String(40), unique=True)  # the merged-away customer's
+    snapshot: Mapped[dict] = mapped_column(JSON)  # merges.snapshot(): {profile, tags, custom}
+    merged_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 Index("ix_customer_external_ids_source", ExternalId.data_source_uuid, ExternalId.customer_id)
 Index("ix_customer_external_ids_external_id", ExternalId.external_id)
 

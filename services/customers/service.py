@@ -55,6 +55,10 @@ class CustomersService:
         return commands.merge_customers(self.uow, from_ref, into_ref)
 
     @rpc
+    def unmerge_customer(self, data: dict) -> dict:
+        return commands.unmerge_customer(self.uow, data)
+
+    @rpc
     def add_tags(self, uuid: str, tags: list) -> list[str]:
         return commands.add_tags(self.uow, {"uuid": uuid}, tags)[0]["attributes"]["tags"]
 

@@ -5,7 +5,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from roster.database import lock_rows
-from services.customers.models import CustomAttribute, Customer, ExternalId, Tag
+from services.customers.models import CustomAttribute, Customer, ExternalId, MergedCustomer, Tag
 from services.customers.schemas import PROFILE_FIELDS, TIME_FIELDS, customer_dict
 
 CUSTOMER_COLUMNS = [getattr(Customer, field) for field in PROFILE_FIELDS + TIME_FIELDS]
@@ -55,6 +55,11 @@ def ids_in_data_source(session: Session, data_source_uuid: str) -> list[int]:
     """Return the ids of customers holding an external id of this data source."""
     return list(session.scalars(
         select(ExternalId.customer_id).where(ExternalId.data_source_uuid == data_source_uuid).distinct()))
+
+
+def merged_snapshot(session: Session, uuid: str) -> dict | None:
+    """Return what the merged-away customer `uuid` was when it was merged; None if not kept."""
+    return session.scalar(select(MergedCustomer.snapshot).where(MergedCustomer.uuid == uuid))
 
 
 def lock(session: Session, ids) -> dict[int, Customer]:
