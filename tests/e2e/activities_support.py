@@ -1,31 +1,9 @@
-"""What the activities end-to-end tests share: polling, unique names, and billing events sent the
-way billing_sync will send them (its contract in notes/contracts.md), since that service is built
-in parallel."""
-import secrets
-import time
+"""What the activities end-to-end tests share: billing events sent as billing_sync sends them
+(docs/events.md), so the feed's handling of each can be tested on its own."""
 import uuid
 
-import pytest
 from nameko.standalone.events import event_dispatcher
-
-POLL_SECONDS = 30
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(5)}"
-
-
-def eventually(check, timeout: float = POLL_SECONDS, interval: float = 0.2):
-    """Return check()'s first truthy value, polling until `timeout`; fail the test after that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout:g}s (last value {value!r})")
-        time.sleep(interval)
-
+from tests.e2e.support import unique
 
 def envelope(**fields) -> dict:
     return {"event_id": str(uuid.uuid4()), "occurred_at": "2024-03-01T00:00:00Z", "version": 1, **fields}

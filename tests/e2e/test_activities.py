@@ -3,7 +3,8 @@ the gateway, raw HTTP for the feed, the threads and every error."""
 import chartmogul
 import pytest
 
-from tests.e2e.activities_support import eventually, feed, unique
+from tests.e2e.activities_support import feed
+from tests.e2e.support import eventually, status_of, unique
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +34,6 @@ def new_contact(owner, data_source):
         return chartmogul.Contact.create(owner, data=data).get()
 
     return make
-
-
-def status_of(error: chartmogul.APIError) -> int:
-    return error.__cause__.response.status_code
 
 
 # ---- notes and call logs ------------------------------------------------------------------------

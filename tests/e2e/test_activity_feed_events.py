@@ -9,15 +9,8 @@ import chartmogul
 import pytest
 from kombu import Connection, Exchange, Queue
 
-from tests.e2e.activities_support import (
-    Billing,
-    envelope,
-    eventually,
-    feed,
-    movement_event,
-    transaction_event,
-    unique,
-)
+from tests.e2e.activities_support import Billing, envelope, feed, movement_event, transaction_event
+from tests.e2e.support import eventually, unique
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from nameko.standalone.events import event_dispatcher
 from roster.events import envelope
 from services.avatars import domain
 from tests.avatar_stand_ins import JPEG, PNG, StandIn, answer, huge, image, slow
+from tests.e2e.support import eventually
 
 resolutions: Queue = Queue()
 
@@ -110,13 +111,6 @@ def email_hash(email: str) -> str:
 
 def avatar_path(customer: dict) -> str:
     return f"/v1/customers/{customer['uuid']}/avatar"
-
-
-def eventually(condition, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 # ---- the chain ----------------------------------------------------------------------------------

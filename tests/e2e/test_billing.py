@@ -8,22 +8,14 @@ test_billing_customer_record.py: they arrive through the customers service's pro
 """
 import threading
 import time
-import uuid
 from datetime import date, timedelta
 
 import chartmogul
 import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
+from tests.e2e.support import status_of, unique
 
 ERR = chartmogul.APIError
-
-
-def unique(prefix="ext"):
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def status_of(error: chartmogul.APIError) -> int:
-    return error.__cause__.response.status_code
 
 
 @pytest.fixture(scope="module")

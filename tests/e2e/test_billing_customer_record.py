@@ -1,14 +1,10 @@
 """The customer record shows billing's figures: mrr, arr, status and customer-since arrive through
 the customers service's projection of `billing_sync.customer_metrics_changed`."""
 import time
-import uuid
 
 import chartmogul
 import pytest
-
-
-def unique(prefix="ext"):
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+from tests.e2e.support import unique
 
 
 @pytest.fixture(scope="module")

@@ -8,39 +8,16 @@ listed in `NOT_SERVED` with the reason; `test_the_table_is_complete` checks that
 together cover every call the contract names and every method of the client's classes.
 """
 import re
-import secrets
-import time
 import warnings
 from pathlib import Path
 
 import chartmogul
 import pytest
 from chartmogul.resource import Resource
+from tests.e2e.support import eventually, status_of, unique
 
 ERR = chartmogul.APIError
 CONTRACT = Path(__file__).resolve().parents[3] / "shared" / "reference" / "chartmogul-api.md"
-POLL_SECONDS = 30
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(5)}"
-
-
-def eventually(check, timeout: float = POLL_SECONDS, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout:g}s (last value {value!r})")
-        time.sleep(interval)
-
-
-def status_of(error: chartmogul.APIError) -> int:
-    return error.__cause__.response.status_code
-
-
 class World:
     """What the calls need, made through the client itself: a data source, a plan, customers."""
 

@@ -1,31 +1,12 @@
 """Contacts end to end: the official client against the gateway, raw HTTP for every error, and
 contacts following their customer through merges and deletions, also across a restart."""
-import secrets
 import time
 from collections import Counter
 
 import chartmogul
 import pytest
 from kombu import Connection, Exchange, Queue
-
-POLL_SECONDS = 30
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(5)}"
-
-
-def eventually(check, timeout: float = POLL_SECONDS, interval: float = 0.2):
-    """Return check()'s first truthy value, polling until `timeout`; fail the test after that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout:g}s (last value {value!r})")
-        time.sleep(interval)
-
+from tests.e2e.support import eventually, unique
 
 class EventTap:
     """An exclusive queue bound to every event the contacts service publishes."""

@@ -4,20 +4,13 @@ Meant for PostgreSQL (`DATABASE_URL=postgresql://...`), where writers really ove
 SQLite every write transaction holds the file's lock and these pass by construction.
 """
 import random
-import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-
-POLL_SECONDS = 30
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(5)}"
-
+from tests.e2e.support import POLL_SECONDS, unique
 
 class Client:
     """One fresh HTTP connection per call, so concurrent calls really overlap."""

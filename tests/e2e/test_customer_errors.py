@@ -1,15 +1,11 @@
 """Bad input gets its 4xx with a JSON body naming the field, and leaves the data as it was."""
 import time
-import uuid
 
 import pytest
+from tests.e2e.support import unique
 
 
 DROP = object()  # leave this key out of the request
-
-
-def unique(prefix="ext"):
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture(scope="module")

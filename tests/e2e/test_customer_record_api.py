@@ -1,13 +1,11 @@
 """Issue 12 as a user of the official Python client sees it: a customer update with a
 `primary_contact`, unmerges (`Customer.unmerge`) that give an external id back with the data that
 came with it, every documented customer key, and contacts' integer positions."""
-import secrets
-import time
 
 import chartmogul
 import pytest
+from tests.e2e.support import eventually, status_of, unique
 
-POLL_SECONDS = 30
 ERR = chartmogul.APIError
 
 # §3 of the contract: every key the customer object documents (Python drops `owner`, but the
@@ -18,26 +16,6 @@ CUSTOMER_KEYS = {
     "address", "attributes", "mrr", "arr", "billing-system-url", "chartmogul-url", "billing-system-type",
     "currency", "currency-sign", "website_url", "owner",
 }
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(5)}"
-
-
-def eventually(check, timeout: float = POLL_SECONDS, interval: float = 0.2):
-    """Return check()'s first truthy value, polling until `timeout`; fail the test after that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout:g}s (last value {value!r})")
-        time.sleep(interval)
-
-
-def status_of(error: chartmogul.APIError) -> int:
-    return error.__cause__.response.status_code
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,10 @@ from eventlet.queue import Queue
 from nameko.containers import ServiceContainer
 from nameko.events import event_handler
 from nameko.standalone.events import event_dispatcher
+from tests.e2e.support import eventually, unique
 
 ROUNDS = 4
 created_events: Queue = Queue()
-
-
-def unique(prefix="ext"):
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 class CreatedListener:
@@ -297,16 +294,6 @@ def test_a_create_answered_503_then_retried_with_its_key_makes_exactly_one_custo
 
 
 # ---- consumers of billing_sync's events ----------------------------------------------------
-
-def eventually(check, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "the expected state did not arrive"
-        time.sleep(0.1)
-
 
 def test_deleting_a_data_source_deletes_its_only_customers_and_strips_merged_ones(http, source):
     doomed = http.post("/v1/data_sources", json={"name": unique("Doomed")}).json()["uuid"]

@@ -1,17 +1,13 @@
 """Unmerges racing merges and other unmerges through the gateway: every outcome is consistent or
 refused with a 4xx, never a 5xx, and every external id names exactly one live customer after.
 Run on SQLite and PostgreSQL (DATABASE_URL=postgresql://...), where the row locks do the work."""
-import secrets
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from tests.e2e.support import unique
 
 ROUNDS = 4
-
-
-def unique(prefix="ext"):
-    return f"{prefix}-{secrets.token_hex(5)}"
 
 
 @pytest.fixture(scope="module")

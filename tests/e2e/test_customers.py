@@ -1,15 +1,11 @@
 """Customers through the gateway, as a user of the official chartmogul client sees them."""
 import time
-import uuid
 
 import chartmogul
 import pytest
+from tests.e2e.support import status_of, unique
 
 ERR = chartmogul.APIError
-
-
-def unique(prefix="ext"):
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +21,6 @@ def data_source(owner):
 def new_customer(config, data_source, **fields):
     data = {"data_source_uuid": data_source.uuid, "external_id": unique(), "name": "Acme", **fields}
     return chartmogul.Customer.create(config, data=data).get()
-
-
-def status_of(error: chartmogul.APIError) -> int:
-    return error.__cause__.response.status_code
 
 
 def test_create_then_retrieve_returns_every_field(owner, data_source):
