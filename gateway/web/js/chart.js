@@ -67,7 +67,8 @@ export function mrrChart(container, { currency }) {
     const ticks = Math.max(2, Math.min(6, Math.floor((width - PAD.left) / 110)));
     for (let i = 0; i <= ticks; i += 1) {
       const t = from + (span * i) / ticks;
-      svg.append(h("svg:text", { class: "tick", x: x(t), y: HEIGHT - 8, "text-anchor": "middle" }, day(t)));
+      const anchor = i === 0 ? "start" : i === ticks ? "end" : "middle";
+      svg.append(h("svg:text", { class: "tick", x: x(t), y: HEIGHT - 8, "text-anchor": anchor }, day(t)));
     }
     let path = "";
     shown.forEach((p, index) => {

@@ -4,6 +4,7 @@
 export function h(tag, attrs = {}, ...children) {
   const svg = tag.startsWith("svg:");
   const el = svg ? document.createElementNS("http://www.w3.org/2000/svg", tag.slice(4)) : document.createElement(tag);
+  if (tag === "form") el.noValidate = true; // the API checks every field and says why, next to it
   for (const [name, value] of Object.entries(attrs || {})) {
     if (value === undefined || value === null || value === false) continue;
     if (name.startsWith("on") && typeof value === "function") el.addEventListener(name.slice(2), value);

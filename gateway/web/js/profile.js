@@ -23,12 +23,14 @@ function card(id, title, ...actions) {
 }
 
 /** Mark the input the API's `param` names, and say why next to the form. */
-function blame(form, slot, failure, prefix = "") {
+function blame(form, slot, failure, prefix = "", own = null) {
   for (const input of form.querySelectorAll(".invalid")) input.classList.remove("invalid");
   const param = (failure.param || "").split(/[.[]/)[0];
   const input = param ? form.querySelector(`[name="${CSS.escape(param)}"]`) : null;
   if (input) input.classList.add("invalid");
-  showError(slot, `${prefix}${failure.message}`);
+  // "owner: 'x' is not an email address" under the Owner row reads "Owner: 'x' is not ..."
+  const named = own && failure.param === own && failure.message.startsWith(`${own}:`);
+  showError(slot, `${prefix}${named ? failure.message.slice(failure.param.length + 1).trim() : failure.message}`);
 }
 
 // ---- details -------------------------------------------------------------------------------------
@@ -52,7 +54,7 @@ const DETAILS = [
     inputs: (c) => [text("city", c.city, "text", "City"), text("state", c.state, "text", "State"),
       text("zip", c.zip, "text", "ZIP"), text("country", c.country, "text", "Country (US)")],
     body: ([city, state, zip, country]) => ({ city: city.value.trim() || null, state: state.value.trim() || null,
-      zip: zip.value.trim() || null, country: country.value.trim().toUpperCase() || null }) },
+      zip: zip.value.trim() || null, country: country.value.trim() || null }) },
   { key: "lead_created_at", label: "Lead created at", moment: true, show: (c) => c.lead_created_at,
     inputs: (c) => [h("input", { type: "datetime-local", name: "lead_created_at", value: toInputMoment(c.lead_created_at) })],
     body: ([input]) => ({ lead_created_at: fromInputMoment(input.value) }) },
@@ -68,9 +70,11 @@ function text(name, value, type = "text", placeholder = "") {
 
 function detailsCard(rec) {
   const { element, body } = card("details", "Details");
-  rec.customerListeners.push(() => draw());
+  let editing = null; // the detail being edited: a live refresh waits until it is saved or cancelled
+  rec.customerListeners.push(() => { if (!editing) draw(); });
 
   function draw() {
+    editing = null;
     const c = rec.customer;
     fill(body, DETAILS.map((detail) => row(detail, c)),
       h("div", { class: "detail", "data-field": "uuid" }, h("span", { class: "label" }, "UUID"),
@@ -101,11 +105,14 @@ function detailsCard(rec) {
         event.preventDefault();
         showError(error, "");
         try {
-          rec.setCustomer(await api("PATCH", C(rec), { body: detail.body(inputs) }));
+          const changed = await api("PATCH", C(rec), { body: detail.body(inputs) });
+          editing = null;
+          rec.setCustomer(changed);
         } catch (failure) {
-          blame(form, error, failure, `${detail.label}: `);
+          blame(form, error, failure, `${detail.label}: `, detail.key);
         }
       });
+      editing = detail.key;
       shown.replaceWith(form);
       edit.hidden = true;
       inputs[0].focus();
@@ -118,8 +125,8 @@ function detailsCard(rec) {
 function sources(rec, c) {
   const names = Object.fromEntries(rec.dataSources.map((source) => [source.uuid, source.name]));
   const ids = c.data_source_uuids || [c.data_source_uuid];
-  return ids.map((uuid, index) => h("div", {}, names[uuid] || uuid,
-    c.external_ids && c.external_ids[index] ? h("span", { class: "muted" }, ` · ${c.external_ids[index]}`) : null));
+  return [ids.map((uuid) => h("div", { class: "source" }, names[uuid] || uuid)),
+    h("div", { class: "muted external-ids" }, `External ids: ${(c.external_ids || [c.external_id]).join(", ")}`)];
 }
 
 // ---- custom attributes ---------------------------------------------------------------------------
@@ -134,7 +141,10 @@ function typedValue(type, raw) {
 
 function attributesCard(rec) {
   const { element, body, error } = card("custom-attributes", "Custom attributes");
-  rec.customerListeners.push(() => draw());
+  const list = h("div", { id: "attribute-list" });
+  fill(body, list);
+  if (rec.canWrite) body.append(addForm());
+  rec.customerListeners.push(() => { if (!list.querySelector("form")) draw(); });
 
   function draw() {
     const custom = rec.customer.attributes?.custom || {};
@@ -148,8 +158,7 @@ function attributesCard(rec) {
       }
       return tr;
     });
-    fill(body, rows.length ? h("table", {}, h("tbody", {}, rows)) : h("p", { class: "muted" }, "No custom attributes."));
-    if (rec.canWrite) body.append(addForm());
+    fill(list, rows.length ? h("table", {}, h("tbody", {}, rows)) : h("p", { class: "muted" }, "No custom attributes."));
   }
 
   function editValue(tr, key, value) {
@@ -173,10 +182,14 @@ function attributesCard(rec) {
     showError(error, "");
     try {
       await api(method, `${C(rec)}/attributes/custom`, { body: payload });
-      await rec.sections.customer();
     } catch (failure) {
       if (form) blame(form, error, failure); else showError(error, failure.message);
+      return false;
     }
+    if (form) for (const input of form.querySelectorAll(".invalid")) input.classList.remove("invalid");
+    if (list.querySelector("form")) fill(list);
+    await rec.sections.customer();
+    return true;
   }
 
   function addForm() {
@@ -187,7 +200,9 @@ function attributesCard(rec) {
       h("button", { type: "submit" }, "Add"));
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      await change("POST", { custom: [{ type: type.value, key: key.value.trim(), value: typedValue(type.value, value.value) }] }, form);
+      if (await change("POST", { custom: [{ type: type.value, key: key.value.trim(), value: typedValue(type.value, value.value) }] }, form)) {
+        form.reset();
+      }
     });
     return form;
   }
@@ -198,6 +213,17 @@ function attributesCard(rec) {
 
 function tagsCard(rec) {
   const { element, body, error } = card("tags", "Tags");
+  const list = h("div", {});
+  fill(body, list);
+  if (rec.canWrite) {
+    const input = h("input", { name: "tags", placeholder: "New tag", "aria-label": "New tag", id: "new-tag" });
+    const form = h("form", { class: "inline-form" }, input, h("button", { type: "submit" }, "Add tag"));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if (input.value.trim() && await change("POST", [input.value.trim()], form)) form.reset();
+    });
+    body.append(form);
+  }
   rec.customerListeners.push(() => draw());
 
   function draw() {
@@ -205,26 +231,19 @@ function tagsCard(rec) {
     const chips = h("div", { class: "chips", id: "tag-list" }, tags.map((tag) => h("span", { class: rec.canWrite ? "chip" : "chip plain", "data-tag": tag },
       tag, rec.canWrite ? h("button", { type: "button", class: "icon-button", "aria-label": `Remove tag ${tag}`,
         onclick: () => change("DELETE", [tag]) }, "✕") : null)));
-    fill(body, tags.length ? chips : h("p", { class: "muted" }, "No tags."));
-    if (rec.canWrite) {
-      const input = h("input", { name: "tags", placeholder: "New tag", "aria-label": "New tag", id: "new-tag" });
-      const form = h("form", { class: "inline-form" }, input, h("button", { type: "submit" }, "Add tag"));
-      form.addEventListener("submit", (event) => {
-        event.preventDefault();
-        if (input.value.trim()) change("POST", [input.value.trim()], form);
-      });
-      body.append(form);
-    }
+    fill(list, tags.length ? chips : h("p", { class: "muted" }, "No tags."));
   }
 
   async function change(method, tags, form = null) {
     showError(error, "");
     try {
       await api(method, `${C(rec)}/attributes/tags`, { body: { tags } });
-      await rec.sections.customer();
     } catch (failure) {
       if (form) blame(form, error, failure); else showError(error, failure.message);
+      return false;
     }
+    await rec.sections.customer();
+    return true;
   }
   return element;
 }
