@@ -49,7 +49,7 @@ def test_the_key_is_asked_once_and_the_list_finds_customers_by_name_or_email(pag
     page.driver.execute_script("sessionStorage.clear()")
     page.driver.get(f"{page.base_url}/app/")
     page.find("#api-key").send_keys("not-a-key")
-    page.find("#key-form button[type=submit]").click()
+    page.click("#key-form button[type=submit]")
     page.wait_text("#api-key-error", "No valid API key")
     page.screenshot("wrong-key")
 
@@ -64,9 +64,9 @@ def test_the_key_is_asked_once_and_the_list_finds_customers_by_name_or_email(pag
     page.find("#customer-search").submit()
     page.wait_text("#customer-table a.customer-link", customer["name"])
 
-    page.find("#status-filter option[value='Active']").click()  # a lead is not Active
+    page.click("#status-filter option[value='Active']")  # a lead is not Active
     page.wait_text("#customer-table tbody", "No ")
-    page.find("#status-filter option[value='New Lead']").click()
+    page.click("#status-filter option[value='New Lead']")
     link = page.wait_text("#customer-table a.customer-link", customer["name"])
 
     link.click()  # the key is kept in the session: the record opens without asking again
@@ -83,11 +83,11 @@ def test_the_list_pages_with_cursors(page, http, source):
     page.open(f"/app/?q={word}")
     page.wait_text("#customer-table tbody", f"{word} 00")
     assert len(page.find_all("#customer-table tbody tr[data-uuid]")) == 25
-    page.find("#next-page").click()
+    page.click("#next-page")
     page.wait_text("#customer-table tbody", f"{word} 26")
     assert len(page.find_all("#customer-table tbody tr[data-uuid]")) == 2
     assert not page.find("#next-page").is_enabled()
-    page.find("#previous-page").click()
+    page.click("#previous-page")
     page.wait_text("#customer-table tbody", f"{word} 00")
 
 
@@ -100,33 +100,33 @@ def test_a_staff_key_edits_a_detail_in_place(page, customer, http):
     assert page.text("#details [data-field=uuid] .value") == customer["uuid"]
     page.screenshot("record")
 
-    page.find("#details [data-field=company] button.edit").click()
+    page.click("#details [data-field=company] button.edit")
     page.type_into("#details [data-field=company] input[name=company]", "Acme Renamed Ltd")
     page.screenshot("editing")
-    page.find("#details [data-field=company] button.save").click()
+    page.click("#details [data-field=company] button.save")
     page.wait_text("#details [data-field=company] .value", "Acme Renamed Ltd")
     assert api_customer(http, customer["uuid"])["company"] == "Acme Renamed Ltd"
 
-    page.find("#edit-name").click()
+    page.click("#edit-name")
     page.type_into("#name-input", "Renamed Customer")
-    page.find("#save-name").click()
+    page.click("#save-name")
     page.wait_text("#customer-name", "Renamed Customer")
     assert api_customer(http, customer["uuid"])["name"] == "Renamed Customer"
 
 
 def test_an_error_from_the_api_is_shown_in_words_next_to_the_field(page, customer, http):
     page.open_customer(customer["uuid"], role="owner")
-    page.find("#details [data-field=owner] button.edit").click()
+    page.click("#details [data-field=owner] button.edit")
     page.type_into("#details [data-field=owner] input[name=owner]", "not an email")
-    page.find("#details [data-field=owner] button.save").click()
+    page.click("#details [data-field=owner] button.save")
     page.wait_text("#details [data-field=owner] .error", "Owner: 'not an email' is not an email address")
     assert "invalid" in page.find("#details [data-field=owner] input[name=owner]").get_attribute("class")
     page.screenshot("owner-error")
     assert api_customer(http, customer["uuid"])["owner"] is None  # nothing was stored
 
-    page.find("#details [data-field=location] button.edit").click()
+    page.click("#details [data-field=location] button.edit")
     page.type_into("#details [data-field=location] input[name=country]", "Atlantis")
-    page.find("#details [data-field=location] button.save").click()
+    page.click("#details [data-field=location] button.save")
     page.wait_text("#details [data-field=location] .error", "Location: country: 'Atlantis' is not an ISO 3166-1")
     assert "invalid" in page.find("#details [data-field=location] input[name=country]").get_attribute("class")
 
@@ -137,32 +137,32 @@ def test_tags_and_custom_attributes_are_added_and_removed(page, customer, http):
     page.find("#new-tag").submit()
     page.wait_text("#tag-list", "vip")
     page.type_into("#add-attribute input[name=key]", "seats")
-    page.find("#add-attribute select[name=type] option[value=Integer]").click()
+    page.click("#add-attribute select[name=type] option[value=Integer]")
     page.type_into("#add-attribute input[name=value]", "12")
-    page.find("#add-attribute button[type=submit]").click()
+    page.click("#add-attribute button[type=submit]")
     page.wait_text("#custom-attributes tr[data-key=seats]", "12")
     attributes = api_customer(http, customer["uuid"])["attributes"]
     assert attributes["tags"] == ["vip"] and attributes["custom"]["seats"] == 12
     page.screenshot("tags-and-attributes")
 
-    page.find("#tag-list [aria-label='Remove tag vip']").click()
+    page.click("#tag-list [aria-label='Remove tag vip']")
     page.wait_gone("#tag-list")
     assert api_customer(http, customer["uuid"])["attributes"]["tags"] == []
 
 
 def test_a_contact_is_added_with_every_field_and_deleted(page, customer, http):
     page.open_customer(customer["uuid"], role="staff")
-    page.find("#add-contact").click()
+    page.click("#add-contact")
     fields = {"first_name": "Jane", "last_name": "Doe", "title": "CTO", "email": "jane@example.com",
               "phone": "+1 555 0100", "linked_in": "https://www.linkedin.com/in/jane-doe", "twitter": "@janedoe"}
     for name, value in fields.items():
         page.type_into(f"#contact-form input[name={name}]", value)
     page.type_into("#contact-form textarea[name=notes]", "Met at the conference")
-    page.find("#contact-form .link-button").click()  # + Add attribute
+    page.click("#contact-form .link-button")  # + Add attribute
     page.type_into("#contact-custom .custom-key", "Facebook")
     page.type_into("#contact-custom .custom-value", "https://facebook.com/jane")
     page.screenshot("contact-form")
-    page.find("#save-contact").click()
+    page.click("#save-contact")
     card = page.wait_text("#contact-list .contact", "Jane Doe")
     assert "CTO" in card.text and "@janedoe" in card.text and "https://facebook.com/jane" in card.text
 
@@ -173,19 +173,19 @@ def test_a_contact_is_added_with_every_field_and_deleted(page, customer, http):
     assert stored["notes"] == "Met at the conference" and stored["custom"] == {"Facebook": "https://facebook.com/jane"}
     page.screenshot("contact-added")
 
-    delete = page.find("#contact-list .contact [aria-label^='Delete contact']")
-    delete.click()  # asks first
+    page.click("#contact-list .contact [aria-label^='Delete contact']")  # asks first
+    page.wait_text("#contact-list .contact [aria-label^='Delete contact']", "Delete?")
     assert page.find("#contact-list .contact")  # still there
-    delete.click()
+    page.click("#contact-list .contact [aria-label^='Delete contact']")
     page.wait_text("#contact-list", "No contacts.")
     assert http.get(f"/v1/customers/{customer['uuid']}/contacts").json()["entries"] == []
 
 
 def test_a_contact_the_api_refuses_shows_why_at_the_field(page, customer):
     page.open_customer(customer["uuid"], role="staff")
-    page.find("#add-contact").click()
+    page.click("#add-contact")
     page.type_into("#contact-form input[name=email]", "not-an-email")
-    page.find("#save-contact").click()
+    page.click("#save-contact")
     page.wait_text("#contact-form-error", "email")
     assert "invalid" in page.find("#contact-form input[name=email]").get_attribute("class")
     page.screenshot("contact-error")
@@ -194,25 +194,25 @@ def test_a_contact_the_api_refuses_shows_why_at_the_field(page, customer):
 def test_a_logged_call_shows_in_activities_and_the_type_toggles_hide_it(page, customer, http):
     page.open_customer(customer["uuid"], role="staff")
     page.wait_text("#activity-feed", "Customer created")
-    page.find("#log-call").click()
+    page.click("#log-call")
     page.type_into("#call-text", "Talked pricing")
     page.type_into("#call-minutes", "5")
-    page.find("#save-call").click()
+    page.click("#save-call")
     entry = page.wait_text("#activity-feed li[data-type=call]", "Talked pricing")
     assert "5 min" in entry.text
     notes = http.get("/v1/notes", params={"customer_uuid": customer["uuid"]}).json()["entries"]
     assert [(n["type"], n["call_duration"], n["text"]) for n in notes] == [("call", 300, "Talked pricing")]
 
-    page.find("#add-note").click()
+    page.click("#add-note")
     page.type_into("#note-text", "Wants an annual plan")
-    page.find("#save-note").click()
+    page.click("#save-note")
     page.wait_text("#activity-feed li[data-type=note]", "Wants an annual plan")
     page.screenshot("activities")
 
-    page.find("#activity-toggles [data-type=call]").click()  # hide calls
+    page.click("#activity-toggles [data-type=call]")  # hide calls
     page.wait_gone("#activity-feed li[data-type=call]")
     assert page.find_all("#activity-feed li[data-type=note]")
-    page.find("#activity-toggles [data-type=call]").click()
+    page.click("#activity-toggles [data-type=call]")
     page.wait_visible("#activity-feed li[data-type=call]")
 
 
@@ -221,15 +221,15 @@ def test_tasks_and_opportunities_are_added_from_the_profile(page, customer, http
     page.type_into("#add-task input[name=task_details]", "Send the contract")
     page.type_into("#add-task input[name=assignee]", "sam@example.com")
     page.find("#add-task input[name=due_date]").send_keys("03012031")
-    page.find("#add-task button[type=submit]").click()
+    page.click("#add-task button[type=submit]")
     page.wait_text("#task-list", "Send the contract")
 
-    page.find("#add-opportunity").click()
+    page.click("#add-opportunity")
     for name, value in (("owner", "sam@example.com"), ("pipeline", "Sales"), ("pipeline_stage", "Qualified"),
                         ("amount_in_cents", "1200.50")):
         page.type_into(f"#opportunity-form input[name={name}]", value)
     page.find("#opportunity-form input[name=estimated_close_date]").send_keys("06302031")
-    page.find("#opportunity-form button[type=submit]").click()
+    page.click("#opportunity-form button[type=submit]")
     page.wait_text("#opportunity-list", "$1,200.50")
     stored = http.get("/v1/opportunities", params={"customer_uuid": customer["uuid"]}).json()["entries"]
     assert [(o["pipeline"], o["amount_in_cents"]) for o in stored] == [("Sales", 120050)]
@@ -257,7 +257,7 @@ def test_mrr_shows_in_the_header_and_the_subscriptions_tab_after_an_invoice_impo
     assert "2024-01-01" in since.get_attribute("title")  # hover shows the exact date and time
     page.screenshot("header-after-import")
 
-    page.find("#tab-subscriptions").click()
+    page.click("#tab-subscriptions")
     page.wait_visible("#mrr-chart svg circle")
     page.wait_text("#subscriptions-table", "$50.00")
     page.wait_text("#movements-table", "new_biz")
@@ -272,7 +272,7 @@ def test_mrr_shows_in_the_header_and_the_subscriptions_tab_after_an_invoice_impo
         .move_by_offset(width // 3, 0).release().perform()
     page.wait_visible("#chart-reset")  # zoomed into the selected range
     page.screenshot("chart-zoomed")
-    page.find("#chart-reset").click()
+    page.click("#chart-reset")
     page.wait_gone("#chart-reset")
 
 
@@ -286,7 +286,7 @@ def test_a_read_only_key_sees_no_edit_control(page, customer):
                     "#log-call", "#add-task", "#add-opportunity", "#new-tag", "#add-attribute",
                     "#tag-list button", "#contact-list button"):
         assert page.find_all(control) == [], f"a read_only key sees {control}"
-    page.find("#tab-subscriptions").click()
+    page.click("#tab-subscriptions")
     page.wait_visible("#subscriptions-section")
     page.screenshot("read-only")
 
@@ -314,35 +314,35 @@ def test_the_menu_resyncs_merges_and_deletes(page, customer, http, source):
     other = http.post("/v1/customers", json={"data_source_uuid": source["uuid"], "external_id": unique(),
                                              "name": unique("Duplicate")}).json()
     page.open_customer(customer["uuid"], role="owner")
-    page.find("#record-menu-button").click()
+    page.click("#record-menu-button")
     page.screenshot("menu")
-    page.find("#menu-resync").click()
+    page.click("#menu-resync")
     result = page.wait_visible("#resync-result")
     assert result.text.startswith(("Re-sync requested", "Re-sync failed: "))  # in words either way
 
-    page.find("#record-menu-button").click()
-    page.find("#menu-merge").click()
+    page.click("#record-menu-button")
+    page.click("#menu-merge")
     page.type_into("#merge-search", other["name"])
     page.find("#merge-search").submit()
     page.wait_visible(f"#merge-candidates button[data-uuid='{other['uuid']}']").click()
     page.screenshot("merge-dialog")
-    page.find("#merge-confirm").click()
+    page.click("#merge-confirm")
     page.wait_gone("#merge-dialog")
     page.wait_text("#details [data-field=sources] .value", other["external_id"])
     assert http.get(f"/v1/customers/{other['uuid']}").status_code == 404
 
-    page.find("#record-menu-button").click()
-    page.find("#menu-delete").click()
+    page.click("#record-menu-button")
+    page.click("#menu-delete")
     page.wait_visible("#delete-dialog")
     page.screenshot("delete-confirm")
     assert http.get(f"/v1/customers/{customer['uuid']}").status_code == 200  # nothing before confirming
-    page.find("#delete-confirm").click()
+    page.click("#delete-confirm")
     page.wait_visible("#customer-table")
     assert http.get(f"/v1/customers/{customer['uuid']}").status_code == 404
 
 
 def test_a_staff_key_sees_no_delete(page, customer):
     page.open_customer(customer["uuid"], role="staff")
-    page.find("#record-menu-button").click()
+    page.click("#record-menu-button")
     page.wait_visible("#menu-merge")
     assert page.find_all("#menu-delete") == []

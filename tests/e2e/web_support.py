@@ -145,6 +145,13 @@ class Page:
 
     # ---- doing ----
 
+    def click(self, css: str) -> None:
+        """Click the element, finding it again if a live refresh redrew it meanwhile."""
+        def clicked(driver):
+            self.find(css).click()
+            return True
+        self.wait(clicked, f"{css} to be clickable")
+
     def type_into(self, css: str, text: str) -> None:
         field = self.find(css)
         field.clear()
