@@ -7,7 +7,10 @@ import time
 
 import pytest
 
-from tests.e2e.web_support import browser, page, unique  # noqa: F401  (fixtures)
+from tests.e2e import web_support
+from tests.e2e.web_support import unique
+
+browser, page = web_support.browser, web_support.page  # the fixtures this module's tests use
 
 
 @pytest.fixture(scope="module")
