@@ -73,6 +73,9 @@ def live_message(source: str, event: str, payload: dict, customer_uuid: str) -> 
         "occurred_at": payload.get("occurred_at"),
         "refresh": list(refresh),
     }
+    if (source, event) == ("customers", "customer_updated") and isinstance(payload.get("updated_at"), str):
+        # the record's revision: a copy older than this (a gateway cache not yet told) is fetched again
+        message["revision"] = payload["updated_at"]
     if (source, event) == ("customers", "customer_deleted"):
         message["deleted"] = True
     if (source, event) == ("customers", "customer_merged") and payload.get("from_uuid") == customer_uuid:

@@ -52,6 +52,12 @@ def test_the_message_says_what_to_refetch():
                        "occurred_at": "2024-01-02T14:00:00Z", "refresh": ["customer", "metrics"]}
 
 
+def test_a_customer_update_names_the_revision_a_fresh_copy_must_have():
+    payload = {"uuid": CUS, "changes": {}, "updated_at": "2024-05-02T08:30:00.000001Z"}
+    assert live.live_message("customers", "customer_updated", payload, CUS)["revision"] == payload["updated_at"]
+    assert "revision" not in live.live_message("customers", "customer_updated", {"uuid": CUS}, CUS)
+
+
 def test_billing_changes_refresh_the_subscriptions_tab_and_the_header():
     refresh = live.live_message("billing_sync", "customer_metrics_changed", {"customer_uuid": CUS}, CUS)["refresh"]
     assert {"metrics", "billing", "customer"} <= set(refresh)

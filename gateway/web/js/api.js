@@ -43,7 +43,7 @@ export function withQuery(path, query) {
 }
 
 /** Call `/v1{path}`; return the parsed JSON (null for an empty body); throw ApiError on failure. */
-export async function api(method, path, { query, body, key } = {}) {
+export async function api(method, path, { query, body, key, withHeaders } = {}) {
   const headers = { Accept: "application/json", Authorization: basic(key || apiKey() || "") };
   const init = { method, headers, cache: "no-store" };
   if (body !== undefined) {
@@ -66,7 +66,7 @@ export async function api(method, path, { query, body, key } = {}) {
     if (response.status === 401 && !key) window.dispatchEvent(new CustomEvent("roster:unauthorized"));
     throw error;
   }
-  return data;
+  return withHeaders ? { data, headers: response.headers } : data;
 }
 
 /** Return every entry of a paged list, following cursors (at most `limit` pages). */

@@ -51,9 +51,22 @@ export function renderRecord({ main, me, navigate, onLeave }, uuid) {
   rec.sections.metrics = headerView.loadMetrics;
   rec.sections.avatar = headerView.loadAvatar;
 
+  // The newest revision (updated_at) a live change named: an answer older than it came from a
+  // gateway copy not yet told of the change, and is asked again shortly.
+  let wanted = null;
+  let retries = 0;
   async function loadCustomer() {
     try {
-      rec.setCustomer(await api("GET", `/customers/${encodeURIComponent(uuid)}`));
+      const { data, headers } = await api("GET", `/customers/${encodeURIComponent(uuid)}`, { withHeaders: true });
+      rec.setCustomer(data);
+      const revision = Date.parse((headers.get("ETag") || "").replace(/^W\//, "").replace(/"/g, ""));
+      if (wanted && !Number.isNaN(revision) && revision < wanted && retries < 5) {
+        retries += 1;
+        setTimeout(loadCustomer, 200 * retries);
+      } else {
+        wanted = null;
+        retries = 0;
+      }
     } catch (failure) {
       if (failure.status === 404) {
         fill(banner, h("p", { class: "notice bad", id: "record-gone" },
@@ -92,6 +105,10 @@ export function renderRecord({ main, me, navigate, onLeave }, uuid) {
         fill(banner, h("p", { class: "notice bad", id: "record-deleted" }, "This customer was deleted. ",
           h("a", { href: "/app/", "data-nav": true }, "Back to the list")));
         return;
+      }
+      if (message.revision) {
+        const revision = Date.parse(message.revision);
+        if (!Number.isNaN(revision) && (!wanted || revision > wanted)) wanted = revision;
       }
       for (const name of message.refresh || []) pending.add(name);
       clearTimeout(timer);
