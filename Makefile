@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.stamp
 POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: bench-writes help venv run test test-unit test-e2e test-postgres bench lint dlq clean-vhosts compose-check clean
+.PHONY: browser bench-writes help venv run test test-unit test-e2e test-postgres bench lint dlq clean-vhosts compose-check clean
 
 help:
 	@echo "make run            start RabbitMQ (if needed), every service and the gateway"
@@ -20,13 +20,15 @@ help:
 	@echo "make clean-vhosts   delete test vhosts left by killed runs (older than 3 hours)"
 	@echo "make compose-check  validate docker-compose.yml (needs docker-compose)"
 	@echo "make clean          remove var/ and caches"
+	@echo "make browser        install Debian's chromium and chromium-driver (the web page's browser tests)"
 
 venv: $(STAMP)
 
 # Re-installs only when requirements.txt is newer than the stamp.
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-browser.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps -r requirements-browser.txt
 	@touch $(STAMP)
 
 run: venv
@@ -73,3 +75,11 @@ compose-check:
 clean:
 	rm -rf var .pytest_cache
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# The web page's browser tests drive Debian's chromium through chromium-driver (root: apt-get).
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+		echo "chromium and chromedriver are installed"; \
+	else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi

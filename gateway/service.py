@@ -3,12 +3,14 @@ from nameko.events import BROADCAST, event_handler
 
 from gateway.cache import RecordCacheDependency
 from gateway.routes.activities import ActivityRoutes
+from gateway.routes.app import AppRoutes
 from gateway.routes.avatars import AVATAR_RPC_TIMEOUT, AvatarRoutes
 from gateway.routes.billing import BillingRoutes
 from gateway.routes.contacts import ContactRoutes
 from gateway.routes.customers import CustomerRoutes
 from gateway.routes.data_sources import DataSourceRoutes
 from gateway.routes.meta import MetaRoutes
+from gateway.routes.stream import StreamRoutes
 from roster.errors import RosterError
 from roster.rpc import BoundedRpcProxy
 from roster.timestamps import parse
@@ -23,7 +25,7 @@ def revision_in(payload: dict):
 
 
 class GatewayService(MetaRoutes, CustomerRoutes, ContactRoutes, DataSourceRoutes, AvatarRoutes, ActivityRoutes,
-                     BillingRoutes):
+                     BillingRoutes, AppRoutes, StreamRoutes):
     name = "gateway"
 
     customers_rpc = BoundedRpcProxy("customers")
