@@ -34,16 +34,16 @@ $(STAMP): requirements.txt requirements-browser.txt
 run: venv
 	$(PY) -m tools.run
 
-test: venv
+test: venv browser
 	DATABASE_URL= $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-e2e: venv
+test-e2e: venv browser
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
-test-postgres: venv
+test-postgres: venv browser
 	DATABASE_URL="$${DATABASE_URL:-$(POSTGRES_URL)}" $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: venv
