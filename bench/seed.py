@@ -50,6 +50,7 @@ def _customer(i: int, now: datetime) -> dict:
     return {
         "id": i, "uuid": f"cus_{uuid_lib.uuid4()}", "name": f"Customer {i}", "email": f"c{i}@example.com",
         "email_lower": f"c{i}@example.com", "company": f"Company {i}", "status": "New Lead",
+        "search_text": f"customer {i} company {i} c{i}@example.com",
         "city": "Berlin", "country": "DE", "website_url": f"https://c{i}.example.com", "mrr": 0,
         "currency": "USD", "billing_system_type": "Import API", "created_at": now, "updated_at": now,
     }

@@ -6,8 +6,8 @@ API key once, keeps it in sessionStorage and calls /v1 with HTTP Basic like any 
   change data, without trying a write (the key itself is never echoed);
 - `GET /v1/customers/{uuid}/metrics`: the header's figures, net payments included (the customer
   JSON of the contract has no net payments);
-- `GET /v1/customers/find?q=`: customers whose name, company or email contains the text
-  (gateway/customer_search.py).
+- `GET /v1/customers/find?q=`: customers whose name, company or email contains the text (the
+  customers service's `q` filter).
 
 The page's files are served by `PageEndpoint`, an entrypoint on the gateway's one web server that
 answers from memory without a worker and stays out of the OpenAPI document (it is not the API).
@@ -21,13 +21,13 @@ from pathlib import Path
 from nameko.web.handlers import HttpRequestHandler
 from werkzeug.wrappers import Request, Response
 
-from gateway import customer_search
 from gateway.auth import ADMIN, READ, ROLE_PERMISSIONS, WRITE
 from gateway.http import JsonWebServer, api, error_response
 from gateway.routes.customers import render_page
 from gateway.routes.stream import CallerKeys
 from gateway.schemas import app as schemas
 from gateway.schemas.customers import CURRENCY_SIGNS
+from roster.errors import ValidationFailed
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 INDEX = "index.html"
@@ -132,16 +132,12 @@ class AppRoutes:
         }
 
     @api("GET", "/v1/customers/find", query=schemas.FindQuery(), response=schemas.FindPage(),
-         summary="Customers whose name, company or email contains `q` (case-insensitive), oldest first; "
-                 "reads at most 2,000 customers per request, so a page may hold fewer than per_page "
-                 "with has_more and a cursor to read on")
+         summary="Customers whose name, company or email contains `q` (case-insensitive), oldest first")
     def find_customers(self, request, query):
-        text = customer_search.search_text(query.get("q"))
-        filters = {"status": query["status"]} if query.get("status") else {}
-
-        def fetch(cursor, size):
-            return self.customers_rpc.list_customers(filters, cursor, size)
-
-        found = customer_search.find_page(fetch, text=text, cursor=query.get("cursor"),
-                                          per_page=query.get("per_page"))
-        return {**render_page(found, query.get("per_page")), "scanned": found["scanned"]}
+        filters = {"q": query.get("q") or ""}
+        if query.get("status"):
+            filters["status"] = query["status"]
+        if not filters["q"].strip():
+            raise ValidationFailed("q: give some text to look for", param="q")
+        page = self.customers_rpc.list_customers(filters, query.get("cursor"), query.get("per_page"))
+        return render_page(page, query.get("per_page"))

@@ -31,4 +31,4 @@ class FindQuery(Lenient):
 
 
 class FindPage(CustomerPage):
-    scanned = fields.Integer(metadata={"description": "customers read to answer this page"})
+    """A page of customers found by `q` (the same envelope as the customer list)."""

@@ -244,8 +244,17 @@ def new_customer(data: dict) -> NewCustomer:
     )
 
 
+SEARCH_MAX = 200
+
+
+def search_text(*parts: str | None) -> str:
+    """Return what a search by part of a name, company or email matches: the parts, case-folded,
+    with runs of white space made one space (so "ACME  corp" finds "Acme Corp")."""
+    return " ".join(" ".join(part.split()).casefold() for part in parts if part and part.strip())
+
+
 def list_filters(filters) -> dict:
-    """Return the list filters given, checked (`status` in its canonical spelling)."""
+    """Return the list filters given, checked (`status` in its canonical spelling, `q` folded)."""
     if not isinstance(filters, dict):
         raise ValidationFailed("filters must be an object")
     limits = {"data_source_uuid": DATA_SOURCE_UUID_MAX, "external_id": EXTERNAL_ID_MAX, "email": EMAIL_MAX,
@@ -259,6 +268,11 @@ def list_filters(filters) -> dict:
         checked["status"] = status_filter(checked["status"])
     if "email" in checked:
         checked["email"] = checked["email"].strip().lower()
+    if filters.get("q") not in (None, ""):
+        query = search_text(text(filters["q"], "q", max_length=SEARCH_MAX))
+        if not query:
+            raise invalid("q", "give some text to look for")
+        checked["q"] = query
     return checked
 
 

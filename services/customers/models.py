@@ -1,12 +1,13 @@
 """The customers service's tables. Only this service reads or writes them."""
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from roster.database import UtcDateTime
 from roster.timestamps import utcnow
 from roster.uow import UniqueRule, bookkeeping_tables
+from services.customers.domain import search_text
 
 
 class Base(DeclarativeBase):
@@ -21,6 +22,8 @@ class Customer(Base):
     name: Mapped[str] = mapped_column(String(500), default="")
     email: Mapped[str] = mapped_column(String(320), default="")
     email_lower: Mapped[str] = mapped_column(String(320), default="", index=True)
+    # name, company and email case-folded, kept by the hook below; what `q` searches
+    search_text: Mapped[str] = mapped_column(Text, default="")
     company: Mapped[str] = mapped_column(String(500), default="")
     # `status` is what lists filter on: the billing status while billing says one, else `lead_status`.
     status: Mapped[str] = mapped_column(String(40), default="New Lead", index=True)
@@ -112,3 +115,9 @@ UNIQUE_RULES = (
     UniqueRule("customer_custom_attributes", ("customer_id", "key"), "custom",
                "this customer already has an attribute with that key"),
 )
+
+
+@event.listens_for(Customer, "before_insert")
+@event.listens_for(Customer, "before_update")
+def _keep_search_text(_mapper, _connection, customer: Customer) -> None:
+    customer.search_text = search_text(customer.name, customer.company, customer.email)

@@ -98,6 +98,8 @@ def page(session: Session, filters: dict, after_id: int, size: int) -> list[dict
         query = query.where(Customer.billing_system_type == filters["system"])
     if filters.get("email"):
         query = query.where(Customer.email_lower == filters["email"])
+    if filters.get("q"):
+        query = query.where(Customer.search_text.contains(filters["q"], autoescape=True))
     if filters.get("data_source_uuid") or filters.get("external_id"):
         ids = select(ExternalId.customer_id)
         if filters.get("data_source_uuid"):

@@ -95,7 +95,7 @@ BASELINE_ROWS = {
     ],
 }
 KEPT = {
-    "customers": ("SELECT uuid, name FROM customers", [("cus_old", "Old Co")]),
+    "customers": ("SELECT uuid, name, search_text FROM customers", [("cus_old", "Old Co", "old co a@old.co")]),
     "contacts": ("SELECT uuid, first_name, email FROM contacts", [("con_old", "Ann", "ann@old.co")]),
     "billing_sync": ("SELECT uuid, name FROM data_sources", [("ds_1", "Old source")]),
 }

@@ -319,3 +319,23 @@ def test_a_page_stops_at_its_byte_budget_and_the_cursor_resumes_after_it(service
         cursor = page["cursor"]
 
     assert seen == [c["uuid"] for c in made] and pages >= 3
+
+
+def test_q_finds_customers_by_part_of_their_name_company_or_email_ignoring_case_and_spacing(service):
+    made = {
+        "acme": create(service, "q1", name="The  Acme Corp"),
+        "company": create(service, "q2", name="Jo", company="ACME corp Ltd"),
+        "email": create(service, "q3", name="Jane", email="Jane@Acme-Corp.example"),
+        "other": create(service, "q4", name="Wonka", company="Chocolate 100%_Co"),
+    }
+    found = service.list_customers({"q": "  acme   CORP "})["entries"]
+    assert [c["uuid"] for c in found] == [made["acme"]["uuid"], made["company"]["uuid"]]
+    assert [c["uuid"] for c in service.list_customers({"q": "jane@acme"})["entries"]] == [made["email"]["uuid"]]
+    assert [c["uuid"] for c in service.list_customers({"q": "100%_"})["entries"]] == [made["other"]["uuid"]]
+    assert service.list_customers({"q": "choc%co"})["entries"] == []  # LIKE wildcards are literal
+    service.update_customer(made["other"]["uuid"], {"name": "Ümlaut Straße"})
+    assert [c["uuid"] for c in service.list_customers({"q": "umlaut"})["entries"]] == []
+    assert [c["uuid"] for c in service.list_customers({"q": "STRASSE"})["entries"]] == [made["other"]["uuid"]]
+    with pytest.raises(ValidationFailed) as failure:
+        service.list_customers({"q": "x" * 201})
+    assert failure.value.param == "q"

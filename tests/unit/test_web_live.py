@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from gateway import customer_search, live
+from gateway import live
 from roster.errors import BadRequest, ValidationFailed
 
 CUS = "cus_de305d54-75b4-431b-adb2-eb6b9e546012"
@@ -141,75 +141,3 @@ def test_a_frame_is_one_event_with_its_json_on_one_line():
     assert lines[0] == "event: change" and lines[1] == "id: e 1"
     assert json.loads(lines[2].removeprefix("data: ")) == {"text": "two\nlines"}
     assert live.sse_comment("heartbeat\nx") == b": heartbeat x\n\n"
-
-
-# ---- the customer search scan -------------------------------------------------------------------
-
-def customers(count, names=None):
-    return [{"id": i, "name": (names or {}).get(i, f"Customer {i}"), "company": "", "email": f"c{i}@example.com"}
-            for i in range(1, count + 1)]
-
-
-class FakeList:
-    """The customers service's list, oldest first, in batches of `batch` whatever size is asked."""
-
-    def __init__(self, rows, batch=7):
-        self.rows = rows
-        self.batch = batch
-        self.calls = 0
-
-    def __call__(self, cursor, size):
-        self.calls += 1
-        start = int(cursor or 0)
-        chunk = self.rows[start:start + min(size, self.batch)]
-        more = start + len(chunk) < len(self.rows)
-        return {"entries": chunk, "has_more": more, "cursor": str(start + len(chunk)) if more else None}
-
-
-def all_matches(fetch, text, per_page):
-    found, cursor = [], None
-    while True:
-        page = customer_search.find_page(fetch, text=text, cursor=cursor, per_page=per_page)
-        found += [c["id"] for c in page["entries"]]
-        if not page["has_more"]:
-            return found
-        cursor = page["cursor"]
-
-
-def test_the_search_matches_part_of_a_name_company_or_email_ignoring_case_and_spacing():
-    text = customer_search.search_text("  ACME   corp ")
-    assert customer_search.matches({"name": "The Acme  Corp"}, text)
-    assert customer_search.matches({"company": "acme corp ltd"}, text)
-    assert not customer_search.matches({"name": "Acme", "email": None}, text)
-    assert customer_search.matches({"email": "Jane@Example.com"}, customer_search.search_text("jane@example"))
-
-
-@pytest.mark.parametrize("per_page", [1, 2, 3, 5, 200])
-def test_paging_through_matches_neither_repeats_nor_skips_one(per_page):
-    rows = customers(40, {i: f"Match {i}" for i in (2, 3, 9, 10, 11, 30, 40)})
-    assert all_matches(FakeList(rows), "match", per_page) == [2, 3, 9, 10, 11, 30, 40]
-
-
-def test_a_page_stops_at_the_scan_budget_and_says_there_is_more():
-    rows = customers(30, {29: "Needle"})
-    fetch = FakeList(rows, batch=5)
-    page = customer_search.find_page(fetch, text="needle", cursor=None, per_page=10, budget=10)
-    assert page["entries"] == [] and page["has_more"] and page["scanned"] == 10
-    rest = customer_search.find_page(fetch, text="needle", cursor=page["cursor"], per_page=10, budget=100)
-    assert [c["id"] for c in rest["entries"]] == [29] and not rest["has_more"]
-
-
-def test_the_last_match_on_the_last_row_ends_the_listing():
-    page = customer_search.find_page(FakeList(customers(3, {3: "End"})), text="end", cursor=None, per_page=1)
-    assert [c["id"] for c in page["entries"]] == [3] and page == {**page, "has_more": False, "cursor": None}
-
-
-def test_bad_search_input_names_the_field():
-    with pytest.raises(ValidationFailed, match="q:"):
-        customer_search.search_text("   ")
-    with pytest.raises(ValidationFailed, match="q:"):
-        customer_search.search_text("x" * 201)
-    with pytest.raises(BadRequest, match="cursor"):
-        customer_search.find_page(FakeList([]), text="x", cursor="forged", per_page=5)
-    with pytest.raises(ValidationFailed, match="per_page"):
-        customer_search.find_page(FakeList([]), text="x", cursor=None, per_page=500)
