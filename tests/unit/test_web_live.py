@@ -5,7 +5,6 @@ import json
 import pytest
 
 from gateway import live
-from roster.errors import BadRequest, ValidationFailed
 
 CUS = "cus_de305d54-75b4-431b-adb2-eb6b9e546012"
 OTHER = "cus_0a1b2c3d-0000-4000-8000-000000000002"
