@@ -12,7 +12,8 @@ under, so:
 * a change made elsewhere (an event consumer, another host's gateway) arrives as a
   `customer_updated|deleted|merged` broadcast and bumps the version the same way;
 * a fill that raced an invalidation is not stored (the version moved while it was in flight);
-* GATEWAY_CACHE_TTL bounds staleness if a broadcast is ever missed (e.g. while reconnecting).
+* a process whose broadcast listener lost the broker drops its own entries when it is back
+  (broadcasts may have been missed meanwhile); GATEWAY_CACHE_TTL bounds staleness otherwise.
 """
 import fcntl
 import logging
@@ -28,6 +29,9 @@ from pathlib import Path
 from nameko.extensions import DependencyProvider, SharedExtension
 
 from roster import config
+from roster.broadcast import BroadcastListener
+from roster.errors import RosterError
+from roster.timestamps import parse
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +160,10 @@ class RecordCache(SharedExtension):
         self._remember(key, GONE)
         self._entries.pop(key, None)
 
+    def forget_all(self) -> None:
+        """Drop this process's entries (broadcasts may have been missed); versions stay as they are."""
+        self._entries.clear()
+
     def invalidate(self, *keys: str) -> None:
         """Make every gateway process on this host stop serving these keys."""
         for key in keys:
@@ -182,9 +190,36 @@ class RecordCache(SharedExtension):
 
 
 class RecordCacheDependency(DependencyProvider):
-    """Gives route handlers the process's RecordCache (to invalidate after a write)."""
+    """Gives route handlers the process's RecordCache (to invalidate after a write), and keeps it
+    in step with changes made elsewhere: `customer_updated|deleted|merged` from every process's
+    broadcast listener (roster/broadcast.py: plain calls, no nameko worker per event)."""
 
     record_cache = RecordCache()
+    listener = BroadcastListener()
+
+    def setup(self):
+        self.listener.listen("customers", "customer_updated", self._updated)
+        self.listener.listen("customers", "customer_deleted", self._deleted)
+        self.listener.listen("customers", "customer_merged", self._merged)
+        self.listener.on_reconnect(self.record_cache.forget_all)
 
     def get_dependency(self, worker_ctx):
         return self.record_cache
+
+    def _updated(self, source: str, event: str, payload: dict) -> None:
+        self.record_cache.changed_elsewhere(payload["uuid"], revision_in(payload))
+
+    def _deleted(self, source: str, event: str, payload: dict) -> None:
+        self.record_cache.gone(payload["uuid"])
+
+    def _merged(self, source: str, event: str, payload: dict) -> None:
+        self.record_cache.gone(payload["from_uuid"])
+        self.record_cache.changed_elsewhere(payload["into_uuid"], None)  # its customer_updated follows
+
+
+def revision_in(payload: dict):
+    """The record's revision a customer_updated event carries (None for an older event without one)."""
+    try:
+        return parse(payload["updated_at"], "updated_at") if payload.get("updated_at") else None
+    except RosterError:
+        return None

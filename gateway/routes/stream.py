@@ -5,8 +5,11 @@ short-lived signed token; `GET /v1/customers/{uuid}/events?token=...` streams, a
 events, the bus events that concern that customer. EventSource cannot send an Authorization
 header and the key must never travel in a URL, hence the token (gateway/live.py).
 
-Per gateway process, one broadcast consumer per event type (`LIVE_EVENTS`) hands each event to
-`StreamHub`, which fans it out to the open streams of the customers it concerns. A stream is
+Per gateway process, the broadcast listener (roster/broadcast.py) is bound to the `LIVE_EVENTS`
+only while the process has a stream open: the first stream binds them (before its response
+starts, so nothing published after the page opened it is missed), the last one to close unbinds
+them, and with no page open the process receives none of them. `StreamHub` fans each event out
+to the open streams of the customers it concerns. A stream is
 not a nameko worker: the handler returns at once with a Response whose body the WSGI server
 iterates in the connection's own green thread, waiting on the stream's queue. Heartbeats every
 STREAM_HEARTBEAT_SECONDS find a dead client (the write fails and the server closes the body,
@@ -25,7 +28,6 @@ import os
 import time
 
 from eventlet.queue import Empty, LightQueue
-from nameko.events import BROADCAST, event_handler
 from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Response
 
@@ -33,6 +35,7 @@ from gateway import live
 from gateway.auth import READ, ApiKeys
 from gateway.http import api
 from gateway.schemas.stream import StreamTokenOut, TokenQuery
+from roster.broadcast import BroadcastListener
 from roster.errors import ServiceUnavailable, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -96,10 +99,12 @@ class Subscription:
 class StreamHub:
     """The open streams of one gateway process, by customer; at most `max_streams` at once."""
 
-    def __init__(self, max_streams: int):
+    def __init__(self, max_streams: int, on_first=None, on_last=None):
         self.max_streams = max_streams
         self._by_customer: dict[str, set[Subscription]] = {}
         self.open_count = 0
+        self._on_first = on_first  # the first stream opens: start receiving events
+        self._on_last = on_last  # the last stream closed: stop
 
     def subscribe(self, customer_uuid: str, role: str) -> Subscription:
         """Return a new subscription; ServiceUnavailable (503) when the process holds its maximum."""
@@ -110,6 +115,8 @@ class StreamHub:
         subscription = Subscription(self, customer_uuid, role)
         self._by_customer.setdefault(customer_uuid, set()).add(subscription)
         self.open_count += 1
+        if self.open_count == 1 and self._on_first is not None:
+            self._on_first()
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -119,6 +126,8 @@ class StreamHub:
             self.open_count -= 1
             if not streams:
                 del self._by_customer[subscription.customer_uuid]
+            if self.open_count == 0 and self._on_last is not None:
+                self._on_last()
 
     def publish(self, source: str, event: str, payload: dict) -> int:
         """Hand an event to the open streams of every customer it concerns that may read it; return how many."""
@@ -163,11 +172,23 @@ class EventStream:
 
 
 class LiveStreams(DependencyProvider):
-    """The process's StreamHub, shared by the broadcast consumers and the stream routes."""
+    """The process's StreamHub, fed by the broadcast listener while any stream is open."""
+
+    listener = BroadcastListener()
 
     def setup(self):
         self.settings = stream_settings()
-        self.hub = StreamHub(self.settings["max_streams"])
+        self.hub = StreamHub(self.settings["max_streams"], on_first=self._start_feed, on_last=self._stop_feed)
+        self._feed = None
+
+    def _start_feed(self) -> None:
+        if self._feed is None:
+            self._feed = self.listener.watch(live.LIVE_EVENTS, self.hub.publish)
+
+    def _stop_feed(self) -> None:
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.close()
 
     def get_dependency(self, worker_ctx):
         return self
@@ -180,17 +201,6 @@ class CallerKeys(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.keys
-
-
-def _broadcast(source: str, event: str):
-    """Return a per-process consumer of `source.event` that hands it to the live streams."""
-
-    @event_handler(source, event, handler_type=BROADCAST, reliable_delivery=False)
-    def consume(self, payload):
-        self.live_streams.hub.publish(source, event, payload)
-
-    consume.__name__ = f"live_{source}_{event}"
-    return consume
 
 
 class StreamRoutes:
@@ -225,19 +235,3 @@ class StreamRoutes:
 
     def _stream_secret(self) -> bytes:
         return live.token_secret(os.environ.get("API_KEYS", ""), os.environ.get("STREAM_TOKEN_SECRET"))
-
-    live_customers_customer_created = _broadcast("customers", "customer_created")
-    live_customers_customer_updated = _broadcast("customers", "customer_updated")
-    live_customers_customer_deleted = _broadcast("customers", "customer_deleted")
-    live_customers_customer_merged = _broadcast("customers", "customer_merged")
-    live_contacts_contact_created = _broadcast("contacts", "contact_created")
-    live_contacts_contact_updated = _broadcast("contacts", "contact_updated")
-    live_contacts_contact_deleted = _broadcast("contacts", "contact_deleted")
-    live_contacts_contact_merged = _broadcast("contacts", "contact_merged")
-    live_activities_activity_recorded = _broadcast("activities", "activity_recorded")
-    live_billing_customer_metrics_changed = _broadcast("billing_sync", "customer_metrics_changed")
-    live_billing_mrr_movement_recorded = _broadcast("billing_sync", "mrr_movement_recorded")
-    live_billing_mrr_movement_retracted = _broadcast("billing_sync", "mrr_movement_retracted")
-    live_billing_transaction_recorded = _broadcast("billing_sync", "transaction_recorded")
-    live_billing_invoice_imported = _broadcast("billing_sync", "invoice_imported")
-    live_avatars_avatar_resolved = _broadcast("avatars", "avatar_resolved")

@@ -4,6 +4,7 @@ behind the gateway, the role design on every route, honest 503s, and input limit
 import re
 import time
 import uuid
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 import requests
@@ -12,6 +13,7 @@ from nameko.standalone.rpc import ClusterRpcProxy
 from gateway.auth import ROLE_PERMISSIONS
 from gateway.openapi import _endpoints
 from gateway.service import GatewayService
+from tools.isolation import ManagementApi
 
 ROLES = (None, "read_only", "staff", "admin", "owner")
 
@@ -72,6 +74,56 @@ def test_merge_and_delete_made_behind_the_gateway_evict_its_cached_copies(http, 
     while not settled():
         assert time.monotonic() < deadline, "a gateway process kept serving a merged or deleted customer"
         time.sleep(0.1)
+
+
+def test_an_update_made_behind_the_gateway_reaches_every_processs_cached_copy(http, amqp_uri, source):
+    customer = new_customer(http, source)
+    path = f"/v1/customers/{customer['uuid']}"
+    for _ in range(8):  # cached in both processes
+        assert fresh(http, "GET", path).json()["name"] == "Cached"
+    with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=10) as cluster:  # as billing's projection does
+        cluster.customers.update_customer(customer["uuid"], {"name": "Changed elsewhere"})
+
+    deadline = time.monotonic() + 5
+    while {fresh(http, "GET", path).json()["name"] for _ in range(6)} != {"Changed elsewhere"}:
+        assert time.monotonic() < deadline, "a gateway process kept serving the record from before the change"
+        time.sleep(0.1)
+
+
+def test_a_gateway_process_receives_live_events_only_while_a_page_has_a_stream_open(http, amqp_uri, source):
+    customer = new_customer(http, source)
+
+    def live_bindings() -> set[str]:
+        """Routing keys of billing's events bound to the gateway processes' listener queues."""
+        found = set()
+        for queue in management_queues(amqp_uri):
+            if queue.startswith("gateway.listener-"):
+                found |= {b["routing_key"] for b in management_bindings(amqp_uri, queue)
+                          if b["source"] == "billing_sync.events"}
+        return found
+
+    assert live_bindings() == set()
+    token = http.post(f"/v1/customers/{customer['uuid']}/events/token").json()["token"]
+    with requests.get(f"{http.base_url}/v1/customers/{customer['uuid']}/events", params={"token": token},
+                      stream=True, timeout=10) as stream:
+        assert stream.status_code == 200
+        assert "mrr_movement_recorded" in live_bindings()
+    # the server notices the closed stream when a heartbeat write fails: the first or the second one
+    # after the close (STREAM_HEARTBEAT_SECONDS, 5 s), as the kernel may take the first
+    deadline = time.monotonic() + 20
+    while live_bindings():
+        assert time.monotonic() < deadline, "the live events stayed bound after the last stream closed"
+        time.sleep(0.2)
+
+
+def management_queues(amqp_uri: str) -> list[str]:
+    api, vhost = ManagementApi.from_environment(amqp_uri), quote(unquote(urlsplit(amqp_uri).path[1:]), safe="")
+    return [queue["name"] for queue in api.call("GET", f"queues/{vhost}").json()]
+
+
+def management_bindings(amqp_uri: str, queue: str) -> list[dict]:
+    api, vhost = ManagementApi.from_environment(amqp_uri), quote(unquote(urlsplit(amqp_uri).path[1:]), safe="")
+    return api.call("GET", f"queues/{vhost}/{quote(queue, safe='')}/bindings").json()
 
 
 def _routes():
