@@ -10,8 +10,10 @@ from gateway.routes.contacts import ContactRoutes
 from gateway.routes.customers import CustomerRoutes
 from gateway.routes.data_sources import DataSourceRoutes
 from gateway.routes.meta import MetaRoutes
+from gateway.routes.ops import OpsRoutes
 from gateway.routes.stream import StreamRoutes
 from roster.errors import RosterError
+from roster.observe import WorkerObserver
 from roster.rpc import BoundedRpcProxy
 from roster.timestamps import parse
 
@@ -25,7 +27,7 @@ def revision_in(payload: dict):
 
 
 class GatewayService(MetaRoutes, CustomerRoutes, ContactRoutes, DataSourceRoutes, AvatarRoutes, ActivityRoutes,
-                     BillingRoutes, AppRoutes, StreamRoutes):
+                     BillingRoutes, AppRoutes, StreamRoutes, OpsRoutes):
     name = "gateway"
 
     customers_rpc = BoundedRpcProxy("customers")
@@ -34,6 +36,7 @@ class GatewayService(MetaRoutes, CustomerRoutes, ContactRoutes, DataSourceRoutes
     avatars_rpc = BoundedRpcProxy("avatars", timeout=AVATAR_RPC_TIMEOUT)
     activities_rpc = BoundedRpcProxy("activities")
     cache = RecordCacheDependency()
+    observer = WorkerObserver()  # request ids in the logs, worker timings
 
     # Changes made outside this gateway (event consumers, other hosts) reach every gateway
     # process as a broadcast. Broadcast queues are per process and short-lived: the cache's

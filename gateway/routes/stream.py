@@ -224,7 +224,7 @@ class StreamRoutes:
         })
 
     def _stream_secret(self) -> bytes:
-        return live.token_secret(os.environ.get("API_KEYS", ""), os.environ.get("STREAM_TOKEN_SECRET"))
+        return live.token_secret(self.caller_keys.secret_material(), os.environ.get("STREAM_TOKEN_SECRET"))
 
     live_customers_customer_created = _broadcast("customers", "customer_created")
     live_customers_customer_updated = _broadcast("customers", "customer_updated")
