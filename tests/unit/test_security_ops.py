@@ -195,3 +195,23 @@ def test_events_carry_the_request_id_of_the_work_that_recorded_them():
         assert envelope(a=1)["request_id"] == "rid-2"
     finally:
         tracing.bind(None)
+
+
+# ---- health ---------------------------------------------------------------------------------------
+
+def test_a_service_reports_its_database_failing_by_error_type_only():
+    from contextlib import contextmanager
+
+    from sqlalchemy.exc import OperationalError
+
+    from roster.dependencies import service_health
+
+    class BrokenUow:
+        @contextmanager
+        def read(self):
+            raise OperationalError("SELECT secret FROM customers", {}, Exception("password=hunter2"))
+            yield
+
+    report = service_health("customers", BrokenUow())
+
+    assert report == {"service": "customers", "status": "failing", "database": "unreachable (OperationalError)"}
