@@ -124,3 +124,17 @@ def test_each_service_gets_its_own_metrics_port_and_a_shared_folder_when_it_has_
     assert stack.service_env("billing_sync")["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "metrics" / "billing_sync")
     assert "METRICS_PORT" in stack.service_env("gateway")  # unused there: its /metrics is on GATEWAY_PORT
     assert Stack({}, tmp_path, tmp_path / "logs").metrics_port("customers") is None
+
+
+def test_make_run_generates_a_development_key_only_without_configured_keys(tmp_path, monkeypatch):
+    from tools import run
+
+    for name in ("API_KEYS", "API_KEYS_FILE", "METRICS_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    generated = run.settings()
+    assert generated["API_KEYS"].endswith(":owner") and generated["METRICS_PORT"] == "9100"
+    assert (tmp_path / "api_key").read_text().strip() == generated["API_KEYS"].rpartition(":")[0]
+
+    monkeypatch.setenv("API_KEYS_FILE", str(tmp_path / "api_keys"))
+    assert not run.settings().get("API_KEYS")
