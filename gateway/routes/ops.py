@@ -12,6 +12,7 @@ from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Response
 
 from gateway.http import api, json_response
+from gateway.schemas.ops import HealthOut, ReadyOut
 from roster import config, metrics
 
 # The services readiness asks, with the gateway's proxy attribute for each.
@@ -65,11 +66,12 @@ class GatewayMetrics(DependencyProvider):
 class OpsRoutes:
     gateway_metrics = GatewayMetrics()
 
-    @api("GET", "/healthz", permission=None, summary="Liveness of this gateway process (asks no other part)")
+    @api("GET", "/healthz", permission=None, response=HealthOut(),
+         summary="Liveness of this gateway process (asks no other part)")
     def healthz(self, request):
         return {"status": "ok"}
 
-    @api("GET", "/readyz", permission=None,
+    @api("GET", "/readyz", permission=None, response=ReadyOut(),
          summary="Readiness: every service answers over RPC with its database reachable, and the broker")
     def readyz(self, request):
         pool = eventlet.GreenPool()
