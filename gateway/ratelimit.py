@@ -98,5 +98,9 @@ class KeyRateLimits(SharedExtension):
     def setup(self):
         self.limiter = limiter_from_environment()
 
+    @property
+    def enabled(self) -> bool:
+        return self.limiter.enabled
+
     def check(self, key_name: str) -> None:
         self.limiter.check(key_name)
