@@ -8,12 +8,14 @@ from gateway.routes.contacts import ContactRoutes
 from gateway.routes.customers import CustomerRoutes
 from gateway.routes.data_sources import DataSourceRoutes
 from gateway.routes.meta import MetaRoutes
+from gateway.routes.ops import OpsRoutes
 from gateway.routes.stream import StreamRoutes
+from roster.observe import WorkerObserver
 from roster.rpc import BoundedRpcProxy
 
 
 class GatewayService(MetaRoutes, CustomerRoutes, ContactRoutes, DataSourceRoutes, AvatarRoutes, ActivityRoutes,
-                     BillingRoutes, AppRoutes, StreamRoutes):
+                     BillingRoutes, AppRoutes, StreamRoutes, OpsRoutes):
     name = "gateway"
 
     customers_rpc = BoundedRpcProxy("customers")
@@ -22,3 +24,4 @@ class GatewayService(MetaRoutes, CustomerRoutes, ContactRoutes, DataSourceRoutes
     avatars_rpc = BoundedRpcProxy("avatars", timeout=AVATAR_RPC_TIMEOUT)
     activities_rpc = BoundedRpcProxy("activities")
     cache = RecordCacheDependency()
+    observer = WorkerObserver()  # request ids in the logs, worker timings

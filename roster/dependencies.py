@@ -17,9 +17,10 @@ import time
 import eventlet
 from eventlet.event import Event
 from nameko.events import EventDispatcher
+from sqlalchemy import text
 from sqlalchemy.orm import sessionmaker
 
-from roster import config, migrations
+from roster import config, metrics, migrations, observe
 from roster.database import make_engine
 from roster.events import OutboxRelay, PendingEvent, PermanentPublishError, prune
 from roster.handlers import DurableEventHandler
@@ -63,6 +64,23 @@ class UnitOfWorkProvider(EventDispatcher):
 
     def start(self):
         self._relay_thread = self.container.spawn_managed_thread(self._relay_forever)
+        metrics.register_collector(self._collect_backlog)
+        metrics.serve(self.container.service_name)
+
+    def _collect_backlog(self):
+        yield metrics.gauge("roster_outbox_backlog", "Committed events waiting in the outbox to be published",
+                            ["service"], [([self.container.service_name], float(self.relay.backlog()))])
+
+    # ---- every worker: request id for the logs, timings
+
+    def worker_setup(self, worker_ctx):
+        observe.worker_started(worker_ctx)
+
+    def worker_result(self, worker_ctx, result=None, exc_info=None):
+        observe.worker_finished(worker_ctx, exc_info)
+
+    def worker_teardown(self, worker_ctx):
+        observe.worker_done()
 
     def stop(self):
         if self._relay_thread is not None:
@@ -117,6 +135,22 @@ class UnitOfWorkProvider(EventDispatcher):
             except PermanentPublishError as refusal:
                 refused.append((event, str(refusal)))
         return refused
+
+
+def service_health(service_name: str, uow: UnitOfWork) -> dict:
+    """The answer of a service's `health` RPC: status "ok" when its database answers, else "failing".
+
+    The reason names the failing part and the error type only: this goes to /readyz, which anyone
+    may call, and a driver's message can quote SQL or connection details.
+    """
+    report = {"service": service_name, "status": "ok", "database": "ok"}
+    try:
+        with uow.read() as session:
+            session.execute(text("SELECT 1"))
+    except Exception as error:
+        logger.warning("%s: health: the database does not answer: %s", service_name, error)
+        report.update(status="failing", database=f"unreachable ({type(error).__name__})")
+    return report
 
 
 def _idempotency(worker_ctx) -> tuple[str, str] | None:

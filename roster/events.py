@@ -20,6 +20,7 @@ from datetime import timedelta
 from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.orm import sessionmaker
 
+from roster import metrics, tracing
 from roster.database import WRITE
 from roster.timestamps import render, utcnow
 
@@ -34,8 +35,14 @@ IDEMPOTENCY_RETENTION = timedelta(hours=24)
 
 
 def envelope(**fields) -> dict:
-    """Return an event payload: `event_id`, `occurred_at`, `version`, then the fields."""
-    return {"event_id": str(uuid.uuid4()), "occurred_at": render(utcnow()), "version": ENVELOPE_VERSION, **fields}
+    """Return an event payload: `event_id`, `occurred_at`, `version`, `request_id` (when the change was
+    made for a request; roster.tracing), then the fields."""
+    payload = {"event_id": str(uuid.uuid4()), "occurred_at": render(utcnow()), "version": ENVELOPE_VERSION}
+    request_id = tracing.current()
+    if request_id:
+        payload[tracing.REQUEST_ID] = request_id
+    payload.update(fields)
+    return payload
 
 
 class PermanentPublishError(Exception):
@@ -84,10 +91,22 @@ class OutboxRelay:
                 self._release(batch)
                 raise
             self._settle(batch, refused)
+            self._count(batch, refused)
             total += len(batch) - len(refused)
             self.published += len(batch) - len(refused)
             if len(batch) < BATCH_SIZE:
                 return total
+
+    def _count(self, batch: list[PendingEvent], refused: list[tuple[PendingEvent, str]]) -> None:
+        refused_ids = {event.id for event, _ in refused}
+        counts: dict[str, int] = {}
+        for event in batch:
+            if event.id not in refused_ids:
+                counts[event.event_type] = counts.get(event.event_type, 0) + 1
+        for event_type, count in counts.items():
+            metrics.EVENTS_PUBLISHED.labels(self.service, event_type).inc(count)
+        if refused:
+            metrics.EVENTS_QUARANTINED.labels(self.service).inc(len(refused))
 
     def _claim(self) -> list[PendingEvent]:
         now = utcnow()

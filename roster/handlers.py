@@ -21,6 +21,7 @@ from kombu import Connection, Exchange, Queue
 from nameko.amqp.publish import Publisher
 from nameko.events import SERVICE_POOL, EventHandler
 
+from roster import metrics
 from roster import serialization  # noqa: F401  (registers the bus codec)
 from roster.errors import RosterError, UnprocessableEvent
 from roster.events import ENVELOPE_VERSION
@@ -69,9 +70,12 @@ class DurableEventHandler(EventHandler):
         super().handle_message(body, message)
 
     def handle_message_processed(self, message, result=None, exc_info=None):
+        service = self.container.service_name
         if exc_info is None or isinstance(exc_info[1], AlreadyHandled):
+            metrics.EVENTS_HANDLED.labels(service, self.method_name).inc()
             self.queue_consumer.ack_message(message)
             return
+        metrics.EVENTS_FAILED.labels(service, self.method_name).inc()
         error = exc_info[1]
         attempts = _attempts(message) + 1
         reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
@@ -89,6 +93,7 @@ class DurableEventHandler(EventHandler):
         self.queue_consumer.ack_message(message)
 
     def _dead_letter(self, message, attempts: int, error: str) -> None:
+        metrics.EVENTS_DEAD_LETTERED.labels(self.container.service_name, self.method_name).inc()
         logger.error("%s: dead-lettering %s event after %d attempt(s): %s", self.container.service_name,
                      self.event_type, attempts, error)
         self._publish_copy(message, self.dead_letters.name, {

@@ -4,8 +4,10 @@ Plain `logging` only (no nameko import), so any process can load them from its l
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
+import time
 
 EXPECTED_ERROR_PREFIX = "(expected) error handling worker"
 ACCESS_LOGGER = "nameko.web.server"
@@ -77,3 +79,68 @@ def redact(text: str) -> str:
     text = _AUTHORIZATION.sub(lambda match: match.group(1) + REDACTED, text)
     text = _URL_USERINFO.sub(lambda match: match.group(1) + REDACTED + "@", text)
     return _QUERY_VALUE.sub(lambda match: match.group(1) + REDACTED, text)
+
+
+class CredentialsFilter(logging.Filter):
+    """Keep credentials out of every log line, whichever logger made it.
+
+    Authorization header values and URL credentials become `<redacted>` in the message, its
+    arguments and any formatted traceback (an error's repr can quote a request or a broker URL).
+    Query-string values are left to AccessLogFilter (they are not credentials).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string is logging's business, not ours
+            return True
+        redacted = redact_credentials(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_credentials(record.exc_text)
+        return True
+
+
+def redact_credentials(text: str) -> str:
+    """Return `text` with Authorization values and URL credentials replaced (query values kept)."""
+    text = _AUTHORIZATION.sub(lambda match: match.group(1) + REDACTED, text)
+    return _URL_USERINFO.sub(lambda match: match.group(1) + REDACTED + "@", text)
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamp each record with the request id of the work that made it (roster.tracing).
+
+    `record.request_id` is the id or "-"; `record.request` is " [id]" or "" for the text format.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from roster import tracing
+
+        request_id = tracing.current()
+        record.request_id = request_id or "-"
+        record.request = f" [{request_id}]" if request_id else ""
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (LOG_FORMAT=json): time, level, logger, message, request_id, error."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", "-"),
+            "pid": record.process,
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["error"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+    converter = time.gmtime  # the "Z" above means UTC

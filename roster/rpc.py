@@ -21,7 +21,7 @@ from nameko.exceptions import get_module_path
 from nameko.amqp.publish import Publisher
 from nameko.rpc import MethodProxy, Responder, Rpc, RpcConsumer, RpcProxy, get_rpc_exchange
 
-from roster import config
+from roster import config, metrics
 from roster import serialization  # noqa: F401  (registers the bus codec)
 from roster.errors import ALL_ERRORS, RosterError, ServiceUnavailable
 from roster.uow import AlreadyHandled, Replay
@@ -123,15 +123,25 @@ class BoundedServiceProxy:
             method = MethodProxy(self._worker_ctx, self._service_name, method_name, self._reply_listener,
                                  expiration=budget)
             reply = None
+            started, outcome = time.monotonic(), "error"
             try:
                 with eventlet.Timeout(budget):
                     reply = method.call_async(*args, **kwargs)
-                    return reply.result()
+                    result = reply.result()
+                    outcome = "ok"
+                    return result
             except eventlet.Timeout:
+                outcome = "timeout"
                 self._forget(reply)
                 raise ServiceUnavailable(f"The {self._service_name} service did not answer within {budget:.3g}s")
             except UnknownService:
+                outcome = "unavailable"
                 raise ServiceUnavailable(f"The {self._service_name} service is not running")
+            except RosterError:
+                outcome = "refused"  # the service answered with a 4xx-like error
+                raise
+            finally:
+                metrics.RPC_CALLS.labels(self._service_name, method_name, outcome).observe(time.monotonic() - started)
 
         return call
 

@@ -1,8 +1,11 @@
 """`make run`: start RabbitMQ if needed, every service and the gateway; stop all on Ctrl-C.
 
 Settings come from the environment (see README.md): AMQP_URI, DATA_DIR (default var),
-GATEWAY_PORT (default 8000), GATEWAY_PROCESSES, SYNC_WORKERS, API_KEYS. Without API_KEYS an
-owner key is generated once and kept in DATA_DIR/api_key, so later runs print the same key.
+GATEWAY_PORT (default 8000), GATEWAY_PROCESSES, SYNC_WORKERS, API_KEYS, API_KEYS_FILE,
+METRICS_PORT (default 9100: customers' metrics on 9101, contacts' on 9102 ...). Without API_KEYS
+and API_KEYS_FILE an owner key is generated once and kept in plain text in DATA_DIR/api_key (a
+development convenience: the banner prints it on every run), so later runs print the same key.
+Production keys belong in API_KEYS_FILE, stored hashed (`python -m tools.keys add --role ...`).
 A process that dies is restarted with backoff (tools.stack.Stack.supervise_once), and says so.
 """
 from __future__ import annotations
@@ -54,15 +57,18 @@ def settings() -> dict:
         data_dir = ROOT / data_dir
     env["DATA_DIR"] = str(data_dir)
     env["GATEWAY_PORT"] = env.get("GATEWAY_PORT") or "8000"
-    if not env.get("API_KEYS"):
+    if not env.get("API_KEYS") and not env.get("API_KEYS_FILE"):
         env["API_KEYS"] = f"{owner_key(data_dir)}:owner"
+    env.setdefault("METRICS_PORT", "9100")
     return env
 
 
 def banner(stack: Stack, env: dict, log_dir: Path) -> str:
     port = stack.gateway_port
-    first = env["API_KEYS"].split(",")[0].strip()
+    first = env.get("API_KEYS", "").split(",")[0].strip()
     key, _, role = first.rpartition(":")
+    if not key:  # keys only in API_KEYS_FILE: stored hashed, so there is none to show
+        key, role = "KEY", f"one of {env.get('API_KEYS_FILE')}"
     workers = stack.process_count("billing_sync")
     gateways = stack.process_count("gateway")
     return "\n".join([

@@ -124,9 +124,10 @@ def rpc_health_problem(amqp_uri: str, name: str, timeout: float) -> str | None:
     return None
 
 
-def http_ping_problem(port: int, key: str | None, expected=(200,), timeout: float = 3) -> str | None:
-    """Return None when GET http://127.0.0.1:port/v1/ping answers one of `expected`, else why not."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/ping")
+def http_ping_problem(port: int, key: str | None, expected=(200,), timeout: float = 3,
+                      path: str = "/v1/ping") -> str | None:
+    """Return None when GET http://127.0.0.1:port<path> answers one of `expected`, else why not."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
     if key:
         token = base64.b64encode(f"{key}:".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
@@ -136,9 +137,9 @@ def http_ping_problem(port: int, key: str | None, expected=(200,), timeout: floa
     except urllib.error.HTTPError as exc:
         status = exc.code
     except (OSError, ValueError) as exc:
-        return f"GET /v1/ping: {exc}"
+        return f"GET {path}: {exc}"
     if status not in expected:
-        return f"GET /v1/ping answered {status}, expected {' or '.join(map(str, expected))}"
+        return f"GET {path} answered {status}, expected {' or '.join(map(str, expected))}"
     return None
 
 
@@ -268,6 +269,9 @@ class Stack:
             atexit.register(self.stop)
             self._atexit_registered = True
         for name in self.services:
+            if self.process_count(name) > 1:  # counters of an earlier run must not add up with ours
+                shutil.rmtree(self.multiproc_dir(name), ignore_errors=True)
+                self.multiproc_dir(name).mkdir(parents=True, exist_ok=True)
             self._launch(name, log_mode="wb")
 
     def start_service(self, name: str) -> None:
@@ -295,13 +299,42 @@ class Stack:
         """Return the command line that runs one process of service `name`."""
         return [sys.executable, "-m", "nameko", "run", "--config", "config.yaml", self.services[name]]
 
+    def metrics_port(self, name: str) -> int | None:
+        """The metrics port of service `name`: METRICS_PORT + its place in SERVICES (1 for customers ...).
+
+        None for the gateway (its /metrics is on its own port) and when METRICS_PORT is unset or 0.
+        """
+        base = int(self.env.get("METRICS_PORT") or 0)
+        if not base or name == "gateway":
+            return None
+        return base + 1 + [other for other in SERVICES if other != "gateway"].index(name) \
+            if name in SERVICES else None
+
+    def multiproc_dir(self, name: str) -> Path:
+        """Where the processes of a service with several of them keep prometheus_client's shared files."""
+        return Path(self.env.get("DATA_DIR") or self.log_dir) / "metrics" / name
+
+    def service_env(self, name: str) -> dict:
+        """The environment of one process of service `name`: its own metrics port, and a shared
+        prometheus multiprocess folder when it runs as several processes (roster/metrics.py)."""
+        env = dict(self.env)
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        port = self.metrics_port(name)
+        if port is not None:
+            env["METRICS_PORT"] = str(port)
+        elif name != "gateway":
+            env.pop("METRICS_PORT", None)
+        if self.process_count(name) > 1:
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(self.multiproc_dir(name))
+        return env
+
     def _spawn(self, name: str, log_path: Path, log_mode: str, restarts: int = 0) -> ServiceProcess:
         log_file = open(log_path, log_mode)
         if log_mode == "ab":
             log_file.write(f"\n{RESTART_MARKER} {time.strftime('%H:%M:%S')} ---\n".encode())
             log_file.flush()
         popen = subprocess.Popen(
-            self.command(name), cwd=self.root, env=self.env, stdin=subprocess.DEVNULL,
+            self.command(name), cwd=self.root, env=self.service_env(name), stdin=subprocess.DEVNULL,
             stdout=log_file, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=_die_with_parent,
         )
@@ -482,8 +515,9 @@ class Stack:
 def main(argv: list[str]) -> int:
     """`python -m tools.stack health NAME`: exit 0 when that service answers (container healthcheck).
 
-    An RPC service must answer `health`; the gateway must answer GET /v1/ping (401 without a key
-    counts: the server is up). Uses AMQP_URI and GATEWAY_PORT from the environment.
+    An RPC service must answer `health` (status ok: its database answers too); the gateway must
+    answer GET /healthz (liveness; /readyz is for load balancers, docs/operations.md).
+    Uses AMQP_URI and GATEWAY_PORT from the environment.
     """
     if len(argv) != 2 or argv[0] != "health" or argv[1] not in SERVICES:
         print(f"usage: python -m tools.stack health {{{'|'.join(SERVICES)}}}", file=sys.stderr)
@@ -491,7 +525,7 @@ def main(argv: list[str]) -> int:
     name = argv[1]
     if name == "gateway":
         port = int(os.environ.get("GATEWAY_PORT") or DEFAULT_GATEWAY_PORT)
-        problem = http_ping_problem(port, None, expected=(200, 401))
+        problem = http_ping_problem(port, None, expected=(200,), path="/healthz")
     else:
         problem = rpc_health_problem(os.environ.get("AMQP_URI", DEFAULT_AMQP_URI), name, timeout=5)
     if problem:

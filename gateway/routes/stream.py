@@ -234,4 +234,4 @@ class StreamRoutes:
         })
 
     def _stream_secret(self) -> bytes:
-        return live.token_secret(os.environ.get("API_KEYS", ""), os.environ.get("STREAM_TOKEN_SECRET"))
+        return live.token_secret(self.caller_keys.secret_material(), os.environ.get("STREAM_TOKEN_SECRET"))

@@ -1,6 +1,6 @@
 """The activities service: notes and call logs, email threads, tasks, opportunities and each
 customer's activity feed, fed by its own writes and by other services' events."""
-from roster.dependencies import UnitOfWorkProvider
+from roster.dependencies import UnitOfWorkProvider, service_health
 from roster.handlers import event_handler
 from roster.rpc import BoundedRpcProxy, rpc
 from services.activities import commands
@@ -16,7 +16,7 @@ class ActivitiesService:
 
     @rpc
     def health(self):
-        return {"service": self.name, "status": "ok"}
+        return service_health(self.name, self.uow)
 
     # ---- notes and calls
 

@@ -3,7 +3,7 @@
 It follows the customers service's events, answers `get_avatar` over RPC, refreshes avatars
 older than AVATAR_MAX_AGE on a timer and announces `avatar_resolved`.
 """
-from roster.dependencies import UnitOfWorkProvider
+from roster.dependencies import UnitOfWorkProvider, service_health
 from roster.handlers import event_handler
 from roster.rpc import BoundedRpcProxy, rpc
 from services.avatars import commands
@@ -20,7 +20,7 @@ class AvatarsService:
 
     @rpc
     def health(self):
-        return {"service": self.name, "status": "ok"}
+        return service_health(self.name, self.uow)
 
     @rpc
     def get_avatar(self, customer_uuid: str) -> dict:

@@ -2,7 +2,7 @@
 movements and metrics; the nameko entrypoints, each one line into the service layer."""
 from nameko.timer import timer
 
-from roster.dependencies import UnitOfWorkProvider
+from roster.dependencies import UnitOfWorkProvider, service_health
 from roster.handlers import event_handler
 from roster.rpc import BoundedRpcProxy, rpc
 from services.billing_sync import commands
@@ -18,7 +18,7 @@ class BillingSyncService:
 
     @rpc
     def health(self):
-        return {"service": self.name, "status": "ok"}
+        return service_health(self.name, self.uow)
 
     # ---- data sources ----
 

@@ -1,7 +1,7 @@
 """The contacts service: RPC commands and queries on contacts, their events, and the
 handlers that make contacts follow their customer (merges, deletions) and their data
 source (deletion)."""
-from roster.dependencies import UnitOfWorkProvider
+from roster.dependencies import UnitOfWorkProvider, service_health
 from roster.handlers import event_handler
 from roster.rpc import BoundedRpcProxy, rpc
 from services.contacts import commands
@@ -17,7 +17,7 @@ class ContactsService:
 
     @rpc
     def health(self):
-        return {"service": self.name, "status": "ok"}
+        return service_health(self.name, self.uow)
 
     @rpc
     def validate_contact(self, data: dict, field_prefix: str = "", data_source_uuid: str | None = None) -> None:

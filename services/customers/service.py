@@ -1,6 +1,6 @@
 """The customers service: RPC commands and queries on customer records, their events, and the
 projections it keeps from billing_sync's events. One line per entrypoint into `commands`."""
-from roster.dependencies import UnitOfWorkProvider
+from roster.dependencies import UnitOfWorkProvider, service_health
 from roster.handlers import event_handler
 from roster.rpc import RememberingRpcProxy, rpc
 from services.customers import commands
@@ -20,7 +20,7 @@ class CustomersService:
 
     @rpc
     def health(self):
-        return {"service": self.name, "status": "ok"}
+        return service_health(self.name, self.uow)
 
     @rpc
     def create_customer(self, data: dict) -> dict:

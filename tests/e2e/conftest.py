@@ -65,6 +65,8 @@ def stack_env(tmp_path_factory, api_keys, avatar_sources):
         "CLEARBIT_LOGO_URL": avatar_sources.clearbit.url,
         "GRAVATAR_URL": avatar_sources.gravatar.url,
         "AVATAR_FETCH_TIMEOUT": "1",
+        # Each service's Prometheus metrics at METRICS_PORT + 1 ... + 5 (tools/stack.py)
+        "METRICS_PORT": str(free_port()),
     })
     database_url = env.get("DATABASE_URL", "")
     prefix = None

@@ -9,7 +9,7 @@ def test_every_service_answers_health_and_the_official_client_pings(stack, amqp_
     with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=10) as cluster:
         for name in SERVICES:
             if name != "gateway":
-                assert getattr(cluster, name).health() == {"service": name, "status": "ok"}
+                assert getattr(cluster, name).health() == {"service": name, "status": "ok", "database": "ok"}
 
     pong = chartmogul.Ping.ping(cm_config("read_only")).get()
 

@@ -397,7 +397,7 @@ def test_a_refresh_stops_at_its_limit_and_takes_the_oldest_first(uow, fetchers):
 def test_the_service_wires_its_entrypoints_to_the_service_layer(uow, fetchers, customers, clearbit):
     service = worker_factory(AvatarsService, uow=uow, sources=Sources(fetchers, timedelta(days=7)),
                              customers_rpc=customers)
-    assert service.health() == {"service": "avatars", "status": "ok"}
+    assert service.health() == {"service": "avatars", "status": "ok", "database": "ok"}
     service.handle_customer_created(envelope(customer=customer()))
     assert service.get_avatar(UUID)["source"] == "clearbit"
     customers.customers[UUID] = customer(updated_at=T1, website_url=None)

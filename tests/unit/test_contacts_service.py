@@ -101,7 +101,7 @@ def new_contact(service, customer_uuid="cus_a", **fields):
 
 
 def test_health(service):
-    assert service.health() == {"service": "contacts", "status": "ok"}
+    assert service.health() == {"service": "contacts", "status": "ok", "database": "ok"}
 
 
 def test_create_stores_the_contact_and_records_contact_created(service, outbox):

@@ -8,7 +8,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CODE = ["roster", "gateway", "services", "tools"]
 # Read only by the local tooling (make run, tests, tools/), which compose replaces with its own means.
-TOOLING_ONLY = {"GATEWAY_PROCESSES", "SYNC_WORKERS", "RABBITMQ_MANAGEMENT_URL"}
+TOOLING_ONLY = {"GATEWAY_PROCESSES", "SYNC_WORKERS"}
 SERVICE_NAMES = ["customers", "contacts", "billing_sync", "activities", "avatars"]
 NOT_SETTINGS = {"PYTHONPATH"}  # tools/stack.py extends it for its children; Python's own
 
@@ -69,7 +69,7 @@ def load_config(monkeypatch):
     setup_yaml_parser()
 
     def load(**env):
-        for name in ("GATEWAY_HOST", "GATEWAY_PORT", "LOG_LEVEL"):
+        for name in ("GATEWAY_HOST", "GATEWAY_PORT", "LOG_LEVEL", "LOG_FORMAT"):
             monkeypatch.delenv(name, raising=False)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
@@ -84,10 +84,19 @@ def test_config_binds_the_gateway_to_gateway_host_and_port(load_config):
     assert load_config(GATEWAY_HOST="127.0.0.1", GATEWAY_PORT="80")["WEB_SERVER_ADDRESS"] == "127.0.0.1:80"
 
 
-def test_config_logging_puts_both_filters_on_the_handler(load_config):
+def test_config_logging_puts_every_filter_on_the_handler(load_config):
     logging_config = load_config(LOG_LEVEL="WARNING")["LOGGING"]
 
     assert logging_config["root"]["level"] == "WARNING"
-    assert logging_config["handlers"]["stderr"]["filters"] == ["expected_errors", "access_log"]
+    assert logging_config["handlers"]["stderr"]["filters"] == ["expected_errors", "access_log", "credentials",
+                                                                "request_id"]
     assert {name: spec["()"] for name, spec in logging_config["filters"].items()} == {
-        "expected_errors": "roster.logs.ExpectedErrorFilter", "access_log": "roster.logs.AccessLogFilter"}
+        "expected_errors": "roster.logs.ExpectedErrorFilter", "access_log": "roster.logs.AccessLogFilter",
+        "credentials": "roster.logs.CredentialsFilter", "request_id": "roster.logs.RequestIdFilter"}
+
+
+def test_config_log_format_picks_the_formatter(load_config):
+    assert load_config()["LOGGING"]["handlers"]["stderr"]["formatter"] == "text"
+    logging_config = load_config(LOG_FORMAT="json")["LOGGING"]
+    assert logging_config["handlers"]["stderr"]["formatter"] == "json"
+    assert logging_config["formatters"]["json"]["()"] == "roster.logs.JsonFormatter"

@@ -111,3 +111,30 @@ def test_a_stopped_service_is_not_restarted(stack):
 
     assert stack.supervise_once() == []
     assert stack.processes["customers"] == []
+
+
+def test_each_service_gets_its_own_metrics_port_and_a_shared_folder_when_it_has_several_processes(tmp_path):
+    stack = Stack({"METRICS_PORT": "9100", "SYNC_WORKERS": "3", "DATA_DIR": str(tmp_path),
+                   "PROMETHEUS_MULTIPROC_DIR": "/elsewhere"}, tmp_path, tmp_path / "logs")
+
+    assert [stack.metrics_port(name) for name in ("customers", "contacts", "billing_sync", "activities",
+                                                   "avatars", "gateway")] == [9101, 9102, 9103, 9104, 9105, None]
+    assert stack.service_env("customers")["METRICS_PORT"] == "9101"
+    assert "PROMETHEUS_MULTIPROC_DIR" not in stack.service_env("customers")
+    assert stack.service_env("billing_sync")["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "metrics" / "billing_sync")
+    assert "METRICS_PORT" in stack.service_env("gateway")  # unused there: its /metrics is on GATEWAY_PORT
+    assert Stack({}, tmp_path, tmp_path / "logs").metrics_port("customers") is None
+
+
+def test_make_run_generates_a_development_key_only_without_configured_keys(tmp_path, monkeypatch):
+    from tools import run
+
+    for name in ("API_KEYS", "API_KEYS_FILE", "METRICS_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    generated = run.settings()
+    assert generated["API_KEYS"].endswith(":owner") and generated["METRICS_PORT"] == "9100"
+    assert (tmp_path / "api_key").read_text().strip() == generated["API_KEYS"].rpartition(":")[0]
+
+    monkeypatch.setenv("API_KEYS_FILE", str(tmp_path / "api_keys"))
+    assert not run.settings().get("API_KEYS")

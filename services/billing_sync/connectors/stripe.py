@@ -91,7 +91,10 @@ class StripeClient:
         """Return the JSON object at `path` (retrying transient failures)."""
         query = {key: value for key, value in params.items() if value is not None}
         try:
-            response = self.session.get(self.base_url + path, params=query, timeout=self.timeout)
+            # no redirects: the billing API's configured host is the only one this ever asks
+            # (a redirect would carry the Bearer key, or reach an internal address)
+            response = self.session.get(self.base_url + path, params=query, timeout=self.timeout,
+                                        allow_redirects=False)
         except requests.RequestException as exc:
             raise UpstreamUnavailable(f"GET {path}: {_describe(exc, self.max_retries)}") from exc
         status = response.status_code
