@@ -66,6 +66,16 @@ def get_customer(uow: UnitOfWork, uuid: str, with_overrides: bool = False) -> di
     return customer
 
 
+def get_survivor(uow: UnitOfWork, uuid: str) -> dict:
+    """Return the customer now holding the merged-away customer `uuid`; 404 if `uuid` was not merged away."""
+    with uow.read() as session:
+        found = store.id_by_merged_uuid(session, uuid) if domain.findable(uuid) else None
+        customer = store.read_by_id(session, found) if found is not None else None
+    if customer is None:
+        raise NotFound(f"Customer {uuid} was not merged into another", param="uuid")
+    return customer
+
+
 def find_customer(uow: UnitOfWork, data_source_uuid: str, external_id: str) -> dict:
     """Return the customer known by this external id in this data source; 404 if none."""
     with uow.read() as session:
