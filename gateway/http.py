@@ -203,7 +203,7 @@ class ApiEndpoint(HttpRequestHandler):
                 self.keys.authorize(header, self.permission)
                 if self.rate_limits.enabled:
                     self.rate_limits.check(self.keys.scope_of(header))
-            if self.cache_key is not None:
+            if self.cache_key is not None and not request.args:  # a read with options is rendered afresh
                 return self._cached_read(request, request.path_values[self.cache_key])
             if self.write_key is not None:
                 return self._write_through(request, request.path_values[self.write_key])
