@@ -1,17 +1,14 @@
 """The real customers, contacts and billing_sync services as nameko containers on the real broker
 and database (nothing faked): commands over RPC, their events driving the contacts service, a
 redelivered event changing nothing, and an event that can never be handled dead-lettered."""
-import time
 
-import eventlet
 import pytest
 from kombu import Connection
-from nameko.containers import ServiceContainer
 from nameko.standalone.events import event_dispatcher
-from nameko.standalone.rpc import ClusterRpcProxy
 
 import roster.handlers
 from roster.errors import NotFound, ValidationFailed
+from tests.integration.support import eventually, running
 from services.billing_sync.service import BillingSyncService
 from services.contacts.service import ContactsService
 from services.customers.service import CustomersService
@@ -20,25 +17,8 @@ from services.customers.service import CustomersService
 @pytest.fixture()
 def cluster(amqp_uri, own_database, monkeypatch):
     monkeypatch.setattr(roster.handlers, "RETRY_BASE_SECONDS", 0.1)
-    containers = [ServiceContainer(cls, {"AMQP_URI": amqp_uri})
-                  for cls in (BillingSyncService, CustomersService, ContactsService)]
-    for container in containers:
-        container.start()
-    with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=15) as proxy:
+    with running(amqp_uri, BillingSyncService, CustomersService, ContactsService, timeout=15) as proxy:
         yield proxy
-    for container in containers:
-        container.stop()
-
-
-def eventually(check, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            eventlet.sleep(0.1)
 
 
 def contacts_of(cluster, customer_uuid):

@@ -2,12 +2,10 @@
 database (SQLite, or PostgreSQL with DATABASE_URL): threads released together on the service layer,
 and RPC calls racing into real customers/contacts containers (two customers containers) on the broker."""
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import eventlet
 import pytest
-from nameko.containers import ServiceContainer
 from nameko.standalone.rpc import ClusterRpcProxy
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
@@ -17,6 +15,7 @@ from roster import config, migrations
 from roster.database import make_engine
 from roster.errors import RosterError
 from roster.uow import UnitOfWork
+from tests.integration.support import eventually, running
 from services.billing_sync.service import BillingSyncService
 from services.contacts.service import ContactsService
 from services.customers import commands
@@ -98,25 +97,8 @@ def test_concurrent_duplicate_merges_make_one_merge_per_pair(sessions):
 @pytest.fixture()
 def cluster(amqp_uri, own_database, monkeypatch):
     monkeypatch.setattr(roster.handlers, "RETRY_BASE_SECONDS", 0.1)
-    classes = (BillingSyncService, CustomersService, CustomersService, ContactsService)
-    containers = [ServiceContainer(cls, {"AMQP_URI": amqp_uri}) for cls in classes]
-    for container in containers:
-        container.start()
-    with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=20) as proxy:
+    with running(amqp_uri, BillingSyncService, CustomersService, CustomersService, ContactsService, timeout=20) as proxy:
         yield proxy
-    for container in containers:
-        container.stop()
-
-
-def eventually(check, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            eventlet.sleep(0.1)
 
 
 def racing_calls(amqp_uri, call, count: int) -> list:
@@ -160,4 +142,4 @@ def test_a_custom_source_duplicate_is_merged_into_the_stripe_record_with_its_con
         assert [c["uuid"] for c in customers] == [stripe["uuid"]]
         assert set(customers[0]["external_ids"]) == {"cus_dup", "crm-1"}
         assert cluster.contacts.get_contact(contact["uuid"])["customer_uuid"] == stripe["uuid"]
-    eventually(one_customer_with_the_contact)
+    eventually(one_customer_with_the_contact, timeout=20)
