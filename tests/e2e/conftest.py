@@ -152,6 +152,12 @@ class Http:
 
 
 @pytest.fixture(scope="session")
+def owner(cm_config):
+    """A chartmogul.Config with the owner key."""
+    return cm_config("owner")
+
+
+@pytest.fixture(scope="session")
 def http(gateway_url, api_keys):
     client = Http(gateway_url, api_keys)
     yield client

@@ -8,11 +8,6 @@ from tests.e2e.support import eventually, status_of, unique
 
 
 @pytest.fixture(scope="module")
-def owner(cm_config):
-    return cm_config("owner")
-
-
-@pytest.fixture(scope="module")
 def data_source(owner):
     return chartmogul.DataSource.create(owner, data={"name": unique("activities-e2e")}).get()
 

@@ -14,11 +14,6 @@ from tests.e2e.support import eventually, unique
 
 
 @pytest.fixture(scope="module")
-def owner(cm_config):
-    return cm_config("owner")
-
-
-@pytest.fixture(scope="module")
 def data_source(owner):
     return chartmogul.DataSource.create(owner, data={"name": unique("feed-e2e")}).get()
 

@@ -19,11 +19,6 @@ ERR = chartmogul.APIError
 
 
 @pytest.fixture(scope="module")
-def owner(cm_config):
-    return cm_config("owner")
-
-
-@pytest.fixture(scope="module")
 def source(owner):
     return chartmogul.DataSource.create(owner, data={"name": unique("Billing")}).get()
 

@@ -8,11 +8,6 @@ from tests.e2e.support import unique
 
 
 @pytest.fixture(scope="module")
-def owner(cm_config):
-    return cm_config("owner")
-
-
-@pytest.fixture(scope="module")
 def plan(owner):
     source = chartmogul.DataSource.create(owner, data={"name": unique("Record")}).get()
     return chartmogul.Plan.create(owner, data={"data_source_uuid": source.uuid, "name": "Silver Monthly",

@@ -45,11 +45,6 @@ def tap(amqp_uri):
 
 
 @pytest.fixture(scope="module")
-def owner(cm_config):
-    return cm_config("owner")
-
-
-@pytest.fixture(scope="module")
 def data_source(owner):
     return chartmogul.DataSource.create(owner, data={"name": unique("contacts-e2e")}).get()
 
