@@ -11,6 +11,7 @@ from gateway.routes.customers import CustomerRoutes
 from gateway.routes.data_sources import DataSourceRoutes
 from gateway.routes.meta import MetaRoutes
 from gateway.routes.stream import StreamRoutes
+from gateway.routes.sync import SyncRoutes
 from roster.errors import RosterError
 from roster.rpc import BoundedRpcProxy
 from roster.timestamps import parse
@@ -25,7 +26,7 @@ def revision_in(payload: dict):
 
 
 class GatewayService(MetaRoutes, CustomerRoutes, ContactRoutes, DataSourceRoutes, AvatarRoutes, ActivityRoutes,
-                     BillingRoutes, AppRoutes, StreamRoutes):
+                     BillingRoutes, AppRoutes, StreamRoutes, SyncRoutes):
     name = "gateway"
 
     customers_rpc = BoundedRpcProxy("customers")

@@ -63,7 +63,7 @@ def banner(stack: Stack, env: dict, log_dir: Path) -> str:
     port = stack.gateway_port
     first = env["API_KEYS"].split(",")[0].strip()
     key, _, role = first.rpartition(":")
-    workers = stack.process_count("billing_sync")
+    workers = stack.process_count("sync_worker")
     gateways = stack.process_count("gateway")
     return "\n".join([
         "",
@@ -74,7 +74,7 @@ def banner(stack: Stack, env: dict, log_dir: Path) -> str:
         f"  Try:      curl -u {key}: http://localhost:{port}/v1/ping",
         f"  Python:   cfg = chartmogul.Config({key!r}); cfg.uri = 'http://localhost:{port}/v1'",
         f"  Services: {', '.join(stack.processes)}"
-        + (f"  ({workers} sync workers)" if workers > 1 else ""),
+        + f"  ({workers} sync workers)",
         f"  Logs:     {log_dir}/",
         "Press Ctrl-C to stop.",
         "",
