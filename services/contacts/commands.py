@@ -42,6 +42,8 @@ def check_primary_contact(fields: dict) -> None:
 def create_contact(uow: UnitOfWork, data: dict, *, customers, billing) -> dict:
     """Create a contact of an existing customer; return it."""
     fields = domain.clean_fields(data)
+    if data.get("overrides") is not None:
+        fields["overrides"] = domain.contact_overrides({}, data["overrides"])
     customer_uuid = domain.required_reference(data, "customer_uuid")
     data_source_uuid = domain.required_reference(data, "data_source_uuid")
     customer = _customer(customers, customer_uuid)
@@ -64,10 +66,14 @@ def set_primary_contact(uow: UnitOfWork, customer_uuid: str, fields: dict, *, cu
         return tx.result(_change(tx, primary, changes))
 
 
-def get_contact(uow: UnitOfWork, uuid: str) -> dict:
-    """Return one contact; 404 if there is none."""
+def get_contact(uow: UnitOfWork, uuid: str, with_overrides: bool = False) -> dict:
+    """Return one contact (with its `overrides` if asked); 404 if there is none."""
     with uow.read() as session:
-        return dump_contact(_contact(session, uuid))
+        contact = _contact(session, uuid)
+        dumped = dump_contact(contact)
+        if with_overrides:
+            dumped["overrides"] = dict(contact.overrides or {})
+        return dumped
 
 
 def list_contacts(uow: UnitOfWork, filters: dict, cursor: str | None = None, per_page=None) -> dict:
@@ -84,8 +90,46 @@ def list_contacts(uow: UnitOfWork, filters: dict, cursor: str | None = None, per
 def update_contact(uow: UnitOfWork, uuid: str, changes: dict) -> dict:
     """Set the given fields; `custom` keys are added or replaced (a null value removes one)."""
     fields = domain.clean_changes(changes)
+    overrides = changes.get("overrides") if isinstance(changes, dict) else None
+    domain.contact_overrides({}, overrides)  # a bad key is a 422 before anything changes
     with uow.write() as tx:
-        return tx.result(_change(tx, _contact(tx.session, uuid, lock=True), fields))
+        contact = _contact(tx.session, uuid, lock=True)
+        if overrides is not None:
+            contact.overrides = domain.contact_overrides(contact.overrides, overrides)
+        return tx.result(_change(tx, contact, fields))
+
+
+def sync_contacts(uow: UnitOfWork, customer_uuid: str, data_source_uuid: str, contacts: list, *,
+                  customers) -> list[dict]:
+    """Create or update a billing system's contacts of a customer by (data_source_uuid, external_id);
+    return them in the order given.
+
+    Missing ones are created (at the position given when the customer has no contact there,
+    else after its others); existing ones get every field given except their position and
+    overridden fields. Nothing is deleted; nothing changed records nothing. The customer's
+    known-customer row is locked first, so two syncs of one customer queue and the second
+    finds what the first created.
+    """
+    if not domain.is_reference(customer_uuid) or not str(customer_uuid).strip():
+        raise invalid("customer_uuid", "is required")
+    if not domain.is_reference(data_source_uuid) or not str(data_source_uuid).strip():
+        raise invalid("data_source_uuid", "is required")
+    wanted = domain.synced_contacts(contacts)
+    customer = _customer(customers, customer_uuid)
+    with uow.write() as tx:
+        known = _lock_customer(tx, customer)
+        synced = []
+        for fields in wanted:
+            existing = store.by_external_id(tx.session, data_source_uuid, fields["external_id"])
+            if existing is None:
+                fields = dict(fields)
+                if fields.get("position") is not None and store.position_taken(tx.session, known.uuid,
+                                                                                fields["position"]):
+                    del fields["position"]
+                synced.append(_insert(tx, known, data_source_uuid, fields))
+            else:
+                synced.append(_change(tx, existing, domain.synced_changes(fields, existing.overrides)))
+        return tx.result(synced)
 
 
 def delete_contact(uow: UnitOfWork, uuid: str) -> None:

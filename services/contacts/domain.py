@@ -389,3 +389,59 @@ def check_can_hold_contacts(customer_uuid: str, state: str, merged_into: str | N
         raise invalid("customer_uuid", f"customer {customer_uuid} was deleted")
     if state == MERGED:
         raise invalid("customer_uuid", f"customer {customer_uuid} was merged into {merged_into}")
+
+
+# --- billing-system syncs and overrides -------------------------------------------------------
+
+# What a sync sets on a contact (when given), and what a user may protect from it.
+SYNCED_FIELDS = ("first_name", "last_name", "email", "phone", "title", "position")
+OVERRIDABLE_FIELDS = ("first_name", "last_name", "position", "title", "email", "phone", "linked_in", "twitter",
+                      "notes")
+
+
+def contact_overrides(current: dict | None, given) -> dict:
+    """Return a contact's overrides once `given` (`{field: true | false}`) is applied; a 422 names a bad key."""
+    result = dict(current or {})
+    if given is None:
+        return result
+    if not isinstance(given, dict):
+        raise invalid("overrides", "must be an object of field: true or false")
+    for key, marked in given.items():
+        if key not in OVERRIDABLE_FIELDS:
+            raise invalid(f"overrides.{str(key)[:100]}",
+                          f"is not a field that can be overridden; one of {', '.join(OVERRIDABLE_FIELDS)}")
+        if not isinstance(marked, bool):
+            raise invalid(f"overrides.{key}", "must be true or false")
+        if marked:
+            result[key] = True
+        else:
+            result.pop(key, None)
+    return result
+
+
+def synced_contacts(contacts) -> list[dict]:
+    """Return the checked fields of a connector's contacts; each needs an external id. A 422 names
+    `contacts[i].<field>`."""
+    if not isinstance(contacts, list):
+        raise invalid("contacts", "must be a list of contacts")
+    checked, seen = [], set()
+    for index, data in enumerate(contacts):
+        prefix = f"contacts[{index}]."
+        if not isinstance(data, dict):
+            raise invalid(f"contacts[{index}]", "must be an object")
+        fields = clean_fields({field: data[field] for field in ("external_id",) + SYNCED_FIELDS if field in data},
+                              prefix)
+        if not fields.get("external_id"):
+            _fail("external_id", "is required to sync a contact", prefix)
+        if fields["external_id"] in seen:
+            _fail("external_id", "appears twice in one sync", prefix)
+        seen.add(fields["external_id"])
+        checked.append(fields)
+    return checked
+
+
+def synced_changes(fields: dict, overrides: dict | None) -> dict:
+    """Return what a sync sets on an existing contact: the fields given but its external id, its
+    position (its place among the customer's contacts is Roster's) and overridden fields."""
+    protected = set(overrides or {}) | {"external_id", "position"}
+    return {field: value for field, value in fields.items() if field not in protected}

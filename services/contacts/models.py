@@ -48,6 +48,9 @@ class Contact(Base):
     # merges; null for a contact of its own customer): an unmerge of that customer's external id
     # takes it back. Not part of the contact's wire shape.
     merged_from: Mapped[str | None] = mapped_column(String(40), index=True)
+    # Fields a user protected from billing-system syncs, `{field: true}` (domain.contact_overrides).
+    # Shown only by a retrieve `with_overrides`, not part of the contact's wire shape.
+    overrides: Mapped[dict] = mapped_column(JSON, default=dict, server_default="{}")
 
     @validates("email")
     def _keep_email_lower(self, _key, email):

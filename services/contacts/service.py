@@ -36,8 +36,13 @@ class ContactsService:
         return commands.set_primary_contact(self.uow, customer_uuid, fields, customers=self.customers_rpc)
 
     @rpc
-    def get_contact(self, uuid: str) -> dict:
-        return commands.get_contact(self.uow, uuid)
+    def get_contact(self, uuid: str, with_overrides: bool = False) -> dict:
+        return commands.get_contact(self.uow, uuid, with_overrides)
+
+    @rpc
+    def sync_contacts(self, customer_uuid: str, data_source_uuid: str, contacts: list) -> list[dict]:
+        return commands.sync_contacts(self.uow, customer_uuid, data_source_uuid, contacts,
+                                      customers=self.customers_rpc)
 
     @rpc
     def list_contacts(self, filters: dict, cursor: str | None = None, per_page=None) -> dict:

@@ -82,6 +82,18 @@ def highest_position(session: Session, customer_uuid: str) -> int | None:
     return session.scalar(select(func.max(Contact.position)).where(Contact.customer_uuid == customer_uuid))
 
 
+def by_external_id(session: Session, data_source_uuid: str, external_id: str) -> Contact | None:
+    """Return the contact with this external id in this data source, row-locked; None if none."""
+    return session.scalars(select(Contact).where(
+        Contact.data_source_uuid == data_source_uuid, Contact.external_id == external_id)
+        .with_for_update().execution_options(populate_existing=True)).first()
+
+
+def position_taken(session: Session, customer_uuid: str, position: int) -> bool:
+    return session.scalar(select(Contact.id).where(
+        Contact.customer_uuid == customer_uuid, Contact.position == position).limit(1)) is not None
+
+
 def external_id_taken(session: Session, data_source_uuid: str, external_id: str | None,
                       except_id: int | None = None) -> bool:
     """True when another contact of this data source already has this external id."""

@@ -25,7 +25,7 @@ from roster.errors import Conflict, NotFound, UnprocessableEvent, ValidationFail
 from roster.pagination import decode_cursor, keyset_page, page_size
 from roster.timestamps import render, utcnow
 from roster.uow import Transaction, UnitOfWork
-from services.customers import domain, merges, store
+from services.customers import domain, merges, store, syncing
 from services.customers.domain import Attribute
 from services.customers.models import CustomAttribute, Customer, ExternalId, MergedCustomer, Tag
 from services.customers.schemas import columns_of, customer_dict
@@ -55,10 +55,12 @@ class Loaded:
 
 # ---- queries ------------------------------------------------------------------------------
 
-def get_customer(uow: UnitOfWork, uuid: str) -> dict:
-    """Return one customer; 404 if there is none."""
+def get_customer(uow: UnitOfWork, uuid: str, with_overrides: bool = False) -> dict:
+    """Return one customer (with its `overrides` if asked); 404 if there is none."""
     with uow.read() as session:
         customer = store.read_by_uuid(session, uuid) if domain.findable(uuid) else None
+        if customer is not None and with_overrides:
+            customer["overrides"] = store.overrides_of(session, customer["id"])
     if customer is None:
         raise NotFound(f"Customer {uuid} not found", param="uuid")
     return customer
@@ -110,11 +112,12 @@ def create_customer(uow: UnitOfWork, data: dict, *, billing) -> dict:
     With an idempotency key, a retry gets this answer back instead of a second customer.
     """
     new = domain.new_customer(data)
+    overrides = syncing.overrides_after({}, data.get("overrides"))
     source = _data_source(billing, new.data_source_uuid)
     with uow.write() as tx:
         row = Customer(uuid=f"cus_{uuid_lib.uuid4()}",
                        billing_system_type=new.billing_system_type or source.get("system") or "Import API",
-                       **new.profile)
+                       overrides=overrides, **new.profile)
         tx.session.add(row)
         tx.session.flush()
         tx.session.execute(insert(ExternalId).values(
@@ -123,7 +126,7 @@ def create_customer(uow: UnitOfWork, data: dict, *, billing) -> dict:
         _add_tags(tx, customer, new.tags)
         _write_attributes(tx, customer, new.custom)
         created = customer.as_dict()
-        tx.record("customer_created", customer=created)
+        tx.record("customer_created", customer=created, reason="created")
         return tx.result(created)
 
 
@@ -137,6 +140,8 @@ def update_customer(uow: UnitOfWork, uuid: str, changes: dict) -> dict:
 
     def change(tx: Transaction, customer: Loaded) -> None:
         _set_profile(customer, domain.profile(changes, current_status=customer.row.status))
+        if "overrides" in changes:
+            _set_overrides(customer, changes["overrides"])
         if "tags" in attributes:
             _replace_tags(tx, customer, attributes["tags"] or [])
         if "custom" in attributes:
@@ -156,22 +161,152 @@ def remove_tags(uow: UnitOfWork, who: dict, tags) -> list[dict]:
                                                                domain.tags_to_remove(customer.tags, tags)))
 
 
-def add_custom_attributes(uow: UnitOfWork, who: dict, entries) -> list[dict]:
-    """Add typed custom attributes (`[{type, key, value, source}]`) to the customer(s) named by `who`."""
-    return _change(uow, who, lambda tx, customer: _write_attributes(
-        tx, customer, domain.added_attributes(customer.custom, entries)))
+def add_custom_attributes(uow: UnitOfWork, who: dict, entries, overrides=None) -> list[dict]:
+    """Add typed custom attributes (`[{type, key, value, source}]`) to the customer(s) named by `who`;
+    `overrides` marks or un-marks fields as overridden."""
+    def change(tx: Transaction, customer: Loaded) -> None:
+        _write_attributes(tx, customer, domain.added_attributes(customer.custom, entries))
+        _set_overrides(customer, overrides)
+    return _change(uow, who, change)
 
 
-def update_custom_attributes(uow: UnitOfWork, who: dict, values) -> list[dict]:
+def update_custom_attributes(uow: UnitOfWork, who: dict, values, overrides=None) -> list[dict]:
     """Set custom values by key (`{key: value}`) on the customer(s) named by `who`."""
-    return _change(uow, who, lambda tx, customer: _write_attributes(
-        tx, customer, domain.set_values(customer.custom, values)))
+    def change(tx: Transaction, customer: Loaded) -> None:
+        _write_attributes(tx, customer, domain.set_values(customer.custom, values))
+        _set_overrides(customer, overrides)
+    return _change(uow, who, change)
 
 
-def remove_custom_attributes(uow: UnitOfWork, who: dict, keys) -> list[dict]:
-    """Remove custom attributes by key from the customer(s) named by `who`."""
-    return _change(uow, who, lambda tx, customer: _remove_attributes(
-        tx, customer, domain.keys_to_remove(customer.custom, keys)))
+def remove_custom_attributes(uow: UnitOfWork, who: dict, keys, overrides=None) -> list[dict]:
+    """Remove custom attributes by key from the customer(s) named by `who`.
+
+    An attribute marked as overridden is kept (ChartMogul 4.11; the gateway's answer names it
+    in `message`), unless the same request un-marks it with `overrides`.
+    """
+    def change(tx: Transaction, customer: Loaded) -> None:
+        _set_overrides(customer, overrides)
+        kept = syncing.overridden_custom(customer.row.overrides)
+        _remove_attributes(tx, customer, [key for key in domain.keys_to_remove(customer.custom, keys)
+                                          if key not in kept])
+    return _change(uow, who, change)
+
+
+def sync_customer(uow: UnitOfWork, data: dict, *, billing) -> dict:
+    """Create or update the customer a billing system's connector has (contract: docs/notes on
+    `sync_customer`); return it with `sync_outcome`: created, updated or unchanged.
+
+    Found by (data_source_uuid, external_id), also when a merge took that id to another
+    customer (that customer answers). None: created, as by `create_customer` (a customer
+    deleted in Roster comes back). Found: every field given is set except those its
+    overrides protect; `attributes.stripe` is replaced; nothing changed writes nothing.
+    Two syncs of one new customer at once make one: the external id goes in with
+    insert-or-ignore, and the loser drops its row and updates the winner's.
+    """
+    synced = syncing.synced_customer(data)
+    system = synced.billing_system_type
+    if system is None:
+        system = _data_source(billing, synced.data_source_uuid).get("system") or "Import API"
+    with uow.write() as tx:
+        customer = _synced_customer(tx, synced)
+        if customer is None:
+            created = _create_synced(tx, synced, system)
+            if created is not None:
+                return tx.result({**created, "sync_outcome": "created"})
+            customer = _synced_customer(tx, synced)  # a concurrent sync created it first
+            if customer is None:
+                raise Conflict("external_id: a concurrent change took this customer; sync it again",
+                               param="external_id")
+        before = customer.as_dict()
+        if syncing.follows_source(customer.external_ids, synced.data_source_uuid, synced.external_id):
+            _set_profile(customer, syncing.synced_values(synced, customer.row.overrides))
+        after = _record_update(tx, customer, before)
+        return tx.result({**after, "sync_outcome": "unchanged" if after == before else "updated"})
+
+
+def _synced_customer(tx: Transaction, synced) -> Loaded | None:
+    """Return the locked customer holding the synced external id, or None when no customer does."""
+    session = tx.session
+    for _ in range(5):  # a merge may move the id between the look-up and the lock: look again
+        found = store.id_by_external_id(session, synced.data_source_uuid, synced.external_id)
+        if found is None:
+            return None
+        rows = store.lock(session, [found])
+        if rows and store.id_by_external_id(session, synced.data_source_uuid, synced.external_id) == found:
+            return _load(session, rows)[0]
+    raise Conflict("external_id: the customer keeps changing; sync it again", param="external_id")
+
+
+def _create_synced(tx: Transaction, synced, system: str) -> dict | None:
+    """Insert the synced customer; None (and nothing kept) if its external id was taken meanwhile."""
+    session = tx.session
+    row = Customer(uuid=f"cus_{uuid_lib.uuid4()}", billing_system_type=system,
+                   stripe_attributes=synced.stripe or {}, **synced.profile)
+    session.add(row)
+    session.flush()
+    taken = not insert_ignore(session, ExternalId.__table__, [{
+        "customer_id": row.id, "data_source_uuid": synced.data_source_uuid, "external_id": synced.external_id}],
+        ["data_source_uuid", "external_id"])
+    if taken:
+        session.delete(row)
+        session.flush()
+        return None
+    created = Loaded(row, [(synced.data_source_uuid, synced.external_id, None)], [], {}).as_dict()
+    tx.record("customer_created", customer=created, reason="synced")
+    return created
+
+
+def merge_duplicates(uow: UnitOfWork, payload: dict) -> list[dict]:
+    """Merge the custom-source duplicates of the customer a customer_created / customer_updated
+    event names into the connector's record (syncing.duplicate_merges); return the merges.
+
+    Runs after the create or update committed. The customers of a pair are locked, and the
+    pair is decided again once they are, so concurrent handlers make one merge per pair.
+    """
+    uuid = _announced_customer(payload)
+    if uuid is None:
+        return []
+    with uow.write() as tx:
+        session = tx.session
+        found = store.id_by_uuid(session, uuid) if domain.findable(uuid) else None
+        if found is None:
+            return []
+        done = []
+        for _ in range(10):  # each round merges one pair decided on locked rows
+            pair = _duplicate_pair(session, found)
+            if pair is None:
+                break
+            rows = store.lock(session, list(pair))
+            if len(rows) != 2 or _duplicate_pair(session, found) != pair:
+                continue
+            loaded = {customer.row.id: customer for customer in _load(session, rows)}
+            done.append(_merge(tx, loaded[pair[0]], loaded[pair[1]]))
+            if pair[0] == found:
+                break  # the announced customer is merged away
+        return done
+
+
+def _announced_customer(payload: dict) -> str | None:
+    """The uuid a customer_created (not by an unmerge) or an email-changing customer_updated names."""
+    if not isinstance(payload, dict):
+        return None
+    if "customer" in payload:
+        if payload.get("reason") == "unmerged":  # the user split them: do not merge them back
+            return None
+        return (payload.get("customer") or {}).get("uuid")
+    if "email" in (payload.get("changes") or {}):
+        return payload.get("uuid")
+    return None
+
+
+def _duplicate_pair(session, customer_id: int) -> tuple[int, int] | None:
+    customer = store.read_by_id(session, customer_id)
+    if customer is None:
+        return None
+    email = (customer["email"] or "").lower()
+    me = {"id": customer_id, "email_lower": email, "billing_system_type": customer["billing_system_type"]}
+    merges_wanted = syncing.duplicate_merges(me, store.same_email(session, email) if email else [])
+    return merges_wanted[0] if merges_wanted else None
 
 
 def delete_customer(uow: UnitOfWork, uuid: str) -> None:
@@ -206,25 +341,31 @@ def merge_customers(uow: UnitOfWork, from_ref: dict, into_ref: dict) -> dict:
                 or len(rows) != 2:
             raise Conflict("from: a concurrent merge changed these customers; look them up again", param="from")
         loaded = {customer.row.id: customer for customer in _load(session, rows)}
-        merged, into = loaded[from_id], loaded[into_id]
-        before = into.as_dict()
-        gained_tags = domain.merged_tags(into.tags, merged.tags)[len(into.tags):]
-        gained_custom = domain.merged_custom(into.custom, merged.custom)
-        domain.check_merge(external_ids=len(into.external_ids) + len(merged.external_ids),
-                           tags=len(into.tags) + len(gained_tags), custom=len(into.custom) + len(gained_custom))
-        session.execute(update(ExternalId).where(ExternalId.customer_id == from_id).values(
-            customer_id=into_id, merged_from=func.coalesce(ExternalId.merged_from, merged.row.uuid)))
-        _add_tags(tx, into, gained_tags)
-        _write_attributes(tx, into, gained_custom)
-        _remember_merged(tx, merged, into_id)
-        session.delete(merged.row)
-        session.flush()
-        into = _load(session, {into_id: into.row})[0]  # the ids in their stored order
-        tx.record("customer_merged", from_uuid=merged.row.uuid, into_uuid=into.row.uuid,
-                  into_external_id=into.external_ids[0][1],
-                  moved_external_ids=[{"data_source_uuid": source, "external_id": external_id}
-                                      for source, external_id, _ in merged.external_ids])
-        return {"from_uuid": merged.row.uuid, "into": _record_update(tx, into, before)}
+        return _merge(tx, loaded[from_id], loaded[into_id])
+
+
+def _merge(tx: Transaction, merged: Loaded, into: Loaded) -> dict:
+    """Merge one locked customer into another locked one; record customer_merged; return `{from_uuid, into}`."""
+    session = tx.session
+    from_id, into_id = merged.row.id, into.row.id
+    before = into.as_dict()
+    gained_tags = domain.merged_tags(into.tags, merged.tags)[len(into.tags):]
+    gained_custom = domain.merged_custom(into.custom, merged.custom)
+    domain.check_merge(external_ids=len(into.external_ids) + len(merged.external_ids),
+                       tags=len(into.tags) + len(gained_tags), custom=len(into.custom) + len(gained_custom))
+    session.execute(update(ExternalId).where(ExternalId.customer_id == from_id).values(
+        customer_id=into_id, merged_from=func.coalesce(ExternalId.merged_from, merged.row.uuid)))
+    _add_tags(tx, into, gained_tags)
+    _write_attributes(tx, into, gained_custom)
+    _remember_merged(tx, merged, into_id)
+    session.delete(merged.row)
+    session.flush()
+    into = _load(session, {into_id: into.row})[0]  # the ids in their stored order
+    tx.record("customer_merged", from_uuid=merged.row.uuid, into_uuid=into.row.uuid,
+              into_external_id=into.external_ids[0][1],
+              moved_external_ids=[{"data_source_uuid": source, "external_id": external_id}
+                                  for source, external_id, _ in merged.external_ids])
+    return {"from_uuid": merged.row.uuid, "into": _record_update(tx, into, before)}
 
 
 def unmerge_customer(uow: UnitOfWork, data: dict) -> dict:
@@ -265,7 +406,7 @@ def unmerge_customer(uow: UnitOfWork, data: dict) -> dict:
         _add_tags(tx, created, new.tags)
         _write_attributes(tx, created, new.custom)
         new_customer = created.as_dict()
-        tx.record("customer_created", customer=new_customer)
+        tx.record("customer_created", customer=new_customer, reason="unmerged")
         before = customer.as_dict()
         customer.external_ids = [held for held in customer.external_ids if held[:2] != pair]
         left = _record_update(tx, customer, before)
@@ -417,6 +558,13 @@ def _delete(tx: Transaction, customer: Loaded, *, reason: str) -> None:
 
 
 # ---- the only code that writes a customer's rows ------------------------------------------
+
+def _set_overrides(customer: Loaded, given) -> None:
+    if given is not None:
+        overrides = syncing.overrides_after(customer.row.overrides, given)
+        if overrides != (customer.row.overrides or {}):
+            customer.row.overrides = overrides
+
 
 def _set_profile(customer: Loaded, values: dict) -> None:
     for name, value in values.items():

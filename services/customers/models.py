@@ -45,6 +45,10 @@ class Customer(Base):
     metrics_sequence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     billing_system_type: Mapped[str] = mapped_column(String(100), default="Import API", index=True)
+    # `attributes.stripe`: what the billing system's connector last synced, replaced wholesale.
+    stripe_attributes: Mapped[dict] = mapped_column(JSON, default=dict, server_default="{}")
+    # Fields a user protected from syncs (services/customers/syncing.py has the shape).
+    overrides: Mapped[dict] = mapped_column(JSON, default=dict, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
     # Its external ids, tags and custom attributes are rows of the tables below, written with

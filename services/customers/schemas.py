@@ -10,6 +10,8 @@ PROFILE_FIELDS = (
     "website_url", "billing_system_url", "mrr", "arr", "net_payments", "currency", "billing_system_type",
 )
 TIME_FIELDS = ("lead_created_at", "free_trial_started_at", "customer_since", "created_at", "updated_at")
+# Columns read with the others but shown inside `attributes` (stripe_attributes as `stripe`).
+ATTRIBUTE_FIELDS = ("stripe_attributes",)
 
 
 def customer_dict(columns: dict, external_ids: list[tuple[str, str]], tags: list[str], custom: dict) -> dict:
@@ -25,10 +27,11 @@ def customer_dict(columns: dict, external_ids: list[tuple[str, str]], tags: list
     customer["external_ids"] = [external_id for _, external_id in external_ids]
     customer["data_source_uuid"] = external_ids[0][0] if external_ids else ""
     customer["data_source_uuids"] = list(dict.fromkeys(source for source, _ in external_ids))
-    customer["attributes"] = {"tags": tags, "stripe": {}, "clearbit": {}, "custom": custom}
+    customer["attributes"] = {"tags": tags, "stripe": dict(columns.get("stripe_attributes") or {}),
+                              "clearbit": {}, "custom": custom}
     return customer
 
 
 def columns_of(customer) -> dict:
     """Return the columns `customer_dict` needs from a loaded Customer row."""
-    return {field: getattr(customer, field) for field in PROFILE_FIELDS + TIME_FIELDS}
+    return {field: getattr(customer, field) for field in PROFILE_FIELDS + TIME_FIELDS + ATTRIBUTE_FIELDS}

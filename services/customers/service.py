@@ -31,8 +31,12 @@ class CustomersService:
         return commands.discard_customer(self.uow, uuid)
 
     @rpc
-    def get_customer(self, uuid: str) -> dict:
-        return commands.get_customer(self.uow, uuid)
+    def get_customer(self, uuid: str, with_overrides: bool = False) -> dict:
+        return commands.get_customer(self.uow, uuid, with_overrides)
+
+    @rpc
+    def sync_customer(self, data: dict) -> dict:
+        return commands.sync_customer(self.uow, data, billing=self.billing_rpc)
 
     @rpc
     def find_customer(self, data_source_uuid: str, external_id: str) -> dict:
@@ -75,24 +79,27 @@ class CustomersService:
         return commands.remove_tags(self.uow, {"email": email}, tags)
 
     @rpc
-    def add_custom_attributes(self, uuid: str, attributes: list) -> dict:
-        return commands.add_custom_attributes(self.uow, {"uuid": uuid}, attributes)[0]["attributes"]["custom"]
+    def add_custom_attributes(self, uuid: str, attributes: list, overrides: dict | None = None) -> dict:
+        return commands.add_custom_attributes(self.uow, {"uuid": uuid}, attributes,
+                                              overrides)[0]["attributes"]["custom"]
 
     @rpc
     def add_custom_attributes_by_email(self, email: str, attributes: list) -> list[dict]:
         return commands.add_custom_attributes(self.uow, {"email": email}, attributes)
 
     @rpc
-    def update_custom_attributes(self, uuid: str, values: dict) -> dict:
-        return commands.update_custom_attributes(self.uow, {"uuid": uuid}, values)[0]["attributes"]["custom"]
+    def update_custom_attributes(self, uuid: str, values: dict, overrides: dict | None = None) -> dict:
+        return commands.update_custom_attributes(self.uow, {"uuid": uuid}, values,
+                                                 overrides)[0]["attributes"]["custom"]
 
     @rpc
     def update_custom_attributes_by_email(self, email: str, values: dict) -> list[dict]:
         return commands.update_custom_attributes(self.uow, {"email": email}, values)
 
     @rpc
-    def remove_custom_attributes(self, uuid: str, keys: list) -> dict:
-        return commands.remove_custom_attributes(self.uow, {"uuid": uuid}, keys)[0]["attributes"]["custom"]
+    def remove_custom_attributes(self, uuid: str, keys: list, overrides: dict | None = None) -> dict:
+        return commands.remove_custom_attributes(self.uow, {"uuid": uuid}, keys,
+                                                 overrides)[0]["attributes"]["custom"]
 
     @rpc
     def remove_custom_attributes_by_email(self, email: str, keys: list) -> list[dict]:
@@ -106,3 +113,13 @@ class CustomersService:
     @event_handler("billing_sync", "customer_metrics_changed")
     def handle_customer_metrics_changed(self, payload):
         commands.on_customer_metrics_changed(self.uow, payload)
+
+    # A custom-source duplicate of a connector's customer is merged into it in the background
+    # (syncing.duplicate_merges), whichever of the two arrives first.
+    @event_handler("customers", "customer_created")
+    def merge_duplicate_of_created(self, payload):
+        commands.merge_duplicates(self.uow, payload)
+
+    @event_handler("customers", "customer_updated")
+    def merge_duplicate_of_updated(self, payload):
+        commands.merge_duplicates(self.uow, payload)

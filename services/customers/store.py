@@ -6,9 +6,9 @@ from sqlalchemy.orm import Session
 
 from roster.database import lock_rows
 from services.customers.models import CustomAttribute, Customer, ExternalId, MergedCustomer, Tag
-from services.customers.schemas import PROFILE_FIELDS, TIME_FIELDS, customer_dict
+from services.customers.schemas import ATTRIBUTE_FIELDS, PROFILE_FIELDS, TIME_FIELDS, customer_dict
 
-CUSTOMER_COLUMNS = [getattr(Customer, field) for field in PROFILE_FIELDS + TIME_FIELDS]
+CUSTOMER_COLUMNS = [getattr(Customer, field) for field in PROFILE_FIELDS + TIME_FIELDS + ATTRIBUTE_FIELDS]
 # The customer's own id first (merged_from is null), then ids gained by merges, oldest first.
 EXTERNAL_ID_ORDER = (ExternalId.merged_from.is_not(None), ExternalId.id)
 
@@ -55,6 +55,22 @@ def ids_in_data_source(session: Session, data_source_uuid: str) -> list[int]:
     """Return the ids of customers holding an external id of this data source."""
     return list(session.scalars(
         select(ExternalId.customer_id).where(ExternalId.data_source_uuid == data_source_uuid).distinct()))
+
+
+def overrides_of(session: Session, customer_id: int) -> dict:
+    return session.scalar(select(Customer.overrides).where(Customer.id == customer_id)) or {}
+
+
+def id_by_merged_uuid(session: Session, uuid: str) -> int | None:
+    """Return the id of the customer now holding the merged-away customer `uuid`; None if none."""
+    return session.scalar(select(MergedCustomer.customer_id).where(MergedCustomer.uuid == uuid))
+
+
+def same_email(session: Session, email_lower: str) -> list[dict]:
+    """Return `{id, email_lower, billing_system_type}` of the customers with this (lower-cased) email."""
+    rows = session.execute(select(Customer.id, Customer.email_lower, Customer.billing_system_type)
+                           .where(Customer.email_lower == email_lower).order_by(Customer.id))
+    return [row._asdict() for row in rows]
 
 
 def merged_snapshot(session: Session, uuid: str) -> dict | None:

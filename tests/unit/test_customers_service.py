@@ -43,7 +43,7 @@ def test_create_stores_the_customer_and_records_customer_created(service):
     assert customer["website_url"] == "https://acme.io" and customer["status"] == "New Lead"
     assert customer["country"] == "DE"
     assert customer["attributes"]["custom"] == {"seats": 4}
-    assert events(service, "customer_created") == [{"customer": customer}]
+    assert events(service, "customer_created") == [{"customer": customer, "reason": "created"}]
 
 
 def test_create_in_an_unknown_data_source_is_a_422_that_stores_nothing(service):

@@ -114,7 +114,7 @@ def test_unmerge_gives_the_id_back_as_a_customer_with_what_it_had_when_merged(se
     assert left["uuid"] == into["uuid"] and left["external_ids"] == ["into"] and left["name"] == "Survivor Inc"
     assert service.get_customer(new["uuid"]) == new
     assert service.find_customer(SOURCE, "gone")["uuid"] == new["uuid"]
-    assert recorded_fields(service.uow, "customer_created")[-1] == {"customer": new}
+    assert recorded_fields(service.uow, "customer_created")[-1] == {"customer": new, "reason": "unmerged"}
     updated = recorded_fields(service.uow, "customer_updated")[-1]
     assert updated["uuid"] == into["uuid"] and updated["changes"]["external_ids"] == ["into"]
     assert recorded_fields(service.uow, "customer_unmerged") == [{
