@@ -29,7 +29,7 @@ import time
 
 import eventlet
 from eventlet.event import Event
-from kombu import Connection, Queue
+from kombu import Connection, Consumer, Queue
 from nameko.amqp.publish import Publisher
 from nameko.extensions import DependencyProvider, Entrypoint
 
@@ -142,7 +142,7 @@ class WorkQueueEntrypoint(Entrypoint):
             channel.basic_qos(prefetch_size=0, prefetch_count=1, a_global=False)
             queue = work_queue_declaration(self.queue)(channel)
             queue.declare()
-            with connection.Consumer(channel, queues=[queue], callbacks=[self._on_message],
+            with Consumer(channel, queues=[queue], callbacks=[self._on_message],
                                      accept=["json"], prefetch_count=1):
                 logger.info("work queue %s: consuming", self.queue)
                 while not self._stopping:
