@@ -27,7 +27,7 @@ from services.billing_sync.connectors import stripe
 from services.billing_sync.connectors.errors import (
     ConnectorError, MalformedObject, UnknownPlan, UpstreamNotFound, UpstreamRejected, UpstreamUnavailable,
 )
-from services.billing_sync.connectors.shapes import withplan_uuids
+from services.billing_sync.connectors.shapes import with_plan_uuids
 from services.billing_sync.models import Invoice, Plan, Subscription
 from services.billing_sync.validation import MAX_INVOICES_PER_REQUEST
 
@@ -221,7 +221,7 @@ def import_billing(uow: UnitOfWork, record: dict, source_uuid: str, mapped: stri
     ready = []
     for invoice in new:
         try:
-            ready.append({**withplan_uuids(invoice, plan_uuids), "data_source_uuid": source_uuid})
+            ready.append({**with_plan_uuids(invoice, plan_uuids), "data_source_uuid": source_uuid})
         except UnknownPlan as error:
             tally.bad(error.object_id, error.field, error.reason)
     for start in range(0, len(ready), MAX_INVOICES_PER_REQUEST):

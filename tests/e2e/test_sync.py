@@ -2,6 +2,10 @@
 Stripe-compatible server (tools/fake_billing.py). Needs the customers/contacts `sync_customer` and
 `sync_contacts` RPCs (docs/sync.md)."""
 import json
+import os
+import re
+import signal
+import subprocess
 import threading
 
 import pytest
@@ -192,3 +196,47 @@ def test_the_billing_api_failing_ends_the_job_failed_with_the_reason(http, billi
     assert billing.count(f"/v1/customers/{cus}") > 1  # retried before giving up
     stats = http.get("/v1/sync_jobs/stats").json()
     assert stats["failed"] >= 1 and set(stats) >= {"pending", "running", "failed", "oldest_pending_age_seconds"}
+
+
+def test_a_worker_killed_mid_job_loses_nothing(http, stack, tmp_path):
+    """SIGKILL a sync worker while it holds a customer's re-sync: another worker resumes it."""
+    slow = FakeBilling(BillingModel(), latency=0.3).start()
+    stack.stop_service("sync_worker")  # this test's own two workers replace the session's for a while
+    workers = [subprocess.Popen(stack.command("sync_worker"), cwd=stack.root, env=stack.env,
+                                stdout=open(tmp_path / f"worker-{n}.log", "wb"), stderr=subprocess.STDOUT,
+                                start_new_session=True) for n in range(2)]
+    try:
+        model = slow.model
+        price = model.add_price("Slow", 1000)
+        for n in range(4):
+            model.subscribe(model.add_customer(f"Slow {n}", f"{unique('slow')}@example.com"), price,
+                            start=unix(2024, 1, 1), periods=2)
+        source = stripe_source(http, slow)
+        answer = http.post(f"/v1/data_sources/{source['uuid']}/sync")
+        assert answer.status_code == 202, answer.text
+
+        def started():  # (worker index, job id) of the first customer re-sync a worker took
+            for index in range(2):
+                found = re.search(r"customer_resync (\S+) started", (tmp_path / f"worker-{index}.log").read_text())
+                if found:
+                    return index, found.group(1)
+            return None
+
+        index, child = eventually(started, timeout=60, interval=0.02)
+        os.killpg(workers[index].pid, signal.SIGKILL)
+        workers[index].wait()
+        parent = finished_job(http, answer, timeout=90)
+        assert parent["state"] == "succeeded", parent
+        assert parent["counts"] == {"processed": 4, "failed": 0, "total": 4}
+        resumed = http.get(f"/v1/sync_jobs/{child}").json()
+        assert resumed["state"] == "succeeded" and resumed["attempts"] == 2, resumed
+        survivor = (tmp_path / f"worker-{1 - index}.log").read_text()
+        assert f"customer_resync {child} started (attempt 2, resumed)" in survivor
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+        slow.stop()
+        stack.start_service("sync_worker")
+        stack.wait_ready(timeout=60)
