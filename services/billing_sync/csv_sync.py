@@ -14,7 +14,7 @@ import time
 from roster.errors import NotFound, RosterError, ServiceUnavailable
 from roster.uow import UnitOfWork
 from services.billing_sync import commands, jobs, sync_jobs
-from services.billing_sync.connectors.csv_import import BadRow, CsvLayoutError, Record, iter_records
+from services.billing_sync.connectors.csv_import import BadRow, CsvLayoutError, Record, count_lines, iter_records
 from services.billing_sync.connectors.errors import UnknownPlan
 from services.billing_sync.connectors.shapes import with_plan_uuids
 from services.billing_sync.sync import JobFailed, KnownCustomer, Tally, import_plans, plan_uuids, split_invoices
@@ -27,11 +27,8 @@ MAX_REMEMBERED = 10_000  # customer and plan ids kept in memory, so a big file d
 
 def count_rows(path: str) -> int:
     """Return the file's number of lines after the header (a quick streaming pass, for progress)."""
-    lines = 0
     with open(path, "rb") as stream:
-        while chunk := stream.read(1 << 20):
-            lines += chunk.count(b"\n")
-    return max(0, lines - 1)
+        return max(0, count_lines(stream) - 1)
 
 
 def import_file(uow: UnitOfWork, ticket: sync_jobs.Ticket, ports) -> None:
@@ -144,9 +141,10 @@ def _import_invoice(uow: UnitOfWork, record: Record, source_uuid: str, tally: Ta
     missing = wanted - set(plans)
     if missing:
         plans.update(plan_uuids(uow, source_uuid, missing))
+    rows = _rows_of(record)  # counts are in rows, like the job's total
     new, _known = split_invoices(uow, source_uuid, [invoice])
     if not new:
-        tally.ok()  # imported before (a resumed job, or the same file again)
+        tally.ok(rows)  # imported before (a resumed job, or the same file again)
         return
     try:
         ready = {**with_plan_uuids(invoice, plans), "data_source_uuid": source_uuid}
@@ -159,7 +157,7 @@ def _import_invoice(uow: UnitOfWork, record: Record, source_uuid: str, tally: Ta
         field, reasons = next(iter(outcome["errors"].items()))
         tally.bad(where, field, "; ".join(map(str, reasons)))
     else:
-        tally.ok()
+        tally.ok(rows)
 
 
 class _Relabel:
