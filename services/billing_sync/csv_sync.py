@@ -89,6 +89,16 @@ def import_file(uow: UnitOfWork, ticket: sync_jobs.Ticket, ports) -> None:
     checkpoint(last_line)
 
 
+def with_contact_id(contact: dict) -> dict:
+    """Return the contact with an external id: its own, or one derived from its customer and email
+    (or name), so importing the same file again updates the contact instead of adding another."""
+    if contact.get("external_id"):
+        return contact
+    who = (contact.get("email") or "").strip().lower() or " ".join(
+        filter(None, [contact.get("first_name"), contact.get("last_name")])).strip().lower()
+    return {**contact, "external_id": f"{contact['customer_external_id']}:{who}"[:500]}
+
+
 def _rows_of(record: Record) -> int:
     if record.kind != "invoice":
         return 1
@@ -114,7 +124,7 @@ def _import_record(uow: UnitOfWork, record: Record, ticket, ports, tally: Tally,
                 tally.bad(where, "customer_external_id", f"no customer {data['customer_external_id']!r} in the "
                                                          "data source")
                 return
-            ports.contacts.sync_contacts(customer["uuid"], source_uuid, [data])
+            ports.contacts.sync_contacts(customer["uuid"], source_uuid, [with_contact_id(data)])
             tally.ok()
         elif record.kind == "plan":
             before = tally.failed

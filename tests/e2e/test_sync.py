@@ -173,7 +173,7 @@ def test_a_malformed_invoice_fails_alone_and_the_job_says_which(http, billing):
                                                 "name": "Cleo"}).json()
     job = finished_job(http, http.post(f"/v1/customers/{existing['uuid']}/resync"))
     assert job["state"] == "succeeded", job
-    assert job["counts"]["failed"] == 1
+    assert job["counts"]["failed"] == 1, job["errors"]
     assert job["errors"] == [{"object_id": broken, "field": "currency", "message": job["errors"][0]["message"]}]
     assert len(invoices_of(http, existing["uuid"])) == 1
 
@@ -240,3 +240,32 @@ def test_a_worker_killed_mid_job_loses_nothing(http, stack, tmp_path):
         slow.stop()
         stack.start_service("sync_worker")
         stack.wait_ready(timeout=60)
+
+
+def test_a_csv_upload_over_the_json_limit_imports_good_rows_and_names_bad_lines(http):
+    source = http.post("/v1/data_sources", json={"name": unique("CSV")}).json()
+    first, second = unique("csv"), unique("csv")
+    text = ("record_type,external_id,customer_external_id,name,email,first_name,country\n"
+            f"customer,{first},,Ada CSV,{first}@example.com,,GB\n"
+            f"contact,,{first},,,Ada,\n"
+            f"customer,{second},,Bad Country,,,Narnia\n"
+            + "\n" * 1_200_000  # blank lines are skipped: a body past the 1 MiB JSON limit, cheaply
+            + f"customer,{second},,Bob CSV,{second}@example.com,,US\n")
+    assert len(text) > 1024 * 1024
+    assert http.post(f"/v1/data_sources/{source['uuid']}/csv_imports", role="read_only", data=text,
+                     headers={"Content-Type": "text/csv"}).status_code == 403
+    job = finished_job(http, http.post(f"/v1/data_sources/{source['uuid']}/csv_imports", data=text,
+                                       headers={"Content-Type": "text/csv"}))
+    assert job["state"] == "succeeded" and job["kind"] == "csv_import", job
+    assert job["counts"]["failed"] == 1, job["errors"]
+    assert job["errors"] == [{"object_id": "line 4", "field": "country", "message": job["errors"][0]["message"]}]
+    assert customer_of(http, source, first)["name"] == "Ada CSV"
+    assert customer_of(http, source, second)["name"] == "Bob CSV"
+
+    multipart = http.post(f"/v1/data_sources/{source['uuid']}/csv_imports",
+                          files={"file": ("more.csv", f"record_type,external_id,name\ncustomer,{unique()},Cy\n",
+                                          "text/csv")})
+    assert finished_job(http, multipart)["state"] == "succeeded"
+    empty = http.post(f"/v1/data_sources/{source['uuid']}/csv_imports", data=b"", headers={"Content-Type": "text/csv"})
+    assert empty.status_code == 400
+    assert http.post(f"/v1/data_sources/ds_{unique()}/csv_imports", data="x").status_code == 404
