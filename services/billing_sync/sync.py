@@ -68,7 +68,7 @@ def run_job(uow: UnitOfWork, message: dict, delivery: dict, ports: Ports, *,
     log.info("%s %s started (attempt %d%s)", ticket.kind, ticket.uuid, ticket.attempts,
              ", resumed" if ticket.resumed else "")
     try:
-        RUNNERS[ticket.kind](uow, ticket, ports)
+        counts = RUNNERS[ticket.kind](uow, ticket, ports)
     except JobFailed as failure:
         return sync_jobs.finish(uow, ticket.uuid, reason=str(failure))
     except (ConnectorError, RosterError) as failure:
@@ -81,7 +81,7 @@ def run_job(uow: UnitOfWork, message: dict, delivery: dict, ports: Ports, *,
         return sync_jobs.finish(uow, ticket.uuid, reason=f"{type(failure).__name__}: {failure}")
     if ticket.kind == jobs.SOURCE_SYNC:
         return jobs.RUNNING  # finishes with its last child
-    return sync_jobs.finish(uow, ticket.uuid)
+    return sync_jobs.finish(uow, ticket.uuid, counts=counts)
 
 
 def _reason(failure: Exception) -> str:
@@ -151,7 +151,7 @@ class Tally:
         self.errors.append(jobs.error_entry(object_id, field, message))
 
 
-def resync_customer(uow: UnitOfWork, ticket: sync_jobs.Ticket, ports: Ports) -> None:
+def resync_customer(uow: UnitOfWork, ticket: sync_jobs.Ticket, ports: Ports) -> dict:
     """Bring one customer and its billing data up to date with the billing system."""
     client = _client(ticket, ports)
     try:
@@ -171,12 +171,12 @@ def resync_customer(uow: UnitOfWork, ticket: sync_jobs.Ticket, ports: Ports) -> 
     if mapped.customer is None:  # the customer object itself is unusable
         sync_jobs.report(uow, ticket.uuid, failed=tally.failed, errors=tally.errors, total=tally.failed)
         raise JobFailed(tally.errors[0]["message"] if tally.errors else "the customer object is malformed")
-    import_customer(uow, ticket, mapped, ports, tally)
+    return import_customer(uow, ticket, mapped, ports, tally)
 
 
 def import_customer(uow: UnitOfWork, ticket: sync_jobs.Ticket, mapped: stripe.MappedCustomer, ports: Ports,
                     tally: Tally) -> dict:
-    """Sync the mapped customer, its contacts and billing data; report the tally on the job."""
+    """Sync the mapped customer, its contacts and billing data; return the counts for the job."""
     source_uuid = ticket.data_source_uuid
     total = 1 + len(mapped.contacts) + len(mapped.plans) + len(mapped.invoices) + tally.failed
     try:
@@ -198,9 +198,8 @@ def import_customer(uow: UnitOfWork, ticket: sync_jobs.Ticket, mapped: stripe.Ma
             for contact in mapped.contacts:
                 tally.bad(contact["external_id"], refusal.param, refusal.message)
     import_billing(uow, record, source_uuid, mapped, tally)
-    sync_jobs.report(uow, ticket.uuid, processed=tally.processed, failed=tally.failed, errors=tally.errors,
-                     total=total, customer_uuid=record["uuid"])
-    return record
+    return {"processed": tally.processed, "failed": tally.failed, "errors": tally.errors, "total": total,
+            "customer_uuid": record["uuid"]}
 
 
 class KnownCustomer:

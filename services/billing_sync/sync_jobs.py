@@ -191,19 +191,24 @@ def report(uow: UnitOfWork, uuid: str, *, processed: int = 0, failed: int = 0, e
     """Add to a running job's counts and errors; set its total, resume cursor or customer."""
     with uow.write() as tx:
         job = _locked(tx.session, uuid)
-        if job is None:
-            return
-        job.processed += processed
-        job.failed += failed
-        if errors:
-            job.errors = jobs.with_errors(job.errors, list(errors))
-        if total is not None:
-            job.total = total
-        if cursor is not None:
-            job.cursor = cursor
-        if customer_uuid is not None:
-            job.customer_uuid = customer_uuid
-        job.progress_at = utcnow()
+        if job is not None:
+            _add(job, processed=processed, failed=failed, errors=errors, total=total, cursor=cursor,
+                 customer_uuid=customer_uuid)
+
+
+def _add(job: SyncJob, *, processed: int = 0, failed: int = 0, errors=(), total: int | None = None,
+         cursor: str | None = None, customer_uuid: str | None = None) -> None:
+    job.processed += processed
+    job.failed += failed
+    if errors:
+        job.errors = jobs.with_errors(job.errors, list(errors))
+    if total is not None:
+        job.total = total
+    if cursor is not None:
+        job.cursor = cursor
+    if customer_uuid is not None:
+        job.customer_uuid = customer_uuid
+    job.progress_at = utcnow()
 
 
 def reset_counts(uow: UnitOfWork, uuid: str) -> None:
@@ -215,12 +220,15 @@ def reset_counts(uow: UnitOfWork, uuid: str) -> None:
             job.errors = []
 
 
-def finish(uow: UnitOfWork, uuid: str, *, reason: str | None = None) -> str | None:
-    """End a job (failed when `reason` is given); pass its outcome to its parent. Return its state."""
+def finish(uow: UnitOfWork, uuid: str, *, reason: str | None = None, counts: dict | None = None) -> str | None:
+    """End a job (failed when `reason` is given), first adding `counts` (report()'s arguments) in
+    the same transaction; pass its outcome to its parent. Return its state."""
     with uow.write() as tx:
         job = _locked(tx.session, uuid)
         if job is None or job.state in jobs.FINISHED:
             return job.state if job else None
+        if counts:
+            _add(job, **counts)
         _close(tx, job, reason)
         if job.parent_id is not None:
             _child_finished(tx, job)
@@ -279,7 +287,8 @@ def add_children(uow: UnitOfWork, parent_uuid: str, external_ids: list[str]) -> 
                 for external_id in dict.fromkeys(external_ids)]
         insert_ignore(tx.session, SyncJob.__table__, rows, ["parent_id", "customer_external_id"])
         wanted = [row["uuid"] for row in rows]
-        return list(tx.session.scalars(select(SyncJob.uuid).where(SyncJob.uuid.in_(wanted))))
+        created = set(tx.session.scalars(select(SyncJob.uuid).where(SyncJob.uuid.in_(wanted))))
+        return [uuid for uuid in wanted if uuid in created]  # in the order of `external_ids`
 
 
 def pending_children(uow: UnitOfWork, parent_uuid: str) -> list[str]:
