@@ -235,9 +235,8 @@ def import_billing(uow: UnitOfWork, record: dict, source_uuid: str, mapped: stri
             else:
                 field, reasons = next(iter(problems.items()))
                 tally.bad(sent["external_id"], field, "; ".join(map(str, reasons)))
-    for invoice_uuid, invoice in known:
-        tally.ok()
-        _import_new_transactions(uow, source_uuid, invoice_uuid, invoice, tally)
+    tally.ok(len(known))
+    _import_new_transactions(uow, source_uuid, known, tally)
     _import_cancellations(uow, source_uuid, mapped.cancellations, tally)
 
 
@@ -292,15 +291,15 @@ def split_invoices(uow: UnitOfWork, source_uuid: str, invoices: list[dict]) -> t
     return new, known
 
 
-def _import_new_transactions(uow: UnitOfWork, source_uuid: str, invoice_uuid: str, invoice: dict,
-                             tally: Tally) -> None:
-    transactions = [t for t in invoice.get("transactions", []) if t.get("external_id")]
-    if not transactions:
+def _import_new_transactions(uow: UnitOfWork, source_uuid: str, known: list[tuple[str, dict]], tally: Tally) -> None:
+    """Record the payments and refunds of invoices imported before that are not stored yet."""
+    wanted = [(uuid, t) for uuid, invoice in known for t in invoice.get("transactions", []) if t.get("external_id")]
+    if not wanted:
         return
     with uow.read() as session:
         source = store.data_source(session, source_uuid)
-        taken = store.existing_transaction_keys(session, {(source.id, t["external_id"]) for t in transactions})
-    for transaction in transactions:
+        taken = store.existing_transaction_keys(session, {(source.id, t["external_id"]) for _, t in wanted})
+    for invoice_uuid, transaction in wanted:
         if (source.id, transaction["external_id"]) in taken:
             continue
         try:

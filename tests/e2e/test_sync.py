@@ -178,7 +178,7 @@ def test_a_malformed_invoice_fails_alone_and_the_job_says_which(http, billing):
     assert len(invoices_of(http, existing["uuid"])) == 1
 
 
-def test_the_billing_api_failing_ends_the_job_failed_with_the_reason(http, billing):
+def test_the_billing_api_failing_ends_the_job_failed_with_the_reason(http, billing, stack):
     model = billing.model
     cus = model.add_customer("Dora Down", f"{unique('dora')}@example.com")
     source = stripe_source(http, billing)
@@ -196,6 +196,8 @@ def test_the_billing_api_failing_ends_the_job_failed_with_the_reason(http, billi
     assert billing.count(f"/v1/customers/{cus}") > 1  # retried before giving up
     stats = http.get("/v1/sync_jobs/stats").json()
     assert stats["failed"] >= 1 and set(stats) >= {"pending", "running", "failed", "oldest_pending_age_seconds"}
+    for log in stack.log_dir.glob("*.log"):  # the billing API key is stored, never logged
+        assert DEFAULT_API_KEY not in log.read_text(errors="replace"), log
 
 
 def test_a_worker_killed_mid_job_loses_nothing(http, stack, tmp_path):
