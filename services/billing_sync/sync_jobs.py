@@ -100,6 +100,9 @@ def request_customer_resync(uow: UnitOfWork, customer: dict) -> dict:
     """Create a pending re-sync of a customer (a record as the customers service answers it)
     from its connector source; 422 when the customer comes from none."""
     pairs = [(customer.get("data_source_uuid"), customer.get("external_id"))]
+    sources, external_ids = customer.get("data_source_uuids") or [], customer.get("external_ids") or []
+    if len(sources) == len(external_ids):  # one id per source: the pairs line up (merged customers)
+        pairs += list(zip(sources, external_ids))
     with uow.write() as tx:
         sources = store.data_sources_by_uuid(tx.session, [uuid for uuid, _ in pairs if uuid])
         for source_uuid, external_id in pairs:

@@ -179,3 +179,15 @@ def test_deleting_a_source_deletes_its_jobs(uow, stripe):
     commands.delete_data_source(uow, stripe["uuid"])
     with pytest.raises(NotFound):
         sync_jobs.get_job(uow, parent["id"])
+
+
+def test_a_merged_customer_resyncs_from_its_connector_source(uow, stripe):
+    plain = commands.create_data_source(uow, {"name": "Plain"})
+    merged = {"uuid": "c1", "data_source_uuid": plain["uuid"], "external_id": "imp_1",
+              "data_source_uuids": [plain["uuid"], stripe["uuid"]], "external_ids": ["imp_1", "cus_S"]}
+    job = sync_jobs.request_customer_resync(uow, merged)
+    assert job["data_source_uuid"] == stripe["uuid"] and job["customer_external_id"] == "cus_S"
+    with pytest.raises(ValidationFailed) as refused:
+        sync_jobs.request_customer_resync(uow, {**merged, "data_source_uuids": [plain["uuid"]],
+                                                "external_ids": ["imp_1"]})
+    assert refused.value.param == "uuid"
