@@ -12,6 +12,11 @@ from roster.errors import BadRequest, PayloadTooLarge
 
 CSV_UPLOAD_MAX_BYTES = 100 * 1024 * 1024  # default of CSV_UPLOAD_MAX_BYTES; ~1M rows of the layout
 CHUNK = 64 * 1024
+CSV_BODY = {  # the upload as the OpenAPI document describes it (docs/csv-import.md)
+    "text/csv": {"schema": {"type": "string"}},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
+}
 
 
 def csv_upload_limit() -> int:
@@ -71,8 +76,9 @@ class SyncRoutes:
         return 202, self.billing_rpc.request_source_sync(uuid)
 
     @api("POST", "/v1/data_sources/<uuid>/csv_imports", permission=WRITE, response=schemas.SyncJobOut(),
-         status=202, summary="Import a CSV file into a data source (text/csv body or multipart `file`; "
-                             "up to CSV_UPLOAD_MAX_BYTES, default 100 MiB; queues a job)")
+         status=202, raw_body=CSV_BODY,
+         summary="Import a CSV file into a data source (text/csv body or multipart `file`; "
+                 "up to CSV_UPLOAD_MAX_BYTES, default 100 MiB; queues a job)")
     def import_csv(self, request, uuid):
         self.billing_rpc.get_data_source(uuid, {})  # 404 before reading a large body for nothing
         path = save_upload(request, csv_upload_limit())
