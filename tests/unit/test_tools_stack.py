@@ -111,3 +111,14 @@ def test_a_stopped_service_is_not_restarted(stack):
 
     assert stack.supervise_once() == []
     assert stack.processes["customers"] == []
+
+
+def test_sync_workers_are_their_own_process_type_two_by_default(tmp_path):
+    from tools.stack import SERVICES, Stack
+
+    assert SERVICES["sync_worker"] == "services.billing_sync.worker"
+    default = Stack({}, tmp_path, tmp_path / "logs")
+    assert default.process_count("sync_worker") == 2 and default.process_count("billing_sync") == 1
+    assert [path.name for path in default.log_paths("sync_worker")] == ["sync_worker-1.log", "sync_worker-2.log"]
+    assert Stack({"SYNC_WORKERS": "4"}, tmp_path, tmp_path / "logs").process_count("sync_worker") == 4
+    assert Stack({"SYNC_WORKERS": "0"}, tmp_path, tmp_path / "logs").log_paths("sync_worker") == []
