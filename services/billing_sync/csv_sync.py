@@ -43,7 +43,7 @@ def import_file(uow: UnitOfWork, ticket: sync_jobs.Ticket, ports) -> None:
     source_uuid = ticket.data_source_uuid
     customers: dict[str, dict] = {}
     plans: dict[str, str] = {}
-    tally, rows_since, started = Tally(), 0, time.monotonic()
+    tally, rows_since, started = Tally(), 0, time.monotonic()  # rows since the last checkpoint
     last_line = resume_after
 
     def customer_record(external_id: str) -> dict | None:
@@ -56,13 +56,16 @@ def import_file(uow: UnitOfWork, ticket: sync_jobs.Ticket, ports) -> None:
                 return None
         return customers[external_id]
 
+    run_processed = run_failed = 0  # this run's, for the progress lines
+
     def checkpoint(line: int) -> None:
-        nonlocal tally, rows_since
+        nonlocal tally, run_processed, run_failed
         sync_jobs.report(uow, ticket.uuid, processed=tally.processed, failed=tally.failed, errors=tally.errors,
                          cursor=str(line))
-        done = resume_after + rows_since
-        log.info("%s", jobs.Progress(tally.processed, tally.failed, total, time.monotonic() - started).line(
-            f"csv_import {ticket.uuid} line {line}/{total + 1} ({done} rows)"))
+        run_processed += tally.processed
+        run_failed += tally.failed
+        log.info("%s", jobs.Progress(run_processed, run_failed, total, time.monotonic() - started).line(
+            f"csv_import {ticket.uuid} at line {line}"))
         tally = Tally()
 
     try:
