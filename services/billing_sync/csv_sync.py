@@ -51,7 +51,7 @@ def import_file(uow: UnitOfWork, ticket: sync_jobs.Ticket, ports) -> None:
             if len(customers) >= MAX_REMEMBERED:
                 customers.clear()
             try:
-                customers[external_id] = ports.customers.find_customer(source_uuid, external_id)
+                customers[external_id] = _brief(ports.customers.find_customer(source_uuid, external_id))
             except NotFound:
                 return None
         return customers[external_id]
@@ -102,6 +102,11 @@ def with_contact_id(contact: dict) -> dict:
     return {**contact, "external_id": f"{contact['customer_external_id']}:{who}"[:500]}
 
 
+def _brief(customer: dict) -> dict:
+    """Return what the import needs of a customer record (kept in memory for many customers)."""
+    return {key: customer.get(key) for key in ("uuid", "data_source_uuid", "external_id")}
+
+
 def _rows_of(record: Record) -> int:
     if record.kind != "invoice":
         return 1
@@ -119,7 +124,7 @@ def _import_record(uow: UnitOfWork, record: Record, ticket, ports, tally: Tally,
                                                    "billing_system_type": ticket.system})
             if len(customers) >= MAX_REMEMBERED:
                 customers.clear()
-            customers[data["external_id"]] = answer
+            customers[data["external_id"]] = _brief(answer)
             tally.ok()
         elif record.kind == "contact":
             customer = customer_record(data["customer_external_id"])
