@@ -71,7 +71,9 @@ def main() -> int:
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "AMQP_URI": amqp_uri, "DATA_DIR": str(workdir / "data"), "GATEWAY_PORT": str(port),
            "GATEWAY_HOST": "127.0.0.1", "API_KEYS": f"{API_KEY}:owner", "LOG_LEVEL": "WARNING",
-           "DATABASE_SCHEMA_PREFIX": prefix, "SYNC_WORKERS": "0"}
+           "DATABASE_SCHEMA_PREFIX": prefix, "SYNC_WORKERS": "0",
+           # new customers make the avatars service look for logos: nowhere outside this machine
+           "CLEARBIT_LOGO_URL": "http://127.0.0.1:9", "GRAVATAR_URL": "http://127.0.0.1:9", "AVATAR_FETCH_TIMEOUT": "1"}
     stack = Stack(env, ROOT, workdir / "logs")
     results = []
     try:
