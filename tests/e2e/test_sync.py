@@ -109,6 +109,11 @@ def test_a_connector_source_keeps_its_key_and_refuses_bad_settings(http, billing
     plain = http.post("/v1/data_sources", json={"name": unique("Import")}).json()
     assert http.post(f"/v1/data_sources/{plain['uuid']}/sync").status_code == 422
     assert http.get(f"/v1/sync_jobs/{unique()}").status_code == 404
+    assert http.post(f"/v1/customers/cus_{unique()}/resync").status_code == 404
+    imported = http.post("/v1/customers", json={"data_source_uuid": plain["uuid"], "external_id": unique(),
+                                                "name": "Imported"}).json()
+    not_synced = http.post(f"/v1/customers/{imported['uuid']}/resync")
+    assert not_synced.status_code == 422 and not_synced.json()["param"] == "uuid"
 
 
 def test_full_sync_then_upgrade_resync_is_idempotent_and_restores_a_deleted_customer(http, billing, bus):
