@@ -186,7 +186,7 @@ class ApiEndpoint(HttpRequestHandler):
         try:
             if self.permission is not None:
                 self.keys.authorize(request.headers.get("Authorization"), self.permission)
-            if self.cache_key is not None:
+            if self.cache_key is not None and not request.args:  # a read with options is rendered afresh
                 return self._cached_read(request, request.path_values[self.cache_key])
             if self.write_key is not None:
                 return self._write_through(request, request.path_values[self.write_key])

@@ -5,11 +5,13 @@ from gateway.http import api
 from gateway.schemas.contacts import (
     ContactListOut,
     ContactOut,
+    ContactWithOverridesOut,
     CreateContactSchema,
     CustomerContactSchema,
     EmptyOut,
     ListContactsQuery,
     PageQuery,
+    RetrieveContactQuery,
     UpdateContactSchema,
 )
 from roster.errors import NotFound, ValidationFailed
@@ -69,9 +71,11 @@ class ContactRoutes:
         cursor, per_page = _page(query)
         return self.contacts_rpc.list_contacts(query, cursor, per_page)  # the service knows its filters
 
-    @api("GET", "/v1/contacts/<string:uuid>", permission=READ, response=ContactOut(),
-         summary="Retrieve a contact")
-    def contacts_retrieve(self, request, uuid):
+    @api("GET", "/v1/contacts/<string:uuid>", permission=READ, query=RetrieveContactQuery(),
+         response=ContactWithOverridesOut(), summary="Retrieve a contact (with_overrides=true adds `overrides`)")
+    def contacts_retrieve(self, request, uuid, query):
+        if query.get("with_overrides"):
+            return self.contacts_rpc.get_contact(uuid, True)
         return self.contacts_rpc.get_contact(uuid)
 
     @api("PATCH", "/v1/contacts/<string:uuid>", permission=WRITE, body=UpdateContactSchema(),

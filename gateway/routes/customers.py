@@ -62,8 +62,13 @@ class CustomerRoutes:
         page = self.customers_rpc.list_customers({"email": query["email"]}, cursor, per_page)
         return render_page(page, per_page)
 
-    @api("GET", f"{C}/<uuid>", cache_key="uuid", response=schemas.CustomerOut(), summary="Retrieve a customer")
-    def get_customer(self, request, uuid):
+    @api("GET", f"{C}/<uuid>", cache_key="uuid", query=schemas.RetrieveQuery(),
+         response=schemas.CustomerWithOverridesOut(),
+         summary="Retrieve a customer (with_overrides=true adds `overrides`)")
+    def get_customer(self, request, uuid, query):
+        if query.get("with_overrides"):
+            customer = self.customers_rpc.get_customer(uuid, True)
+            return 200, {**customer_wire(customer), "overrides": customer["overrides"]}, revision_headers(customer)
         customer = self.customers_rpc.get_customer(uuid)
         return 200, customer_wire(customer), revision_headers(customer)
 
@@ -98,8 +103,13 @@ class CustomerRoutes:
         self.cache.invalidate(unmerge["from"]["uuid"], unmerge["customer"]["uuid"])
         return 202, {"customer_uuid": unmerge["from"]["uuid"], "new_customer_uuid": unmerge["customer"]["uuid"]}
 
-    @api("GET", f"{C}/<uuid>/attributes", response=schemas.AttributesOut(), summary="A customer's attributes")
-    def get_customer_attributes(self, request, uuid):
+    @api("GET", f"{C}/<uuid>/attributes", query=schemas.RetrieveQuery(),
+         response=schemas.AttributesWithOverridesOut(),
+         summary="A customer's attributes (with_overrides=true adds `overrides`)")
+    def get_customer_attributes(self, request, uuid, query):
+        if query.get("with_overrides"):
+            customer = self.customers_rpc.get_customer(uuid, True)
+            return {**customer["attributes"], "overrides": customer["overrides"]}
         return self.customers_rpc.get_customer(uuid)["attributes"]
 
     @api("POST", f"{C}/<uuid>/attributes/tags", permission=WRITE, body=schemas.TagsIn(),
@@ -125,17 +135,25 @@ class CustomerRoutes:
     @api("POST", f"{C}/<uuid>/attributes/custom", permission=WRITE, body=schemas.CustomAttributesIn(),
          response=schemas.CustomOut(), summary="Add typed custom attributes to a customer")
     def add_custom_attributes(self, request, uuid, body):
-        return self._changed(uuid, {"custom": self.customers_rpc.add_custom_attributes(uuid, body["custom"])})
+        return self._changed(uuid, {"custom": self.customers_rpc.add_custom_attributes(
+            uuid, body["custom"], body.get("overrides"))})
 
     @api("PUT", f"{C}/<uuid>/attributes/custom", permission=WRITE, body=schemas.CustomValuesIn(),
          response=schemas.CustomOut(), summary="Update a customer's custom attribute values")
     def update_custom_attributes(self, request, uuid, body):
-        return self._changed(uuid, {"custom": self.customers_rpc.update_custom_attributes(uuid, body["custom"])})
+        return self._changed(uuid, {"custom": self.customers_rpc.update_custom_attributes(
+            uuid, body["custom"], body.get("overrides"))})
 
     @api("DELETE", f"{C}/<uuid>/attributes/custom", permission=WRITE, body=schemas.CustomKeysIn(),
          response=schemas.CustomOut(), summary="Remove custom attributes from a customer")
     def remove_custom_attributes(self, request, uuid, body):
-        return self._changed(uuid, {"custom": self.customers_rpc.remove_custom_attributes(uuid, body["custom"])})
+        """An overridden attribute is kept (ChartMogul 4.11); `message` names those kept."""
+        custom = self.customers_rpc.remove_custom_attributes(uuid, body["custom"], body.get("overrides"))
+        answer = {"custom": custom}
+        kept = [key for key in dict.fromkeys(body["custom"]) if key in custom]
+        if kept:
+            answer["message"] = f"Kept the overridden custom attributes: {', '.join(kept)}"
+        return self._changed(uuid, answer)
 
     @api("POST", f"{C}/attributes/custom", permission=WRITE, body=schemas.CustomAttributesByEmailIn(),
          response=schemas.CustomerEntries(), summary="Add custom attributes to every customer with an email")

@@ -22,6 +22,8 @@ class ContactFieldsSchema(Lenient):
     twitter = fields.String(allow_none=True)
     notes = fields.String(allow_none=True)
     custom = fields.Raw(allow_none=True)  # [{"key", "value"}, ...] or {key: value}
+    overrides = fields.Dict(allow_none=True, metadata={
+        "description": 'fields protected from billing-system syncs, e.g. {"email": true}; false un-marks one'})
 
 
 class CustomerContactSchema(ContactFieldsSchema):
@@ -53,6 +55,11 @@ class ListContactsQuery(Lenient):
     per_page = fields.Integer(validate=validate.Range(min=1))
 
 
+class RetrieveContactQuery(Lenient):
+    with_overrides = fields.Boolean(metadata={"description": "add the top-level `overrides`"})
+    attributes_with_history = fields.String(metadata={"description": "accepted; no history is kept"})
+
+
 class PageQuery(Lenient):
     cursor = fields.String()
     per_page = fields.Integer(validate=validate.Range(min=1))
@@ -80,6 +87,12 @@ class ContactOut(Schema):
     last_seen = fields.DateTime(allow_none=True)
     created_at = fields.DateTime(required=True)
     updated_at = fields.DateTime(required=True)
+
+
+class ContactWithOverridesOut(ContactOut):
+    """A retrieved contact; `overrides` only with `with_overrides=true`."""
+
+    overrides = fields.Dict(metadata={"description": "only with with_overrides=true"})
 
 
 class ContactListOut(Schema):

@@ -15,6 +15,14 @@ def _text(**kwargs):
     return StrictString(allow_none=True, **kwargs)
 
 
+OVERRIDES_DOC = ('fields protected from billing-system syncs, e.g. {"company": true, "address": true, '
+                 '"attributes": {"custom": {"channel": true}}}; false un-marks one')
+
+
+def _overrides():
+    return fields.Dict(allow_none=True, metadata={"description": OVERRIDES_DOC})
+
+
 class CustomAttributeIn(Lenient):
     type = StrictString(required=True)
     key = StrictString(required=True)
@@ -46,6 +54,7 @@ class CustomerProfile(Lenient):
     owner = _text(metadata={"format": "email"})
     website_url = _text()
     primary_contact = fields.Dict(allow_none=True)
+    overrides = _overrides()
 
 
 class CustomerCreate(CustomerProfile):
@@ -94,6 +103,11 @@ class CustomerListQuery(Lenient):
     per_page = fields.Integer()
 
 
+class RetrieveQuery(Lenient):
+    with_overrides = fields.Boolean(metadata={"description": "add the top-level `overrides`"})
+    attributes_with_history = fields.String(metadata={"description": "accepted; no history is kept"})
+
+
 class CustomerSearchQuery(Lenient):
     email = fields.String(required=True, validate=validate.Length(min=1))
     cursor = fields.String()
@@ -110,6 +124,7 @@ class TagsByEmailIn(TagsIn):
 
 class CustomAttributesIn(Lenient):
     custom = fields.List(fields.Nested(CustomAttributeIn), required=True)
+    overrides = _overrides()
 
 
 class CustomAttributesByEmailIn(CustomAttributesIn):
@@ -118,6 +133,7 @@ class CustomAttributesByEmailIn(CustomAttributesIn):
 
 class CustomValuesIn(Lenient):
     custom = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True), required=True)
+    overrides = _overrides()
 
 
 class CustomValuesByEmailIn(CustomValuesIn):
@@ -126,6 +142,7 @@ class CustomValuesByEmailIn(CustomValuesIn):
 
 class CustomKeysIn(Lenient):
     custom = fields.List(StrictString(), required=True)
+    overrides = _overrides()
 
 
 class CustomKeysByEmailIn(CustomKeysIn):
@@ -149,6 +166,10 @@ class AttributesOut(Schema):
     stripe = fields.Dict()
     clearbit = fields.Dict()
     custom = fields.Dict()
+
+
+class AttributesWithOverridesOut(AttributesOut):
+    overrides = fields.Dict(metadata={"description": "only with with_overrides=true: " + OVERRIDES_DOC})
 
 
 class CustomerOut(Schema):
@@ -185,6 +206,12 @@ class CustomerOut(Schema):
     avatar_url = fields.String()
 
 
+class CustomerWithOverridesOut(CustomerOut):
+    """A retrieved customer; top-level `overrides` only with `with_overrides=true` (ChartMogul 4.11)."""
+
+    overrides = fields.Dict(metadata={"description": "only with with_overrides=true: " + OVERRIDES_DOC})
+
+
 class CustomerPage(Schema):
     entries = fields.List(fields.Nested(CustomerOut))
     has_more = fields.Boolean()
@@ -202,6 +229,7 @@ class TagsOut(Schema):
 
 class CustomOut(Schema):
     custom = fields.Dict()
+    message = fields.String(metadata={"description": "on a remove: the overridden attributes that were kept"})
 
 
 CURRENCY_SIGNS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "AUD": "A$", "CAD": "C$", "CHF": "CHF",

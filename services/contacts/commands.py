@@ -259,8 +259,14 @@ def _contact(session, uuid: str, *, lock: bool = False) -> Contact:
 
 
 def _customer(customers, customer_uuid: str) -> dict:
+    """Return the customer; one merged away (a duplicate merged in the background, say) answers the
+    customer that took it over, so a contact added to it lands there."""
     try:
         return customers.get_customer(customer_uuid)
+    except NotFound:
+        pass
+    try:
+        return customers.get_survivor(customer_uuid)
     except NotFound:
         raise invalid("customer_uuid", f"no customer {customer_uuid} exists")
 

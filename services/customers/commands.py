@@ -66,6 +66,16 @@ def get_customer(uow: UnitOfWork, uuid: str, with_overrides: bool = False) -> di
     return customer
 
 
+def get_survivor(uow: UnitOfWork, uuid: str) -> dict:
+    """Return the customer now holding the merged-away customer `uuid`; 404 if `uuid` was not merged away."""
+    with uow.read() as session:
+        found = store.id_by_merged_uuid(session, uuid) if domain.findable(uuid) else None
+        customer = store.read_by_id(session, found) if found is not None else None
+    if customer is None:
+        raise NotFound(f"Customer {uuid} was not merged into another", param="uuid")
+    return customer
+
+
 def find_customer(uow: UnitOfWork, data_source_uuid: str, external_id: str) -> dict:
     """Return the customer known by this external id in this data source; 404 if none."""
     with uow.read() as session:
@@ -264,13 +274,14 @@ def merge_duplicates(uow: UnitOfWork, payload: dict) -> list[dict]:
     pair is decided again once they are, so concurrent handlers make one merge per pair.
     """
     uuid = _announced_customer(payload)
-    if uuid is None:
+    if uuid is None or not domain.findable(uuid):
         return []
+    with uow.read() as session:  # most customers have no duplicate: decide that without a write
+        found = store.id_by_uuid(session, uuid)
+        if found is None or _duplicate_pair(session, found) is None:
+            return []
     with uow.write() as tx:
         session = tx.session
-        found = store.id_by_uuid(session, uuid) if domain.findable(uuid) else None
-        if found is None:
-            return []
         done = []
         for _ in range(10):  # each round merges one pair decided on locked rows
             pair = _duplicate_pair(session, found)
@@ -300,12 +311,11 @@ def _announced_customer(payload: dict) -> str | None:
 
 
 def _duplicate_pair(session, customer_id: int) -> tuple[int, int] | None:
-    customer = store.read_by_id(session, customer_id)
-    if customer is None:
+    """The first (from id, into id) merge the customer's duplicates call for, or None."""
+    me = store.duplicate_key(session, customer_id)
+    if me is None or not me["email_lower"]:
         return None
-    email = (customer["email"] or "").lower()
-    me = {"id": customer_id, "email_lower": email, "billing_system_type": customer["billing_system_type"]}
-    merges_wanted = syncing.duplicate_merges(me, store.same_email(session, email) if email else [])
+    merges_wanted = syncing.duplicate_merges(me, store.same_email(session, me["email_lower"]))
     return merges_wanted[0] if merges_wanted else None
 
 

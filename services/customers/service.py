@@ -35,6 +35,10 @@ class CustomersService:
         return commands.get_customer(self.uow, uuid, with_overrides)
 
     @rpc
+    def get_survivor(self, uuid: str) -> dict:
+        return commands.get_survivor(self.uow, uuid)
+
+    @rpc
     def sync_customer(self, data: dict) -> dict:
         return commands.sync_customer(self.uow, data, billing=self.billing_rpc)
 

@@ -66,6 +66,13 @@ def id_by_merged_uuid(session: Session, uuid: str) -> int | None:
     return session.scalar(select(MergedCustomer.customer_id).where(MergedCustomer.uuid == uuid))
 
 
+def duplicate_key(session: Session, customer_id: int) -> dict | None:
+    """Return `{id, email_lower, billing_system_type}` of one customer; None if there is none."""
+    row = session.execute(select(Customer.id, Customer.email_lower, Customer.billing_system_type)
+                          .where(Customer.id == customer_id)).first()
+    return row._asdict() if row is not None else None
+
+
 def same_email(session: Session, email_lower: str) -> list[dict]:
     """Return `{id, email_lower, billing_system_type}` of the customers with this (lower-cased) email."""
     rows = session.execute(select(Customer.id, Customer.email_lower, Customer.billing_system_type)

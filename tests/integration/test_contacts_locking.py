@@ -16,7 +16,7 @@ from sqlalchemy.orm import sessionmaker
 
 from roster import config, migrations
 from roster.database import make_engine
-from roster.errors import RosterError, ValidationFailed
+from roster.errors import NotFound, RosterError, ValidationFailed
 from roster.events import envelope
 from roster.testing import as_handler
 from roster.uow import UnitOfWork
@@ -33,6 +33,9 @@ class GatedCustomers:
     def __init__(self, parties: int, delay: float = 0.0):
         self.gate = threading.Barrier(parties)
         self.delay = delay
+
+    def get_survivor(self, uuid):
+        raise NotFound(f"Customer {uuid} was not merged", param="uuid")
 
     def get_customer(self, uuid):
         self.gate.wait()

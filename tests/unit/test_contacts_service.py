@@ -27,6 +27,9 @@ class FakeCustomers:
         self.customers[uuid] = {"uuid": uuid, "external_id": external_id, "external_ids": [external_id],
                                 "data_source_uuid": data_source_uuid, "data_source_uuids": [data_source_uuid]}
 
+    def get_survivor(self, uuid):
+        raise NotFound(f"Customer {uuid} was not merged", param="uuid")
+
     def get_customer(self, uuid):
         self.calls += 1
         if self.down:

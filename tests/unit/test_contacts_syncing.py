@@ -70,3 +70,22 @@ def test_create_with_overrides_marks_the_fields(service):
                                       "email": "hand@acme.io", "overrides": {"email": True}})
     synced = service.sync_contacts("cus_a", DS, [billing_contact()])[0]
     assert synced["uuid"] == created["uuid"] and synced["email"] == "hand@acme.io"
+
+
+def test_a_contact_for_a_customer_merged_away_lands_on_the_survivor(tmp_path):
+    """A duplicate merged in the background between its create and its contact's create."""
+    class Merged(FakeCustomers):
+        def get_survivor(self, uuid):
+            if uuid == "cus_gone":
+                return self.customers["cus_a"]
+            return super().get_survivor(uuid)
+
+    customers = Merged()
+    customers.add("cus_a", "ext-a")
+    uow = unit_of_work(Base, bookkeeping, tmp_path, unique_rules=UNIQUE_RULES)
+    service = worker_factory(ContactsService, uow=uow, customers_rpc=customers, billing_rpc=FakeBilling())
+    contact = service.create_contact({"customer_uuid": "cus_gone", "data_source_uuid": DS, "first_name": "Late"})
+    assert contact["customer_uuid"] == "cus_a"
+    with pytest.raises(ValidationFailed) as failure:
+        service.create_contact({"customer_uuid": "cus_never", "data_source_uuid": DS})
+    assert failure.value.param == "customer_uuid"

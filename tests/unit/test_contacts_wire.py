@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.schemas.contacts import ContactOut
+from roster.errors import NotFound
 from roster.testing import unit_of_work
 from services.contacts import commands
 from services.contacts.models import UNIQUE_RULES, Base, bookkeeping
@@ -19,6 +20,9 @@ EVENTS_DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 class Customers:
     def __init__(self, external_id=None):
         self.external_id = external_id
+
+    def get_survivor(self, uuid):
+        raise NotFound(f"Customer {uuid} was not merged", param="uuid")
 
     def get_customer(self, uuid):
         return {"uuid": uuid, "external_id": self.external_id, "data_source_uuid": DS, "data_source_uuids": [DS]}
