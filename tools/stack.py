@@ -42,9 +42,10 @@ SERVICES = {
     "customers": "services.customers.service",
     "contacts": "services.contacts.service",
     "billing_sync": "services.billing_sync.service",
-    "sync_worker": "services.billing_sync.worker",
     "activities": "services.activities.service",
     "avatars": "services.avatars.service",
+    # after the services its jobs call (and last but the gateway, so the others keep their places)
+    "sync_worker": "services.billing_sync.worker",
     "gateway": "gateway.service:GatewayService",
 }
 
