@@ -15,6 +15,7 @@ unreachable or refusing (after the client's retries with backoff) fails the job 
 """
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -67,6 +68,13 @@ def run_job(uow: UnitOfWork, message: dict, delivery: dict, ports: Ports, *,
         return None
     log.info("%s %s started (attempt %d%s)", ticket.kind, ticket.uuid, ticket.attempts,
              ", resumed" if ticket.resumed else "")
+    state = _run(uow, ticket, ports, final_attempt=final_attempt)
+    if ticket.file_path and state in jobs.FINISHED:
+        Path(ticket.file_path).unlink(missing_ok=True)  # an upload is kept only until its import ends
+    return state
+
+
+def _run(uow: UnitOfWork, ticket: sync_jobs.Ticket, ports: Ports, *, final_attempt: bool) -> str | None:
     try:
         counts = RUNNERS[ticket.kind](uow, ticket, ports)
     except JobFailed as failure:

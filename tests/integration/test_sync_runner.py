@@ -185,7 +185,10 @@ def test_a_csv_file_imports_good_rows_and_reports_bad_ones_by_line(uow, ports, t
     # Counted in rows: a bad invoice's 4 rows count as its 2 errors.
     assert shown["counts"]["processed"] + shown["counts"]["failed"] == rows - 2 * broken
 
+    assert not path.exists()  # the upload is removed once imported
+
     # The same file again (or a resumed job) imports nothing twice.
+    write_file(path, 600, broken_every=120)
     before = len(recorded_fields(uow, "invoice_imported"))
     drain(uow, ports, sync_jobs.request_csv_import(uow, source["uuid"], str(path)))
     assert len(recorded_fields(uow, "invoice_imported")) == before
