@@ -58,6 +58,8 @@ def _operation(endpoint: ApiEndpoint, path: str) -> dict:
         operation["requestBody"] = {
             "required": True, "content": {"application/json": {"schema": type(endpoint.body_schema)}},
         }
+    elif endpoint.raw_body is not None:
+        operation["requestBody"] = {"required": True, "content": endpoint.raw_body}
     success = {"description": "Success"}
     if endpoint.response_schema is not None:
         success["content"] = {"application/json": {"schema": type(endpoint.response_schema)}}

@@ -10,12 +10,13 @@ from gateway.routes.data_sources import DataSourceRoutes
 from gateway.routes.meta import MetaRoutes
 from gateway.routes.ops import OpsRoutes
 from gateway.routes.stream import StreamRoutes
+from gateway.routes.sync import SyncRoutes
 from roster.observe import WorkerObserver
 from roster.rpc import BoundedRpcProxy
 
 
 class GatewayService(MetaRoutes, CustomerRoutes, ContactRoutes, DataSourceRoutes, AvatarRoutes, ActivityRoutes,
-                     BillingRoutes, AppRoutes, StreamRoutes, OpsRoutes):
+                     BillingRoutes, AppRoutes, StreamRoutes, OpsRoutes, SyncRoutes):
     name = "gateway"
 
     customers_rpc = BoundedRpcProxy("customers")

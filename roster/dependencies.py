@@ -17,6 +17,8 @@ import time
 import eventlet
 from eventlet.event import Event
 from nameko.events import EventDispatcher
+from nameko.messaging import Publisher
+from nameko.standalone.events import get_event_exchange
 from sqlalchemy import text
 from sqlalchemy.orm import sessionmaker
 
@@ -38,8 +40,12 @@ ERROR_LOG_INTERVAL = 30.0
 class UnitOfWorkProvider(EventDispatcher):
     """Injects a UnitOfWork bound to this service's database, and publishes its outbox."""
 
-    def __init__(self, base, tables, unique_rules=(), migrate: bool = True, **kwargs):
+    def __init__(self, base, tables, unique_rules=(), migrate: bool = True, service: str | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
+        # `service`: whose database and events these are, when not the container's own (a
+        # service's worker processes run as another nameko service but share its data).
+        self.service = service
         self.migrate = migrate  # False: create the tables as they are (toy services in tests)
         self.base = base
         self.tables = tables
@@ -51,8 +57,13 @@ class UnitOfWorkProvider(EventDispatcher):
         self._relay_thread = None
 
     def setup(self):
-        super().setup()
-        name = self.container.service_name
+        name = self.service or self.container.service_name
+        if self.service is None:
+            super().setup()
+        else:  # EventDispatcher.setup with the owning service's exchange
+            self.exchange = get_event_exchange(name, self.container.config)
+            self.declare.append(self.exchange)
+            Publisher.setup(self)
         self.engine = make_engine(config.database_url(name), config.database_schema(name))
         if self.migrate:
             migrations.upgrade(self.engine, name, self.base.metadata)
@@ -119,7 +130,7 @@ class UnitOfWorkProvider(EventDispatcher):
             except Exception:  # the broker or the database is away: try again next round
                 if time.monotonic() - last_error_logged > ERROR_LOG_INTERVAL:
                     logger.exception("outbox %s: publishing failed; retrying every %.0fs",
-                                     self.container.service_name, RELAY_INTERVAL)
+                                     self.service or self.container.service_name, RELAY_INTERVAL)
                     last_error_logged = time.monotonic()
                 eventlet.sleep(RELAY_INTERVAL)
 

@@ -115,6 +115,11 @@ class BoundedServiceProxy:
             return self._timeout
         return min(self._timeout, remaining)
 
+    def restart_deadline(self) -> None:
+        """Give the request a fresh deadline from now: for a route that first spends long on the
+        client (a large upload) and only then asks a service."""
+        self._worker_ctx.context_data[DEADLINE] = deadline_after(self._timeout)
+
     def __getattr__(self, method_name):
         def call(*args, **kwargs):
             budget = self._budget()

@@ -69,7 +69,7 @@ def banner(stack: Stack, env: dict, log_dir: Path) -> str:
     key, _, role = first.rpartition(":")
     if not key:  # keys only in API_KEYS_FILE: stored hashed, so there is none to show
         key, role = "KEY", f"one of {env.get('API_KEYS_FILE')}"
-    workers = stack.process_count("billing_sync")
+    workers = stack.process_count("sync_worker")
     gateways = stack.process_count("gateway")
     return "\n".join([
         "",
@@ -80,7 +80,7 @@ def banner(stack: Stack, env: dict, log_dir: Path) -> str:
         f"  Try:      curl -u {key}: http://localhost:{port}/v1/ping",
         f"  Python:   cfg = chartmogul.Config({key!r}); cfg.uri = 'http://localhost:{port}/v1'",
         f"  Services: {', '.join(stack.processes)}"
-        + (f"  ({workers} sync workers)" if workers > 1 else ""),
+        + f"  ({workers} sync workers)",
         f"  Logs:     {log_dir}/",
         "Press Ctrl-C to stop.",
         "",

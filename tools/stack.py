@@ -2,8 +2,9 @@
 
 Used by `make run` (tools/run.py) and by the end-to-end tests (tests/e2e/conftest.py), so
 both start the platform the same way and readiness waits live here, not in shell loops.
-Every service is its own `nameko run` process; billing_sync may run several competing
-worker processes and the gateway several processes sharing one port (SO_REUSEPORT).
+Every service is its own `nameko run` process; billing_sync's sync workers (`sync_worker`,
+SYNC_WORKERS of them, default 2) compete for its work queue, and the gateway may run several
+processes sharing one port (SO_REUSEPORT).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit
 
 DEFAULT_AMQP_URI = "amqp://guest:guest@localhost:5672/"
 DEFAULT_GATEWAY_PORT = 8000
+DEFAULT_SYNC_WORKERS = 2
 STOP_GRACE_SECONDS = 10
 LOG_TAIL_LINES = 25
 RESTART_MARKER = "--- restarted at"  # written into a log before each restart's output
@@ -42,6 +44,8 @@ SERVICES = {
     "billing_sync": "services.billing_sync.service",
     "activities": "services.activities.service",
     "avatars": "services.avatars.service",
+    # after the services its jobs call (and last but the gateway, so the others keep their places)
+    "sync_worker": "services.billing_sync.worker",
     "gateway": "gateway.service:GatewayService",
 }
 
@@ -245,8 +249,8 @@ class Stack:
         return first.rpartition(":")[0] or None
 
     def process_count(self, name: str) -> int:
-        if name == "billing_sync":
-            return max(1, int(self.env.get("SYNC_WORKERS") or 1))
+        if name == "sync_worker":
+            return max(0, int(self.env.get("SYNC_WORKERS") or DEFAULT_SYNC_WORKERS))
         if name == "gateway":
             return max(1, int(self.env.get("GATEWAY_PROCESSES") or 1))
         return 1

@@ -24,7 +24,7 @@ SERVICE_PROXIES = {
     "avatars": "avatars_rpc",
 }
 READY_TIMEOUT = 2.0  # seconds each part may take to answer (load balancers probe with ~5 s timeouts)
-DEFAULT_QUEUE_PREFIXES = "sync,dead_letters"
+DEFAULT_QUEUE_PREFIXES = "billing_sync.sync_jobs,dead_letters"
 
 
 def broker_problem(amqp_uri: str, timeout: float = READY_TIMEOUT) -> str | None:

@@ -6,6 +6,9 @@ from gateway.schemas.fields import Lenient, StrictString
 
 class DataSourceCreate(Lenient):
     name = StrictString(required=True, validate=validate.Length(min=1, max=500))
+    system = StrictString(metadata={"description": "Import API (default) or a connector: Stripe"})
+    connection = fields.Dict(metadata={"description": "A connector's settings {base_url, api_key}; the key is "
+                                                      "stored and never returned"})
 
 
 class DataSourceOptions(Lenient):
@@ -32,6 +35,11 @@ class AutoChurnSettingOut(Schema):
     interval = fields.Integer(allow_none=True)
 
 
+class ConnectionOut(Schema):
+    base_url = fields.String()
+    api_key_set = fields.Boolean()
+
+
 class DataSourceOut(Schema):
     uuid = fields.String()
     name = fields.String()
@@ -41,6 +49,7 @@ class DataSourceOut(Schema):
     processing_status = fields.Nested(ProcessingStatusOut, metadata={"description": "with_processing_status"})
     auto_churn_subscription_setting = fields.Nested(AutoChurnSettingOut)
     invoice_handling_setting = fields.Dict()
+    connection = fields.Nested(ConnectionOut)
 
 
 class DataSourceList(Schema):

@@ -17,7 +17,7 @@ from roster.errors import NotFound, ValidationFailed, invalid
 from roster.pagination import decode_cursor, keyset_page, page_size
 from roster.timestamps import render_date, utcnow
 from roster.uow import UnitOfWork
-from services.billing_sync import domain, store, validation
+from services.billing_sync import domain, store, sync_jobs, validation
 from services.billing_sync.importer import InvoiceImport, record_transaction
 from services.billing_sync.ledger import Ledger, metrics_of
 from services.billing_sync.metrics import arr_series, customer_count_series, mrr_series
@@ -35,10 +35,13 @@ from services.billing_sync.status import subscription_summaries
 
 
 def create_data_source(uow: UnitOfWork, data: dict) -> dict:
-    """Create an Import API data source; return it."""
+    """Create an Import API data source, or a connector's (`system` "Stripe" with `connection`
+    {base_url, api_key}); return it (the key is stored, never returned)."""
     name = domain.clean_name(data.get("name"))
+    system = domain.clean_system(data.get("system"))
+    connection = domain.clean_connection(system, data.get("connection"))
     with uow.write() as tx:
-        source = DataSource(uuid=f"ds_{uuid_lib.uuid4()}", name=name, system=domain.IMPORT_API, status="idle")
+        source = DataSource(uuid=f"ds_{uuid_lib.uuid4()}", name=name, system=system, status="idle", **connection)
         tx.session.add(source)
         tx.session.flush()
         created = dump_data_source(source)
@@ -63,10 +66,15 @@ def get_data_source(uow: UnitOfWork, uuid: str, options: dict | None = None) -> 
 def _with_settings(session, sources: list[DataSource], options: dict) -> list[dict]:
     dumped = [dump_data_source(source) for source in sources]
     if options.get("with_processing_status"):
+        # Live from the source's sync jobs: objects processed and failed, objects still to do.
+        # An Import API source with no jobs counts its invoices (they import synchronously).
+        statuses = sync_jobs.processing_status(session, [source.id for source in sources])
         counts = store.invoice_counts(session, [source.id for source in sources])
         for source, entry in zip(sources, dumped):
-            # Imports are checked and written synchronously: nothing waits and nothing fails later.
-            entry["processing_status"] = {"processed": counts.get(source.id, 0), "pending": 0, "failed": 0}
+            status = statuses[source.id]
+            if source.system == domain.IMPORT_API:
+                status = {**status, "processed": status["processed"] + counts.get(source.id, 0)}
+            entry["processing_status"] = status
     if options.get("with_auto_churn_subscription_setting"):
         for entry in dumped:
             entry["auto_churn_subscription_setting"] = {"enabled": False, "interval": None}
@@ -90,6 +98,7 @@ def delete_data_source(uow: UnitOfWork, uuid: str) -> None:
         subscription_ids = list(session.scalars(select(Subscription.id).where(Subscription.data_source_id == source.id)))
         store.delete_subscriptions(session, subscription_ids)
         store.delete_plans_of(session, source.id)
+        sync_jobs.delete_jobs_of(session, source.id)
         for customer in customers.values():
             ledger.recompute(customer)
             ledger.settle(customer)

@@ -28,6 +28,48 @@ def clean_name(value) -> str:
     return name
 
 
+CONNECTOR_SYSTEMS = ("Stripe",)
+SYSTEMS = (IMPORT_API, *CONNECTOR_SYSTEMS)
+API_KEY_MAX = 500
+BASE_URL_MAX = 2000
+
+
+def clean_system(value) -> str:
+    """Return the data source's system: `Import API` (the default) or a connector's name."""
+    if value is None:
+        return IMPORT_API
+    if not isinstance(value, str) or value not in SYSTEMS:
+        raise invalid("system", f"must be one of {', '.join(SYSTEMS)}")
+    return value
+
+
+def clean_connection(system: str, value) -> dict:
+    """Return `{base_url, api_key}` a connector source needs (none for the Import API); a 422
+    names the field. The key's value never appears in a message."""
+    if system not in CONNECTOR_SYSTEMS:
+        if value not in (None, {}):
+            raise invalid("connection", f"an {system} data source takes no connection settings")
+        return {"base_url": None, "api_key": None}
+    if not isinstance(value, dict):
+        raise invalid("connection", f"a {system} data source needs connection settings {{base_url, api_key}}")
+    base_url = value.get("base_url")
+    if not isinstance(base_url, str) or not base_url.strip():
+        raise invalid("connection.base_url", "is required: the billing API's base URL, e.g. https://api.stripe.com")
+    base_url = base_url.strip().rstrip("/")
+    if not base_url.startswith(("http://", "https://")) or len(base_url) > BASE_URL_MAX or any(
+            ch.isspace() or ch == "\x00" for ch in base_url) or "://" == base_url[-3:]:
+        raise invalid("connection.base_url", f"must be an http(s) URL of at most {BASE_URL_MAX} characters")
+    api_key = value.get("api_key")
+    if not isinstance(api_key, str) or not api_key.strip():
+        raise invalid("connection.api_key", "is required")
+    if len(api_key) > API_KEY_MAX or any(ch.isspace() or not ch.isprintable() for ch in api_key.strip()):
+        raise invalid("connection.api_key", f"must be at most {API_KEY_MAX} printable characters without spaces")
+    unknown = sorted(set(value) - {"base_url", "api_key"})
+    if unknown:
+        raise invalid(f"connection.{unknown[0]}", "is not a connection setting")
+    return {"base_url": base_url, "api_key": api_key.strip()}
+
+
 def main_cause(movement_type: str, causes: Iterable[Cause]) -> Cause | None:
     """Return the cause a movement is described by: a cancellation for a fall, a line for a rise."""
     causes = list(causes)

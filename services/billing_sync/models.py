@@ -34,6 +34,47 @@ class DataSource(Base):
     system: Mapped[str] = mapped_column(String(100), default="Import API", index=True)
     status: Mapped[str] = mapped_column(String(40), default="idle")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # A connector source's connection (system "Stripe"): where its API is and the key to it.
+    # The key is stored to be used by the sync workers and is never dumped, answered or logged.
+    base_url: Mapped[str | None] = mapped_column(String(2000))
+    api_key: Mapped[str | None] = mapped_column(String(500))
+
+
+class SyncJob(Base):
+    """One unit of sync work (`jobs.py`): a full source sync, one customer's re-sync, a CSV import.
+
+    A full source sync is a parent: it lists the source's customers and queues one
+    customer_resync child each (`parent_id`), and finishes when its children have.
+    """
+
+    __tablename__ = "sync_jobs"
+    __table_args__ = (
+        UniqueConstraint("parent_id", "customer_external_id", name="uq_sync_jobs_child"),
+        Index("ix_sync_jobs_state_created", "state", "created_at"),
+        Index("ix_sync_jobs_source_state", "data_source_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(40), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    data_source_id: Mapped[int] = mapped_column(ForeignKey("data_sources.id", ondelete="CASCADE"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("sync_jobs.id", ondelete="CASCADE"), index=True)
+    customer_external_id: Mapped[str | None] = mapped_column(String(500))
+    customer_uuid: Mapped[str | None] = mapped_column(String(40))
+    file_path: Mapped[str | None] = mapped_column(String(1000))  # csv_import: the uploaded file
+    state: Mapped[str] = mapped_column(String(12), default="pending")
+    processed: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int | None] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list] = mapped_column(JSON, default=list)  # [{object_id, field, message}], bounded
+    reason: Mapped[str | None] = mapped_column(String(2000))  # why a failed job failed
+    cursor: Mapped[str | None] = mapped_column(String(500))  # where a resumed job carries on
+    listed: Mapped[bool] = mapped_column(Boolean, default=False)  # a parent has queued all its children
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    progress_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Plan(Base):

@@ -17,13 +17,16 @@ def currency_sign(currency: str) -> str:
 
 
 def dump_data_source(source: DataSource) -> dict:
-    return {
+    dumped = {
         "uuid": source.uuid,
         "name": source.name,
         "system": source.system,
         "status": source.status,
         "created_at": render(source.created_at),
     }
+    if source.base_url:  # a connector's connection; its API key is never answered
+        dumped["connection"] = {"base_url": source.base_url, "api_key_set": bool(source.api_key)}
+    return dumped
 
 
 def dump_plan(plan: Plan, data_source_uuid: str) -> dict:

@@ -4,10 +4,12 @@ from nameko.timer import timer
 
 from roster.dependencies import UnitOfWorkProvider, service_health
 from roster.handlers import event_handler
+from roster.errors import ServiceUnavailable
 from roster.rpc import BoundedRpcProxy, rpc
-from services.billing_sync import commands
+from roster.work_queue import WorkQueuePublisher
+from services.billing_sync import commands, sync_jobs
 from services.billing_sync.models import UNIQUE_RULES, Base, bookkeeping
-from services.billing_sync.settings import review_interval
+from services.billing_sync.settings import SYNC_QUEUE, review_interval
 
 
 class BillingSyncService:
@@ -15,6 +17,7 @@ class BillingSyncService:
 
     uow = UnitOfWorkProvider(Base, bookkeeping, unique_rules=UNIQUE_RULES)
     customers_rpc = BoundedRpcProxy("customers")
+    enqueue_job = WorkQueuePublisher(SYNC_QUEUE)
 
     @rpc
     def health(self):
@@ -37,6 +40,38 @@ class BillingSyncService:
     @rpc
     def delete_data_source(self, uuid: str) -> None:
         return commands.delete_data_source(self.uow, uuid)
+
+    # ---- sync jobs (run by the sync_worker processes, services/billing_sync/worker.py) ----
+
+    @rpc
+    def request_source_sync(self, data_source_uuid: str) -> dict:
+        return self._queued(sync_jobs.request_source_sync(self.uow, data_source_uuid))
+
+    @rpc
+    def request_customer_resync(self, customer_uuid: str) -> dict:
+        customer = self.customers_rpc.get_customer(customer_uuid)  # 404 when there is no such customer
+        return self._queued(sync_jobs.request_customer_resync(self.uow, customer))
+
+    @rpc
+    def request_csv_import(self, data_source_uuid: str, file_path: str) -> dict:
+        return self._queued(sync_jobs.request_csv_import(self.uow, data_source_uuid, file_path))
+
+    @rpc
+    def get_sync_job(self, job_id: str) -> dict:
+        return sync_jobs.get_job(self.uow, job_id)
+
+    @rpc
+    def sync_job_stats(self) -> dict:
+        return sync_jobs.job_stats(self.uow)
+
+    def _queued(self, job: dict) -> dict:
+        """Put a committed job on the work queue; a job the broker did not take is failed, and a 503."""
+        try:
+            self.enqueue_job({"job_id": job["id"]})
+        except Exception as exc:
+            sync_jobs.fail_unqueued(self.uow, job["id"], f"{type(exc).__name__}: {exc}")
+            raise ServiceUnavailable("The sync job could not be queued; try again")
+        return job
 
     # ---- plans ----
 

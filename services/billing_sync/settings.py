@@ -17,3 +17,16 @@ def review_interval() -> float:
 def review_batch() -> int:
     """Return how many customers one review round re-evaluates at most."""
     return int(os.environ.get("BILLING_REVIEW_BATCH") or 500)
+
+
+SYNC_QUEUE = "billing_sync.sync_jobs"  # the durable work queue of sync jobs
+
+
+def sync_rpc_timeout() -> float:
+    """Return how long a sync worker waits for the customers or contacts service (SYNC_RPC_TIMEOUT)."""
+    return float(os.environ.get("SYNC_RPC_TIMEOUT") or 30)
+
+
+def sync_max_attempts() -> int:
+    """Return how often a job whose run broke (a service or the database away) is tried (SYNC_MAX_ATTEMPTS)."""
+    return max(1, int(os.environ.get("SYNC_MAX_ATTEMPTS") or 5))

@@ -60,8 +60,12 @@ def test_each_service_serves_its_own_metrics(stack, http):
            'service="customers"}' in text
     avatars = requests.get(f"http://127.0.0.1:{stack.metrics_port('avatars')}/metrics", timeout=5).text
     assert "roster_events_handled_total" in avatars
-    # billing_sync runs as several processes in some setups; one answer covers them all either way
     assert requests.get(f"http://127.0.0.1:{stack.metrics_port('billing_sync')}/metrics", timeout=5).ok
+    # the sync workers are several processes sharing one port (prometheus_client's multiprocess mode)
+    assert requests.get(f"http://127.0.0.1:{stack.metrics_port('sync_worker')}/metrics", timeout=5).ok
+    # the depth of the sync work queue, which ops scale the workers on
+    gateway = requests.get(f"{stack.gateway_url}/metrics", timeout=5).text
+    assert 'roster_queue_messages{queue="billing_sync.sync_jobs"}' in gateway
 
 
 def test_a_request_id_follows_the_request_into_services_and_event_consumers(stack, http, avatar_sources):

@@ -118,10 +118,12 @@ def test_each_service_gets_its_own_metrics_port_and_a_shared_folder_when_it_has_
                    "PROMETHEUS_MULTIPROC_DIR": "/elsewhere"}, tmp_path, tmp_path / "logs")
 
     assert [stack.metrics_port(name) for name in ("customers", "contacts", "billing_sync", "activities",
-                                                   "avatars", "gateway")] == [9101, 9102, 9103, 9104, 9105, None]
+                                                   "avatars", "sync_worker", "gateway")] == [
+        9101, 9102, 9103, 9104, 9105, 9106, None]
     assert stack.service_env("customers")["METRICS_PORT"] == "9101"
     assert "PROMETHEUS_MULTIPROC_DIR" not in stack.service_env("customers")
-    assert stack.service_env("billing_sync")["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "metrics" / "billing_sync")
+    assert "PROMETHEUS_MULTIPROC_DIR" not in stack.service_env("billing_sync")  # one process; its workers are sync_worker
+    assert stack.service_env("sync_worker")["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "metrics" / "sync_worker")
     assert "METRICS_PORT" in stack.service_env("gateway")  # unused there: its /metrics is on GATEWAY_PORT
     assert Stack({}, tmp_path, tmp_path / "logs").metrics_port("customers") is None
 
@@ -138,3 +140,14 @@ def test_make_run_generates_a_development_key_only_without_configured_keys(tmp_p
 
     monkeypatch.setenv("API_KEYS_FILE", str(tmp_path / "api_keys"))
     assert not run.settings().get("API_KEYS")
+
+
+def test_sync_workers_are_their_own_process_type_two_by_default(tmp_path):
+    from tools.stack import SERVICES, Stack
+
+    assert SERVICES["sync_worker"] == "services.billing_sync.worker"
+    default = Stack({}, tmp_path, tmp_path / "logs")
+    assert default.process_count("sync_worker") == 2 and default.process_count("billing_sync") == 1
+    assert [path.name for path in default.log_paths("sync_worker")] == ["sync_worker-1.log", "sync_worker-2.log"]
+    assert Stack({"SYNC_WORKERS": "4"}, tmp_path, tmp_path / "logs").process_count("sync_worker") == 4
+    assert Stack({"SYNC_WORKERS": "0"}, tmp_path, tmp_path / "logs").log_paths("sync_worker") == []
