@@ -8,7 +8,7 @@ and acknowledges it when done (`roster.work_queue`), so a worker killed mid-job 
 the job goes to another worker and resumes. It works on billing_sync's own database and
 publishes billing_sync's events (`UnitOfWorkProvider(service="billing_sync")`).
 """
-from roster.dependencies import UnitOfWorkProvider
+from roster.dependencies import UnitOfWorkProvider, service_health
 from roster.rpc import BoundedRpcProxy, rpc
 from roster.work_queue import WorkQueuePublisher, work_queue
 from services.billing_sync import sync
@@ -28,7 +28,7 @@ class SyncWorkerService:
 
     @rpc
     def health(self):
-        return {"service": self.name, "status": "ok"}
+        return service_health(self.name, self.uow)
 
     @work_queue(SYNC_QUEUE, max_attempts=MAX_ATTEMPTS)
     def run_job(self, message: dict, delivery: dict):
