@@ -41,10 +41,8 @@ def json_response(status: int, payload) -> Response:
 
 
 def error_response(status: int, message: str, param: str | None = None) -> Response:
-    payload = {"code": status, "message": message}
-    if param:
-        payload["param"] = param
-    return json_response(status, payload)
+    """Every error has the same three keys; `param` names the offending field, or is null."""
+    return json_response(status, {"code": status, "message": message, "param": param or None})
 
 
 def read_body(request: Request, limit: int) -> bytes:
@@ -142,6 +140,8 @@ class JsonWsgiApp(WsgiApp):
             provider, values = adapter.match()
         except HTTPException as exc:
             response = error_response(exc.code or 500, exc.description or exc.name)
+            if getattr(exc, "valid_methods", None):  # 405 names what the path allows (RFC 9110)
+                response.headers["Allow"] = ", ".join(exc.valid_methods)
             return response(environ, start_response)
         request.path_values = values
         return provider.handle_request(request)(environ, start_response)

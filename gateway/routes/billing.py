@@ -49,7 +49,7 @@ class BillingRoutes:
             total = len(answer["invoices"])
             return 422, {"code": 422, "message": f"{answer['failed']} of {total} invoices could not be imported "
                                                  f"(see their errors); the others were imported",
-                         "invoices": answer["invoices"]}
+                         "param": "invoices", "invoices": answer["invoices"]}
         return 201, {"invoices": answer["invoices"]}
 
     @api("GET", f"{IMPORT}/customers/<uuid>/invoices", query=schemas.PageQuery(), response=schemas.InvoicePage(),

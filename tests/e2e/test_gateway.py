@@ -75,7 +75,7 @@ def test_merge_and_delete_made_behind_the_gateway_evict_its_cached_copies(http, 
 
 
 def _routes():
-    for endpoint in _endpoints(GatewayService):
+    for _, endpoint in _endpoints(GatewayService):
         path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: f"{m.group(1)}_missing", endpoint.url)
         for method in endpoint.method.split(","):
             yield pytest.param(method, path, endpoint.permission, id=f"{method} {endpoint.url}")
