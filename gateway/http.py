@@ -49,7 +49,12 @@ def read_body(request: Request, limit: int) -> bytes:
     """Return the raw body; 413 when it is larger than `limit` bytes (checked before reading it all)."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"The request body is larger than {limit} bytes")
-    raw = request.stream.read(limit + 1)
+    if request.content_length is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        # werkzeug reads no body without a Content-Length; the server's input decodes the chunks
+        stream = request.environ["wsgi.input"]
+    else:
+        stream = request.stream
+    raw = stream.read(limit + 1)
     if len(raw) > limit:
         raise PayloadTooLarge(f"The request body is larger than {limit} bytes")
     return raw
