@@ -41,9 +41,13 @@ def listed(http, path: str, key: str) -> list:
 def stored(http, ds, customer):
     """stored() -> everything this module's data source holds, to compare before and after a refusal."""
 
+    known_sources = {source["uuid"] for source in http.get("/v1/data_sources").json()["data_sources"]}
+
     def snapshot() -> dict:
         return {
-            "data_sources": listed(http, "/v1/data_sources", "data_sources"),
+            # data sources are global: other modules' may change meanwhile, so only new ones count
+            "new data sources": sorted(set(source["uuid"] for source in
+                                           http.get("/v1/data_sources").json()["data_sources"]) - known_sources),
             "customers": listed(http, f"/v1/customers?data_source_uuid={ds}", "entries"),
             "contacts": listed(http, f"/v1/contacts?data_source_uuid={ds}", "entries"),
             "notes": listed(http, f"/v1/customer_notes?customer_uuid={customer}", "entries"),
