@@ -171,7 +171,8 @@ class ApiEndpoint(HttpRequestHandler):
     record_cache = RecordCache()
 
     def __init__(self, method, url, permission=READ, body=None, query=None, response=None,
-                 status=200, cache_key=None, write_key=None, summary="", max_body=MAX_BODY_BYTES, **kwargs):
+                 status=200, cache_key=None, write_key=None, summary="", max_body=MAX_BODY_BYTES, answers=None,
+                 **kwargs):
         kwargs.setdefault("expected_exceptions", (RosterError,))
         super().__init__(method, url, **kwargs)
         self.permission = permission
@@ -183,6 +184,7 @@ class ApiEndpoint(HttpRequestHandler):
         self.write_key = write_key  # path value whose record this route changes (its answer is the record)
         self.summary = summary
         self.max_body = max_body
+        self.answers = answers or {}  # other successful answers the route may give: {status: description}
 
     def handle_request(self, request):
         try:

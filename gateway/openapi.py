@@ -87,4 +87,6 @@ def _operation(endpoint: ApiEndpoint, path: str) -> dict:
     if endpoint.response_schema is not None:
         success["content"] = {"application/json": {"schema": type(endpoint.response_schema)}}
     operation["responses"][str(endpoint.status)] = success
+    for status, description in endpoint.answers.items():  # bodiless, e.g. 304 when nothing changed
+        operation["responses"][str(status)] = {"description": description}
     return operation

@@ -240,6 +240,7 @@ class SubscriptionEntry(Schema):
     external_id = fields.String()
     subscription_set_external_id = fields.String(allow_none=True)
     plan = fields.String(allow_none=True)
+    plan_uuid = fields.String(allow_none=True)
     quantity = fields.Integer()
     mrr = fields.Integer()
     arr = fields.Integer()
