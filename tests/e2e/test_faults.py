@@ -200,17 +200,22 @@ class CuttableProxy:
         self.target = target
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
+        self.closed = False
         self.open = threading.Event()
         self.open.set()
         self.sockets: set[socket.socket] = set()
         self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
 
     def _accept(self) -> None:
         while True:
             try:
                 client, _ = self.listener.accept()
             except OSError:
+                return
+            if self.closed:
+                client.close()
                 return
             if not self.open.is_set():
                 client.close()  # as a refused connection would be
@@ -223,7 +228,9 @@ class CuttableProxy:
             with self.lock:
                 self.sockets.update((client, upstream))
             for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+                thread = threading.Thread(target=self._pipe, args=(source, sink), daemon=True)
+                thread.start()
+                self.threads.append(thread)
 
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
@@ -247,8 +254,9 @@ class CuttableProxy:
             doomed, self.sockets = self.sockets, set()
         for sock in doomed:
             try:
+                # shutdown only: the pipe reading it wakes with EOF and closes both ends itself. Closing
+                # it here would leave that reader waiting forever on a descriptor eventlet forgot.
                 sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
             except OSError:
                 pass
 
@@ -256,8 +264,17 @@ class CuttableProxy:
         self.open.set()
 
     def close(self) -> None:
+        """Cut, stop listening, and wait for every thread: none may be left waiting on a socket
+        whose descriptor the next test reuses (eventlet refuses a second reader on one descriptor)."""
+        self.closed = True
         self.cut()
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()  # wakes accept()
+        except OSError:
+            pass
         self.listener.close()
+        for thread in self.threads:
+            thread.join(timeout=5)
 
 
 def test_postgres_unreachable_for_a_few_seconds_is_503_then_served_again(tmp_path):
