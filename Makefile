@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.stamp
 POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: browser bench-writes help venv run test test-unit test-e2e test-postgres bench lint dlq clean-vhosts compose-check clean
+.PHONY: browser bench-writes load soak test-faults help venv run test test-unit test-e2e test-postgres bench lint dlq clean-vhosts compose-check clean
 
 help:
 	@echo "make run            start RabbitMQ (if needed), every service and the gateway"
@@ -15,6 +15,9 @@ help:
 	@echo "make test-postgres  the whole suite on PostgreSQL (DATABASE_URL, default $(POSTGRES_URL))"
 	@echo "make bench-writes   write mix and creates vs a naive peer (bench/writes.py), SQLite then PostgreSQL"
 	@echo "make bench          gateway benchmark (bench/gateway.py)"
+	@echo "make load           mixed load, 32 clients for 60 s: throughput, p50/p99, errors, RSS (bench/load.py)"
+	@echo "make soak           bench/load.py for 10 minutes; fails when a process's RSS grows beyond its bound"
+	@echo "make test-faults    the fault tests only (broker, killed service, PostgreSQL cut; tests/e2e/test_faults.py)"
 	@echo "make lint           ruff (pyflakes-level checks)"
 	@echo "make dlq            list dead letters (replay: python -m tools.dlq replay SERVICE EVENT_ID|--all)"
 	@echo "make clean-vhosts   delete test vhosts left by killed runs (older than 3 hours)"
@@ -48,6 +51,17 @@ test-postgres: venv browser
 
 bench: venv
 	$(PY) bench/gateway.py
+
+# Mixed load (70% reads, 20% updates, 10% invoice imports); LOAD_ARGS="--duration 30 --clients 16" etc.
+load: venv
+	$(PY) bench/load.py $(LOAD_ARGS)
+
+# Ten minutes of the same load; exit 1 when a process's RSS grew by more than 50 MiB and 20%.
+soak: venv
+	$(PY) bench/load.py --duration 600 --soak $(LOAD_ARGS)
+
+test-faults: venv
+	$(PY) -m pytest tests/e2e/test_faults.py -m faults $(PYTEST_ARGS)
 
 # The write mix and creates against a naive peer, on SQLite and then on PostgreSQL.
 bench-writes: venv

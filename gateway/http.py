@@ -43,17 +43,20 @@ def json_response(status: int, payload) -> Response:
 
 
 def error_response(status: int, message: str, param: str | None = None) -> Response:
-    payload = {"code": status, "message": message}
-    if param:
-        payload["param"] = param
-    return json_response(status, payload)
+    """Every error has the same three keys; `param` names the offending field, or is null."""
+    return json_response(status, {"code": status, "message": message, "param": param or None})
 
 
 def read_body(request: Request, limit: int) -> bytes:
     """Return the raw body; 413 when it is larger than `limit` bytes (checked before reading it all)."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"The request body is larger than {limit} bytes")
-    raw = request.stream.read(limit + 1)
+    if request.content_length is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        # werkzeug reads no body without a Content-Length; the server's input decodes the chunks
+        stream = request.environ["wsgi.input"]
+    else:
+        stream = request.stream
+    raw = stream.read(limit + 1)
     if len(raw) > limit:
         raise PayloadTooLarge(f"The request body is larger than {limit} bytes")
     return raw
@@ -150,6 +153,8 @@ class JsonWsgiApp(WsgiApp):
             response = error_response(exc.code or 500, exc.description or exc.name)
             response.headers[tracing.HEADER] = request_id
             metrics.HTTP_REQUESTS.labels(request.method, "(unmatched)", str(response.status_code)).inc()
+            if getattr(exc, "valid_methods", None):  # 405 names what the path allows (RFC 9110)
+                response.headers["Allow"] = ", ".join(exc.valid_methods)
             return response(environ, start_response)
         request.path_values = values
         return provider.handle_request(request)(environ, start_response)
@@ -175,7 +180,7 @@ class ApiEndpoint(HttpRequestHandler):
     record_cache = RecordCache()
 
     def __init__(self, method, url, permission=READ, body=None, query=None, response=None,
-                 status=200, cache_key=None, write_key=None, summary="", max_body=MAX_BODY_BYTES,
+                 status=200, cache_key=None, write_key=None, summary="", max_body=MAX_BODY_BYTES, answers=None,
                  raw_body: dict | None = None, **kwargs):
         kwargs.setdefault("expected_exceptions", (RosterError,))
         super().__init__(method, url, **kwargs)
@@ -190,6 +195,7 @@ class ApiEndpoint(HttpRequestHandler):
         self.max_body = max_body
         # A route reading its own body (a file upload): its OpenAPI requestBody content, by media type.
         self.raw_body = raw_body
+        self.answers = answers or {}  # other successful answers the route may give: {status: description}
 
     def handle_request(self, request):
         started = time.monotonic()

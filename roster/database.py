@@ -28,6 +28,17 @@ os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 WRITE = {"roster_write": True}  # execution option: this transaction will write
 
 
+def database_unavailable(error: BaseException) -> bool:
+    """Whether `error` means the database cannot serve right now (unreachable, connection lost, pool
+    exhausted, busy, a transaction to retry) rather than that a statement is wrong: a 503, worth
+    retrying. pool_pre_ping and the pool's reconnects make the next attempt work once it is back."""
+    from sqlalchemy import exc
+
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, (exc.OperationalError, exc.InterfaceError, exc.TimeoutError))
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 

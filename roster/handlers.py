@@ -23,6 +23,7 @@ from nameko.events import SERVICE_POOL, EventHandler
 
 from roster import metrics
 from roster import serialization  # noqa: F401  (registers the bus codec)
+from roster.database import database_unavailable
 from roster.errors import RosterError, UnprocessableEvent
 from roster.events import ENVELOPE_VERSION
 from roster.timestamps import render, utcnow
@@ -79,7 +80,11 @@ class DurableEventHandler(EventHandler):
         error = exc_info[1]
         attempts = _attempts(message) + 1
         reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
-        if isinstance(error, UnprocessableEvent) or attempts >= MAX_ATTEMPTS:
+        if database_unavailable(error):
+            # not the event's fault: retry (at the longest backoff) until the database is back,
+            # however long that takes, instead of dead-lettering every event of an outage
+            attempts = min(attempts, MAX_ATTEMPTS - 1)
+        elif isinstance(error, UnprocessableEvent) or attempts >= MAX_ATTEMPTS:
             self._dead_letter(message, attempts, reason)
             return
         pause = RETRY_BASE_SECONDS * 2 ** (attempts - 1)

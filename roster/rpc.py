@@ -23,6 +23,7 @@ from nameko.rpc import MethodProxy, Responder, Rpc, RpcConsumer, RpcProxy, get_r
 
 from roster import config, metrics
 from roster import serialization  # noqa: F401  (registers the bus codec)
+from roster.database import database_unavailable
 from roster.errors import ALL_ERRORS, RosterError, ServiceUnavailable
 from roster.uow import AlreadyHandled, Replay
 
@@ -74,6 +75,11 @@ class RosterRpc(Rpc):
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
         if exc_info is not None and isinstance(exc_info[1], Replay):
             result, exc_info = exc_info[1].result, None
+        elif exc_info is not None and database_unavailable(exc_info[1]):
+            # the caller gets a 503 naming the service, not a 500: the request may be retried
+            error = ServiceUnavailable(f"The {worker_ctx.service_name} service cannot reach its database; "
+                                       "try again shortly")
+            exc_info = (ServiceUnavailable, error, exc_info[2])
         return super().handle_result(message, worker_ctx, result, exc_info)
 
 

@@ -97,6 +97,16 @@ class ManagementApi:
         queues = self.call("GET", f"queues/{quote(vhost, safe='')}").json()
         return sum(queue.get("messages", 0) or 0 for queue in queues)
 
+    def connections(self, vhost: str) -> list[dict]:
+        """Return the client connections open on `vhost` (name, peer_port, client_properties ...).
+
+        The broker refreshes this list every few seconds: a connection opened just now may be missing."""
+        return self.call("GET", f"vhosts/{quote(vhost, safe='')}/connections").json()
+
+    def close_connection(self, name: str, reason: str = "closed by a test") -> None:
+        """Close one client connection, as a broker restart or a network cut would (gone already: nothing)."""
+        self.call("DELETE", f"connections/{quote(name, safe='')}", headers={"X-Reason": reason})
+
     def vhosts(self) -> list[str]:
         """Return the names of every vhost on the broker."""
         return [entry["name"] for entry in self.call("GET", "vhosts").json()]

@@ -6,6 +6,9 @@ from gateway.http import api
 from gateway.schemas import billing as schemas
 
 IMPORT = "/v1/import"
+# An invoice batch (up to 500 invoices of up to 1,000 lines each) may be larger than the 1 MiB
+# every other body is held to; this bounds what one request can make the gateway hold in memory.
+INVOICE_BATCH_MAX_BODY = 10 * 1024 * 1024
 PLANS = "/v1/plans"
 INVOICES = "/v1/invoices"
 C = "/v1/customers"
@@ -41,7 +44,7 @@ class BillingRoutes:
     # ---- invoices and transactions ----
 
     @api("POST", f"{IMPORT}/customers/<uuid>/invoices", permission=WRITE, body=schemas.InvoiceImport(),
-         response=schemas.InvoiceList(), status=201,
+         response=schemas.InvoiceList(), status=201, max_body=INVOICE_BATCH_MAX_BODY,
          summary="Import a customer's invoices (one bad invoice is a 422 listing its errors; the others import)")
     def import_invoices(self, request, uuid, body):
         answer = self.billing_rpc.import_invoices(uuid, body["invoices"])
@@ -49,7 +52,7 @@ class BillingRoutes:
             total = len(answer["invoices"])
             return 422, {"code": 422, "message": f"{answer['failed']} of {total} invoices could not be imported "
                                                  f"(see their errors); the others were imported",
-                         "invoices": answer["invoices"]}
+                         "param": "invoices", "invoices": answer["invoices"]}
         return 201, {"invoices": answer["invoices"]}
 
     @api("GET", f"{IMPORT}/customers/<uuid>/invoices", query=schemas.PageQuery(), response=schemas.InvoicePage(),

@@ -36,7 +36,8 @@ class NoteRoutes:
         return entity_note_wire(self.activities_rpc.get_note(uuid))
 
     @api("PATCH", "/v1/notes/<string:uuid>", permission=WRITE, body=schemas.NoteUpdate(),
-         response=schemas.EntityNoteOut(), summary="Update a note or call log (304 when nothing changes)")
+         response=schemas.EntityNoteOut(), summary="Update a note or call log (304 when nothing changes)",
+         answers={304: "Nothing changed (no body)"})
     def notes_update(self, request, uuid, body):
         result = self.activities_rpc.update_note(uuid, body)
         if not result["changed"]:

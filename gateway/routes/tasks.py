@@ -26,7 +26,8 @@ class TaskRoutes:
         return task_wire(self.activities_rpc.get_task(uuid))
 
     @api("PATCH", "/v1/tasks/<string:uuid>", permission=WRITE, body=schemas.TaskFields(), response=schemas.TaskOut(),
-         summary="Update a task; completed_at completes it, null reopens it (304 when nothing changes)")
+         summary="Update a task; completed_at completes it, null reopens it (304 when nothing changes)",
+         answers={304: "Nothing changed (no body)"})
     def tasks_update(self, request, uuid, body):
         result = self.activities_rpc.update_task(uuid, body)
         if not result["changed"]:

@@ -6,15 +6,15 @@ durations, emails, dates) and checks them again, so every RPC caller gets the sa
 The `*_wire` functions render the service's neutral dicts in the contract's shapes; the `*Out`
 schemas document them in the OpenAPI document.
 """
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
 from gateway.schemas.customers import CURRENCY_SIGNS
-from gateway.schemas.fields import Lenient
+from gateway.schemas.fields import Lenient, PerPage
 
 
 class CursorQuery(Lenient):
     cursor = fields.String()
-    per_page = fields.Integer(validate=validate.Range(min=1))
+    per_page = PerPage()
 
 
 class EmptyObjectOut(Schema):
@@ -348,14 +348,14 @@ class CustomerActivityPage(Schema):
     entries = fields.List(fields.Nested(CustomerActivityOut))
     has_more = fields.Boolean()
     cursor = fields.String(allow_none=True)
-    per_page = fields.Integer()
+    per_page = PerPage()
 
 
 class ActivityPage(Schema):
     entries = fields.List(fields.Nested(ActivityOut))
     has_more = fields.Boolean()
     cursor = fields.String(allow_none=True)
-    per_page = fields.Integer()
+    per_page = PerPage()
 
 
 def _movement(activity: dict) -> dict:

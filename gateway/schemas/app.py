@@ -2,7 +2,7 @@
 from marshmallow import Schema, fields
 
 from gateway.schemas.customers import CustomerPage
-from gateway.schemas.fields import Lenient
+from gateway.schemas.fields import Lenient, PerPage
 
 
 class MeOut(Schema):
@@ -27,7 +27,7 @@ class FindQuery(Lenient):
     q = fields.String(required=True, metadata={"description": "part of a name, company or email"})
     status = fields.String()
     cursor = fields.String()
-    per_page = fields.Integer()
+    per_page = PerPage()
 
 
 class FindPage(CustomerPage):

@@ -8,7 +8,7 @@ Response schemas document the answers in the OpenAPI document.
 """
 from marshmallow import Schema, ValidationError, fields, validate
 
-from gateway.schemas.fields import Lenient, StrictString
+from gateway.schemas.fields import Lenient, StrictString, PerPage
 
 INTERVAL_UNITS = ("day", "week", "month", "quarter", "year")
 
@@ -44,7 +44,7 @@ class PlanListQuery(Lenient):
     external_id = fields.String()
     system = fields.String()
     cursor = fields.String()
-    per_page = fields.Integer(validate=validate.Range(min=1))
+    per_page = PerPage()
 
 
 class PlanOut(Schema):
@@ -126,12 +126,12 @@ class InvoiceListQuery(Lenient):
     include_edit_histories = fields.Boolean()
     with_disabled = fields.Boolean()
     cursor = fields.String()
-    per_page = fields.Integer(validate=validate.Range(min=1))
+    per_page = PerPage()
 
 
 class PageQuery(Lenient):
     cursor = fields.String()
-    per_page = fields.Integer(validate=validate.Range(min=1))
+    per_page = PerPage()
 
 
 class LineItemOut(Schema):
@@ -240,6 +240,7 @@ class SubscriptionEntry(Schema):
     external_id = fields.String()
     subscription_set_external_id = fields.String(allow_none=True)
     plan = fields.String(allow_none=True)
+    plan_uuid = fields.String(allow_none=True)
     quantity = fields.Integer()
     mrr = fields.Integer()
     arr = fields.Integer()
@@ -256,7 +257,7 @@ class SubscriptionPage(Schema):
     entries = fields.List(fields.Nested(SubscriptionEntry))
     has_more = fields.Boolean()
     cursor = fields.String(allow_none=True)
-    per_page = fields.Integer()
+    per_page = PerPage()
 
 
 # ---- exchange rates, revenue, metrics ----

@@ -3,9 +3,9 @@
 The contacts service owns the rules (email, LinkedIn, Twitter, position, custom
 attributes) and checks them again, so any RPC caller gets the same answers.
 """
-from marshmallow import INCLUDE, Schema, fields, validate
+from marshmallow import INCLUDE, Schema, fields
 
-from gateway.schemas.fields import Lenient
+from gateway.schemas.fields import Lenient, PerPage
 
 
 class ContactFieldsSchema(Lenient):
@@ -52,7 +52,7 @@ class ListContactsQuery(Lenient):
         unknown = INCLUDE
 
     cursor = fields.String()
-    per_page = fields.Integer(validate=validate.Range(min=1))
+    per_page = PerPage()
 
 
 class RetrieveContactQuery(Lenient):
@@ -62,7 +62,7 @@ class RetrieveContactQuery(Lenient):
 
 class PageQuery(Lenient):
     cursor = fields.String()
-    per_page = fields.Integer(validate=validate.Range(min=1))
+    per_page = PerPage()
 
 
 class ContactOut(Schema):

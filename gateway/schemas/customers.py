@@ -8,7 +8,7 @@ import os
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from gateway.schemas.fields import Lenient, StrictString
+from gateway.schemas.fields import Lenient, StrictString, PerPage
 
 
 def _text(**kwargs):
@@ -100,7 +100,7 @@ class CustomerListQuery(Lenient):
     system = fields.String()
     email = fields.String()
     cursor = fields.String()
-    per_page = fields.Integer()
+    per_page = PerPage()
 
 
 class RetrieveQuery(Lenient):
@@ -111,7 +111,7 @@ class RetrieveQuery(Lenient):
 class CustomerSearchQuery(Lenient):
     email = fields.String(required=True, validate=validate.Length(min=1))
     cursor = fields.String()
-    per_page = fields.Integer()
+    per_page = PerPage()
 
 
 class TagsIn(Lenient):
@@ -216,7 +216,7 @@ class CustomerPage(Schema):
     entries = fields.List(fields.Nested(CustomerOut))
     has_more = fields.Boolean()
     cursor = fields.String(allow_none=True)
-    per_page = fields.Integer()
+    per_page = PerPage()
 
 
 class CustomerEntries(Schema):

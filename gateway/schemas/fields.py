@@ -53,3 +53,14 @@ class Lenient(Schema):
 
     class Meta:
         unknown = EXCLUDE
+
+
+class PerPage(fields.Integer):
+    """A page size. The services refuse one outside 1..MAX_PER_PAGE with a 422 naming per_page
+    (roster.pagination.page_size), so every list route answers the same; the document says the range."""
+
+    def __init__(self, **kwargs):
+        from roster.pagination import MAX_PER_PAGE
+
+        kwargs.setdefault("metadata", {}).update({"minimum": 1, "maximum": MAX_PER_PAGE})
+        super().__init__(**kwargs)

@@ -127,7 +127,7 @@ def management_bindings(amqp_uri: str, queue: str) -> list[dict]:
 
 
 def _routes():
-    for endpoint in _endpoints(GatewayService):
+    for _, endpoint in _endpoints(GatewayService):
         path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: f"{m.group(1)}_missing", endpoint.url)
         for method in endpoint.method.split(","):
             yield pytest.param(method, path, endpoint.permission, id=f"{method} {endpoint.url}")

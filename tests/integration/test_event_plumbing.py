@@ -210,12 +210,13 @@ class Flaky:
     name = "flaky_consumer"
     attempts: list = []
     fail_times = 1
+    error = RuntimeError("not yet")
 
     @event_handler("flaky_source", "thing_happened")
     def handle(self, payload):
         Flaky.attempts.append(time.monotonic())
         if len(Flaky.attempts) <= Flaky.fail_times:
-            raise RuntimeError("not yet")
+            raise Flaky.error
 
 
 def dead_letters(amqp_uri, service="flaky_consumer"):
@@ -231,6 +232,7 @@ def dead_letters(amqp_uri, service="flaky_consumer"):
 def flaky(amqp_uri, monkeypatch):
     monkeypatch.setattr(roster.handlers, "RETRY_BASE_SECONDS", 0.2)
     Flaky.attempts = []
+    Flaky.error = RuntimeError("not yet")
     container = start(amqp_uri, Flaky)[0]
     dead_letters(amqp_uri)  # empties the queue (and fails if it was not declared)
     yield
@@ -260,6 +262,19 @@ def test_an_event_that_keeps_failing_goes_to_the_dead_letters_with_its_reason(fl
     assert letter.headers["x-roster-original-queue"].startswith("evt-flaky_source-thing_happened")
     assert json.loads(letter.body)["event_id"] == event["event_id"]
     assert len(Flaky.attempts) == roster.handlers.MAX_ATTEMPTS
+
+
+def test_an_event_that_fails_because_the_database_is_away_is_retried_until_it_is_back(flaky, amqp_uri, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    monkeypatch.setattr(roster.handlers, "RETRY_BASE_SECONDS", 0.05)
+    Flaky.error = OperationalError("INSERT ...", {}, ConnectionRefusedError("the database is away"))
+    Flaky.fail_times = roster.handlers.MAX_ATTEMPTS + 2  # an outage longer than the retries of a bad event
+    event_dispatcher({"AMQP_URI": amqp_uri})("flaky_source", "thing_happened", envelope(n=4))
+    wait_for(lambda: len(Flaky.attempts) == roster.handlers.MAX_ATTEMPTS + 3, timeout=15)
+    eventlet.sleep(0.3)
+    assert len(Flaky.attempts) == roster.handlers.MAX_ATTEMPTS + 3  # handled once the database was back
+    assert dead_letters(amqp_uri) == []
 
 
 def test_an_event_from_a_future_version_is_dead_lettered_at_once(flaky, amqp_uri):
