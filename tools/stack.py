@@ -273,9 +273,6 @@ class Stack:
             atexit.register(self.stop)
             self._atexit_registered = True
         for name in self.services:
-            if self.process_count(name) > 1:  # counters of an earlier run must not add up with ours
-                shutil.rmtree(self.multiproc_dir(name), ignore_errors=True)
-                self.multiproc_dir(name).mkdir(parents=True, exist_ok=True)
             self._launch(name, log_mode="wb")
 
     def start_service(self, name: str) -> None:
@@ -292,6 +289,9 @@ class Stack:
                 f"Port {self.gateway_port} is already in use (another `make run`?); "
                 "stop it or set GATEWAY_PORT to another port."
             )
+        if self.process_count(name) > 1:  # every process starts now: earlier counters must not add up with ours
+            shutil.rmtree(self.multiproc_dir(name), ignore_errors=True)
+            self.multiproc_dir(name).mkdir(parents=True, exist_ok=True)
         for index, log_path in enumerate(self.log_paths(name)):
             if index == 1 and name != "gateway":
                 # Let the first process create the tables before its siblings try the same

@@ -184,6 +184,21 @@ def test_a_contact_is_added_with_every_field_and_deleted(page, customer, http):
     assert http.get(f"/v1/customers/{customer['uuid']}/contacts").json()["entries"] == []
 
 
+def test_a_delete_the_page_asks_about_survives_a_live_update_of_the_list(page, customer, http):
+    created = http.post("/v1/contacts", json={"customer_uuid": customer["uuid"], "first_name": "Kept",
+                                               "data_source_uuid": customer["data_source_uuid"]})
+    assert created.status_code == 201, created.text
+    page.open_customer(customer["uuid"], role="staff")
+    page.wait_text("#contact-list .contact", "Kept")
+    page.click("#contact-list .contact [aria-label^='Delete contact']")
+    page.wait_text("#contact-list .contact [aria-label^='Delete contact']", "Delete?")
+
+    # changed elsewhere: the open page re-renders its contacts from the live stream
+    assert http.patch(f"/v1/contacts/{created.json()['uuid']}", json={"title": "Re-rendered"}).status_code == 200
+    page.wait_text("#contact-list .contact", "Re-rendered")
+    assert page.find("#contact-list .contact [aria-label^='Delete contact']").text == "Delete?"
+
+
 def test_a_contact_the_api_refuses_shows_why_at_the_field(page, customer):
     page.open_customer(customer["uuid"], role="staff")
     page.click("#add-contact")

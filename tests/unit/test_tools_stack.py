@@ -151,3 +151,20 @@ def test_sync_workers_are_their_own_process_type_two_by_default(tmp_path):
     assert [path.name for path in default.log_paths("sync_worker")] == ["sync_worker-1.log", "sync_worker-2.log"]
     assert Stack({"SYNC_WORKERS": "4"}, tmp_path, tmp_path / "logs").process_count("sync_worker") == 4
     assert Stack({"SYNC_WORKERS": "0"}, tmp_path, tmp_path / "logs").log_paths("sync_worker") == []
+
+
+def test_a_service_started_later_with_several_processes_gets_a_fresh_metrics_folder(tmp_path, monkeypatch):
+    stack = Stack({"SYNC_WORKERS": "0", "DATA_DIR": str(tmp_path)}, tmp_path, tmp_path / "logs")
+    monkeypatch.setattr(stack, "_spawn", lambda name, log_path, log_mode, restarts=0: log_path)
+    monkeypatch.setattr(stack, "_wait_consuming", lambda name, timeout: None)
+    folder = stack.multiproc_dir("sync_worker")
+    assert not folder.exists()
+
+    stack.env["SYNC_WORKERS"] = "2"  # as ops (or a benchmark) add workers to a running platform
+    stack.start_service("sync_worker")
+    assert folder.is_dir() and len(stack.processes["sync_worker"]) == 2
+    (folder / "counter_123.db").write_bytes(b"old")
+
+    stack.processes["sync_worker"] = []  # (the fakes above are not processes to stop)
+    stack.start_service("sync_worker")
+    assert list(folder.iterdir()) == []  # a restart of them all does not add up the old counters

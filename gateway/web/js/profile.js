@@ -260,6 +260,9 @@ function contactsCard(rec) {
   const { element, body, error } = card("contacts", "Contacts", add);
   const formSlot = h("div");
   const list = h("div", { id: "contact-list" });
+  // Contacts whose delete button asks "Delete?": kept across re-renders, so a live update
+  // arriving between the two clicks does not silently take the question back.
+  const armed = new Set();
   fill(body, formSlot, list);
   rec.sections.contacts = load;
   if (add) add.addEventListener("click", () => { if (!formSlot.firstChild) formSlot.append(contactForm()); });
@@ -282,13 +285,19 @@ function contactsCard(rec) {
         h("dl", {}, rows.map(([label, value]) => [h("dt", {}, label), h("dd", {}, value)]))));
     if (rec.canWrite) {
       const remove = h("button", { type: "button", class: "icon-button", "aria-label": `Delete contact ${fullName(c)}` }, "✕");
+      const ask = () => {
+        remove.dataset.armed = "yes";
+        remove.textContent = "Delete?";
+        remove.classList.add("danger");
+      };
+      if (armed.has(c.uuid)) ask();
       remove.addEventListener("click", async () => {
         if (remove.dataset.armed !== "yes") {
-          remove.dataset.armed = "yes";
-          remove.textContent = "Delete?";
-          remove.classList.add("danger");
+          armed.add(c.uuid);
+          ask();
           return;
         }
+        armed.delete(c.uuid);
         try {
           await api("DELETE", `/contacts/${encodeURIComponent(c.uuid)}`);
           await load();
