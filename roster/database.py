@@ -9,6 +9,7 @@ seeing another's tables; multi-row writes lock their rows with `SELECT ... FOR U
 id order (`lock_rows`).
 """
 import os
+import sqlite3
 from functools import lru_cache
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +29,10 @@ os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 WRITE = {"roster_write": True}  # execution option: this transaction will write
 
 
+SQLITE_OUTAGES = ("database is locked", "unable to open database", "disk i/o error", "database or disk is full",
+                  "readonly database")
+
+
 def database_unavailable(error: BaseException) -> bool:
     """Whether `error` means the database cannot serve right now (unreachable, connection lost, pool
     exhausted, busy, a transaction to retry) rather than that a statement is wrong: a 503, worth
@@ -36,6 +41,9 @@ def database_unavailable(error: BaseException) -> bool:
 
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
         return True
+    if isinstance(error, exc.OperationalError) and isinstance(error.orig, sqlite3.Error):
+        # SQLite says OperationalError for a wrong statement too ("no such table"): a bug, not an outage
+        return any(sign in str(error.orig).lower() for sign in SQLITE_OUTAGES)
     return isinstance(error, (exc.OperationalError, exc.InterfaceError, exc.TimeoutError))
 
 

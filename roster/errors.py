@@ -13,7 +13,8 @@ class RosterError(Exception):
     status = 500
 
     def __init__(self, message: str, param: str | None = None):
-        super().__init__(message, param)
+        # args are what crosses RPC (nameko stringifies them): no param must stay no param, not "None"
+        super().__init__(*((message,) if param is None else (message, param)))
         self.message = message
         self.param = param
 

@@ -146,6 +146,6 @@ def test_an_unexpected_failure_answers_500_without_trace_or_sql(platform):
             connection.execute("ALTER TABLE customers_gone RENAME TO customers")
 
     assert response.status_code == 500, response.text
-    assert response.json() == {"code": 500, "message": "Internal error"}
+    assert response.json() == {"code": 500, "message": "Internal error", "param": None}
     for leak in ("Traceback", "SELECT", "sqlite", "customers_gone", "File ", "Error"):
         assert leak not in response.text

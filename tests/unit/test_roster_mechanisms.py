@@ -199,3 +199,14 @@ def test_one_shared_sqlite_url_gives_each_service_its_own_file(monkeypatch):
     assert config.database_url("contacts") == "postgresql://u@h/db"
     assert config.database_schema("contacts").endswith("contacts")
     assert os.environ["DATABASE_URL"] == "postgresql://u@h/db"
+
+
+def test_an_error_without_a_param_crosses_rpc_without_one():
+    from nameko.exceptions import deserialize, serialize
+
+    import roster.rpc  # noqa: F401  (registers the errors that cross RPC)
+    from roster.errors import NotFound, ServiceUnavailable
+
+    for error in (ServiceUnavailable("try again"), NotFound("no such customer", param="uuid")):
+        back = deserialize(serialize(error))
+        assert (type(back), back.message, back.param) == (type(error), error.message, error.param)
