@@ -223,10 +223,12 @@ class ApiEndpoint(HttpRequestHandler):
     def _cached_read(self, request, key: str) -> Response:
         entry = self.record_cache.get(key)
         if entry is not None:
+            metrics.CACHE_READS.labels("hit").inc()
             response = Response(entry.body, status=200, mimetype=JSON_TYPE)
             if entry.revision is not None:
                 response.headers["ETag"] = etag(entry.revision)
             return response
+        metrics.CACHE_READS.labels("miss").inc()
         token = self.record_cache.token(key)  # before the read, so a racing write wins
         response = self._run_worker(request)
         if response.status_code == 200:

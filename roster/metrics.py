@@ -34,6 +34,9 @@ RPC_CALLS = Histogram("roster_rpc_client_duration_seconds", "RPC calls made, by 
 WORKERS = Histogram("roster_worker_duration_seconds",
                     "Work done by this service: RPC methods and event handlers, by outcome",
                     ["service", "entrypoint", "kind", "outcome"], buckets=LATENCY_BUCKETS)
+CACHE_READS = Counter("roster_gateway_cache_reads_total",
+                      "Cacheable reads the gateway answered, by result (hit: from memory; miss: by RPC)",
+                      ["result"])
 EVENTS_PUBLISHED = Counter("roster_events_published_total", "Events published from the outbox",
                            ["service", "event_type"])
 EVENTS_QUARANTINED = Counter("roster_events_quarantined_total", "Outbox rows the broker refused for good",
