@@ -1,23 +1,28 @@
 """Events as a public contract: the envelope, and the relay that moves the outbox onto the bus.
 
 A service records each event in its `outbox` table in the transaction that makes the change
-(`roster.uow`). The relay publishes committed rows: it claims a batch (so several processes
-of one service do not publish the same rows; `FOR UPDATE SKIP LOCKED` on PostgreSQL, the
-write lock on SQLite), publishes it in id order, and marks it published. A crash between
-publishing and marking republishes the batch later (at least once; consumers dedupe on
-`event_id`); a claim by a process that died expires after CLAIM_SECONDS. A row the broker
-refuses for good (`PermanentPublishError`) is quarantined with the reason and never blocks
-the rows behind it. Nothing here knows nameko: `publish_batch` is handed in.
+(`roster.uow`). The relay publishes committed rows in id order and marks them published. Several
+processes of one service never publish the same rows at once: on PostgreSQL a relay locks the
+rows it publishes (`FOR UPDATE SKIP LOCKED`, in the transaction that then marks them); on SQLite
+one relay per database file works at a time (`RelayLock`), so reading the rows takes no write
+lock. A crash between publishing and marking republishes the batch later (at least once;
+consumers dedupe on `event_id`). A row the broker refuses for good (`PermanentPublishError`) is
+quarantined with the reason and never blocks the rows behind it. Nothing here knows nameko:
+`publish_batch` is handed in.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, bindparam, delete, or_, select, update
+import eventlet
+import eventlet.semaphore
+from sqlalchemy import and_, bindparam, delete, select, update
 from sqlalchemy.orm import sessionmaker
 
 from roster import metrics, tracing
@@ -27,7 +32,6 @@ from roster.timestamps import render, utcnow
 logger = logging.getLogger(__name__)
 
 ENVELOPE_VERSION = 1
-CLAIM_SECONDS = 30
 BATCH_SIZE = 200
 OUTBOX_RETENTION = timedelta(days=7)  # published rows are kept this long, for inspection
 PROCESSED_RETENTION = timedelta(days=30)  # longer than any redelivery could take
@@ -43,6 +47,51 @@ def envelope(**fields) -> dict:
         payload[tracing.REQUEST_ID] = request_id
     payload.update(fields)
     return payload
+
+
+class RelayLock:
+    """One relay at a time per SQLite database file and service, across processes (an exclusive
+    `flock` on a file beside the database, released by the kernel if the holder dies); within
+    one process only, for a database that is no file. The holder reads, publishes and marks
+    rows without claiming them, so publishing costs no write transaction of its own."""
+
+    def __init__(self, database: str | None, service: str):
+        self._path = None
+        if database and database != ":memory:" and not database.startswith("file:"):
+            self._path = f"{database}.{service or 'outbox'}.relay-lock"
+        self._local = _LOCAL_LOCKS.setdefault((database, service), eventlet.semaphore.Semaphore())
+        self._fd = None
+
+    def __enter__(self):
+        self._local.acquire()
+        if self._path is None:
+            return self
+        try:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            while True:  # another process's relay is publishing: it takes a few milliseconds
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return self
+                except BlockingIOError:
+                    eventlet.sleep(0.005)
+        except BaseException:
+            self._close()
+            raise
+
+    def __exit__(self, *exc_info):
+        self._close()
+        return False
+
+    def _close(self):
+        try:
+            if self._fd is not None:
+                os.close(self._fd)  # releases the flock
+                self._fd = None
+        finally:
+            self._local.release()
+
+
+_LOCAL_LOCKS: dict = {}
 
 
 class PermanentPublishError(Exception):
@@ -71,31 +120,61 @@ class OutboxRelay:
         self.service = service
         self.published = 0
         self.quarantined = 0
-        self._statements = {}  # the claim, per dialect
-        ids = self.rows.id.in_(bindparam("ids", expanding=True))
-        self._release_statement = (update(self.rows).where(ids).values(claimed_until=None)
-                                   .execution_options(synchronize_session=False))
-        self._publish_statement = (update(self.rows).where(ids).values(published_at=bindparam("now"))
-                                   .execution_options(synchronize_session=False))
+        self._exclusive = None  # SQLite: one relay at a time per database file (RelayLock)
+        rows = row_class
+        pending = (select(rows.id, rows.event_type, rows.payload)
+                   .where(rows.published_at.is_(None), rows.failed_at.is_(None))
+                   .order_by(rows.id).limit(BATCH_SIZE))
+        self._pending_statement = pending
+        self._locking_pending_statement = pending.with_for_update(skip_locked=True)
+        ids = rows.id.in_(bindparam("ids", expanding=True))
+        self._publish_statement = update(rows).where(ids).values(published_at=bindparam("now"))
 
     def publish_pending(self) -> int:
-        """Publish every committed, unclaimed row; return how many went out."""
+        """Publish every committed row no other relay is publishing; return how many went out."""
         total = 0
         while True:
-            batch = self._claim()
-            if not batch:
+            count, full = self._round()
+            total += count
+            if not full:
                 return total
-            try:
-                refused = self.publish_batch(batch)
-            except Exception:
-                self._release(batch)
-                raise
-            self._settle(batch, refused)
-            self._count(batch, refused)
-            total += len(batch) - len(refused)
-            self.published += len(batch) - len(refused)
-            if len(batch) < BATCH_SIZE:
-                return total
+
+    def _round(self) -> tuple[int, bool]:
+        """Publish one batch; return how many went out and whether the batch was full."""
+        engine = self.sessions.kw["bind"]
+        if engine.dialect.name == "postgresql":
+            # the rows stay locked (and skipped by other relays) while they are published;
+            # a crash rolls the transaction back and they are published again later
+            with engine.connect() as connection:
+                with connection.begin():
+                    batch = self._read(connection, self._locking_pending_statement)
+                    if batch:
+                        refused = self.publish_batch(batch)
+                        self._settle(connection, batch, refused)
+        else:
+            with self._relay_lock(engine):
+                with engine.connect() as connection:
+                    batch = self._read(connection, self._pending_statement)
+                    connection.rollback()
+                if batch:
+                    refused = self.publish_batch(batch)
+                    with engine.connect().execution_options(**WRITE) as connection:
+                        with connection.begin():
+                            self._settle(connection, batch, refused)
+        if not batch:
+            return 0, False
+        self._count(batch, refused)
+        self.published += len(batch) - len(refused)
+        return len(batch) - len(refused), len(batch) == BATCH_SIZE
+
+    def _relay_lock(self, engine):
+        if self._exclusive is None:
+            self._exclusive = RelayLock(engine.url.database, self.service)
+        return self._exclusive
+
+    @staticmethod
+    def _read(connection, statement) -> list[PendingEvent]:
+        return [PendingEvent(*row) for row in connection.execute(statement)]
 
     def _count(self, batch: list[PendingEvent], refused: list[tuple[PendingEvent, str]]) -> None:
         refused_ids = {event.id for event, _ in refused}
@@ -108,60 +187,17 @@ class OutboxRelay:
         if refused:
             metrics.EVENTS_QUARANTINED.labels(self.service).inc(len(refused))
 
-    def _claim(self) -> list[PendingEvent]:
-        now = utcnow()
-        with self.sessions() as session:
-            session.connection(execution_options=WRITE)
-            claimed = session.execute(self._claim_statement(session.get_bind().dialect.name), {
-                "now": now, "until": now + timedelta(seconds=CLAIM_SECONDS)}).all()
-            session.commit()
-        return sorted((PendingEvent(*row) for row in claimed), key=lambda event: event.id)
-
-    def _claim_statement(self, dialect: str):
-        """UPDATE ... RETURNING that claims the oldest unclaimed rows; built once per dialect."""
-        if dialect not in self._statements:
-            rows = self.rows
-            pending = (
-                select(rows.id)
-                .where(rows.published_at.is_(None), rows.failed_at.is_(None),
-                       or_(rows.claimed_until.is_(None), rows.claimed_until < bindparam("now")))
-                .order_by(rows.id).limit(BATCH_SIZE)
-            )
-            if dialect == "postgresql":
-                pending = pending.with_for_update(skip_locked=True)
-            self._statements[dialect] = (
-                update(rows).where(rows.id.in_(pending.scalar_subquery()))
-                .values(claimed_until=bindparam("until"))
-                .returning(rows.id, rows.event_type, rows.payload)
-                .execution_options(synchronize_session=False)
-            )
-        return self._statements[dialect]
-
-    def _release(self, batch: list[PendingEvent]) -> None:
-        """Give a batch back at once when the broker is away, rather than waiting for the claim to expire."""
-        try:
-            with self.sessions() as session:
-                session.connection(execution_options=WRITE)
-                session.execute(self._release_statement, {"ids": [event.id for event in batch]})
-                session.commit()
-        except Exception:  # the claim then simply expires
-            logger.warning("outbox %s: could not release a claim", self.service, exc_info=True)
-
-    def _settle(self, batch: list[PendingEvent], refused: list[tuple[PendingEvent, str]]) -> None:
+    def _settle(self, connection, batch: list[PendingEvent], refused: list[tuple[PendingEvent, str]]) -> None:
         now = utcnow()
         refused_ids = {event.id for event, _ in refused}
-        with self.sessions() as session:
-            session.connection(execution_options=WRITE)
-            published = [event.id for event in batch if event.id not in refused_ids]
-            if published:
-                session.execute(self._publish_statement, {"ids": published, "now": now})
-            for event, reason in refused:
-                session.execute(update(self.rows).where(self.rows.id == event.id)
-                                .values(failed_at=now, error=reason[:2000])
-                                .execution_options(synchronize_session=False))
-                logger.error("outbox %s: quarantined event %s (%s): %s",
-                             self.service, event.id, event.event_type, reason)
-            session.commit()
+        published = [event.id for event in batch if event.id not in refused_ids]
+        if published:
+            connection.execute(self._publish_statement, {"ids": published, "now": now})
+        for event, reason in refused:
+            connection.execute(update(self.rows).where(self.rows.id == event.id)
+                               .values(failed_at=now, error=reason[:2000]))
+            logger.error("outbox %s: quarantined event %s (%s): %s",
+                         self.service, event.id, event.event_type, reason)
         self.quarantined += len(refused)
 
     def backlog(self) -> int:

@@ -12,8 +12,12 @@ event that can never succeed (an envelope version this code does not know, no ev
 `UnprocessableEvent` raised by the handler), the message goes to the durable queue
 `dead_letters.<service>`, with headers saying where it came from and why;
 `python -m tools.dlq` lists and replays them.
+
+`when=` names the events a handler cares about (e.g. `changes_any("name")`): any other is
+acknowledged on arrival, before a worker, a transaction or a dedupe mark is spent on it.
 """
 import logging
+from collections.abc import Callable
 from functools import partial
 
 import eventlet
@@ -45,7 +49,9 @@ def dead_letter_queue(service_name: str) -> Queue:
 class DurableEventHandler(EventHandler):
     """An event handler on a durable queue with capped retries and a dead-letter queue."""
 
-    def __init__(self, source_service: str, event_type: str, **kwargs):
+    def __init__(self, source_service: str, event_type: str, when: Callable[[dict], bool] | None = None,
+                 **kwargs):
+        self.when = when
         kwargs.setdefault("expected_exceptions", ())
         expected = kwargs.pop("expected_exceptions")
         if not isinstance(expected, tuple):
@@ -68,7 +74,21 @@ class DurableEventHandler(EventHandler):
         if problem is not None:
             self._dead_letter(message, attempts=_attempts(message) + 1, error=problem)
             return
+        if not self._wanted(body):
+            metrics.EVENTS_SKIPPED.labels(self.container.service_name, self.method_name).inc()
+            self.queue_consumer.ack_message(message)
+            return
         super().handle_message(body, message)
+
+    def _wanted(self, body: dict) -> bool:
+        if self.when is None:
+            return True
+        try:
+            return bool(self.when(body))
+        except Exception:  # a predicate that cannot tell leaves the decision to the handler
+            logger.warning("%s: %s: the `when` predicate failed; handling the event", self.container.service_name,
+                           self.method_name, exc_info=True)
+            return True
 
     def handle_message_processed(self, message, result=None, exc_info=None):
         service = self.container.service_name
@@ -135,6 +155,18 @@ def unprocessable(body) -> str | None:
     if not isinstance(version, int) or version > ENVELOPE_VERSION:
         return f"UnprocessableEvent: envelope version {version!r} is newer than this service knows ({ENVELOPE_VERSION})"
     return None
+
+
+def changes_any(*fields: str) -> Callable[[dict], bool]:
+    """A `when=` predicate for `*_updated` events: the event's `changes` name one of `fields`."""
+    wanted = frozenset(fields)
+
+    def changes_any_of(payload: dict) -> bool:
+        changes = payload.get("changes")
+        return not isinstance(changes, dict) or not wanted.isdisjoint(changes)
+
+    changes_any_of.__qualname__ = f"changes_any{tuple(fields)}"
+    return changes_any_of
 
 
 event_handler = DurableEventHandler.decorator

@@ -43,6 +43,9 @@ EVENTS_QUARANTINED = Counter("roster_events_quarantined_total", "Outbox rows the
                              ["service"])
 EVENTS_HANDLED = Counter("roster_events_handled_total", "Events a durable handler applied (or had applied)",
                          ["service", "handler"])
+EVENTS_SKIPPED = Counter("roster_events_skipped_total",
+                         "Events a durable handler acknowledged unhandled: its `when=` says they do not concern it",
+                         ["service", "handler"])
 EVENTS_FAILED = Counter("roster_events_failed_total", "Event handling attempts that raised (retried or dead-lettered)",
                         ["service", "handler"])
 EVENTS_DEAD_LETTERED = Counter("roster_events_dead_lettered_total", "Events moved to a dead-letter queue",

@@ -1,7 +1,7 @@
 """The activities service: notes and call logs, email threads, tasks, opportunities and each
 customer's activity feed, fed by its own writes and by other services' events."""
 from roster.dependencies import UnitOfWorkProvider, service_health
-from roster.handlers import event_handler
+from roster.handlers import changes_any, event_handler
 from roster.rpc import BoundedRpcProxy, rpc
 from services.activities import commands
 from services.activities.models import UNIQUE_RULES, Base, bookkeeping
@@ -122,7 +122,7 @@ class ActivitiesService:
     def handle_customer_created(self, payload):
         commands.on_customer_created(self.uow, payload)
 
-    @event_handler("customers", "customer_updated")
+    @event_handler("customers", "customer_updated", when=changes_any("name"))
     def handle_customer_updated(self, payload):
         commands.on_customer_updated(self.uow, payload)
 

@@ -4,10 +4,11 @@ It follows the customers service's events, answers `get_avatar` over RPC, refres
 older than AVATAR_MAX_AGE on a timer and announces `avatar_resolved`.
 """
 from roster.dependencies import UnitOfWorkProvider, service_health
-from roster.handlers import event_handler
+from roster.handlers import changes_any, event_handler
 from roster.rpc import BoundedRpcProxy, rpc
 from services.avatars import commands
 from services.avatars.dependencies import AvatarSources, refresh_timer
+from services.avatars.domain import REFRESH_FIELDS
 from services.avatars.models import UNIQUE_RULES, Base, bookkeeping
 
 
@@ -30,7 +31,7 @@ class AvatarsService:
     def handle_customer_created(self, payload):
         commands.on_customer_created(self.uow, payload, fetchers=self.sources.fetchers)
 
-    @event_handler("customers", "customer_updated")
+    @event_handler("customers", "customer_updated", when=changes_any(*REFRESH_FIELDS))
     def handle_customer_updated(self, payload):
         commands.on_customer_updated(self.uow, payload, fetchers=self.sources.fetchers, customers=self.customers_rpc)
 

@@ -297,6 +297,15 @@ def merge_duplicates(uow: UnitOfWork, payload: dict) -> list[dict]:
         return done
 
 
+def may_have_duplicate(payload: dict) -> bool:
+    """Whether a customer_created / customer_updated event can call for a duplicate merge at all: it
+    names a customer (_announced_customer) and, for a creation, one with an email (duplicates are
+    found by email; a later email arrives as a customer_updated)."""
+    if _announced_customer(payload) is None:
+        return False
+    return "customer" not in payload or bool((payload.get("customer") or {}).get("email"))
+
+
 def _announced_customer(payload: dict) -> str | None:
     """The uuid a customer_created (not by an unmerge) or an email-changing customer_updated names."""
     if not isinstance(payload, dict):

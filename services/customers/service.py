@@ -120,10 +120,10 @@ class CustomersService:
 
     # A custom-source duplicate of a connector's customer is merged into it in the background
     # (syncing.duplicate_merges), whichever of the two arrives first.
-    @event_handler("customers", "customer_created")
+    @event_handler("customers", "customer_created", when=commands.may_have_duplicate)
     def merge_duplicate_of_created(self, payload):
         commands.merge_duplicates(self.uow, payload)
 
-    @event_handler("customers", "customer_updated")
+    @event_handler("customers", "customer_updated", when=commands.may_have_duplicate)
     def merge_duplicate_of_updated(self, payload):
         commands.merge_duplicates(self.uow, payload)

@@ -286,3 +286,30 @@ def test_an_event_from_a_future_version_is_dead_lettered_at_once(flaky, amqp_uri
 def dead_letters_count(amqp_uri, service="flaky_consumer"):
     with Connection(amqp_uri) as connection:
         return connection.default_channel.queue_declare(f"dead_letters.{service}", passive=True).message_count
+
+
+class Picky:
+    name = "picky_consumer"
+    handled: list = []
+
+    @event_handler("picky_source", "thing_changed", when=roster.handlers.changes_any("name"))
+    def handle(self, payload):
+        Picky.handled.append(payload["n"])
+
+
+def test_an_event_the_when_predicate_declines_is_acknowledged_without_running_the_handler(amqp_uri):
+    Picky.handled = []
+    container = start(amqp_uri, Picky)[0]
+    try:
+        dispatch = event_dispatcher({"AMQP_URI": amqp_uri})
+        dispatch("picky_source", "thing_changed", envelope(n=1, changes={"tags": ["a"]}))
+        dispatch("picky_source", "thing_changed", envelope(n=2, changes={"name": "B", "tags": []}))
+        dispatch("picky_source", "thing_changed", envelope(n=3, changes={"email": "x@example.com"}))
+        wait_for(lambda: Picky.handled)
+        eventlet.sleep(0.5)
+        assert Picky.handled == [2]
+        with Connection(amqp_uri) as connection:  # the declined ones were acknowledged, not left queued
+            queue = next(iter(container.entrypoints)).queue
+            assert connection.default_channel.queue_declare(queue.name, passive=True).message_count == 0
+    finally:
+        container.stop()

@@ -339,3 +339,12 @@ def test_q_finds_customers_by_part_of_their_name_company_or_email_ignoring_case_
     with pytest.raises(ValidationFailed) as failure:
         service.list_customers({"q": "x" * 201})
     assert failure.value.param == "q"
+
+
+def test_only_events_that_can_call_for_a_duplicate_merge_reach_the_merge_handler():
+    assert commands.may_have_duplicate({"customer": {"uuid": "cus_1", "email": "a@example.com"}, "reason": "created"})
+    assert not commands.may_have_duplicate({"customer": {"uuid": "cus_1", "email": ""}, "reason": "created"})
+    assert not commands.may_have_duplicate({"customer": {"uuid": "cus_1", "email": "a@example.com"},
+                                            "reason": "unmerged"})
+    assert commands.may_have_duplicate({"uuid": "cus_1", "changes": {"email": "b@example.com"}})
+    assert not commands.may_have_duplicate({"uuid": "cus_1", "changes": {"name": "B"}})

@@ -210,3 +210,12 @@ def test_an_error_without_a_param_crosses_rpc_without_one():
     for error in (ServiceUnavailable("try again"), NotFound("no such customer", param="uuid")):
         back = deserialize(serialize(error))
         assert (type(back), back.message, back.param) == (type(error), error.message, error.param)
+
+
+def test_changes_any_wants_an_update_that_changes_one_of_its_fields_or_cannot_tell():
+    from roster.handlers import changes_any
+
+    wants = changes_any("name", "company")
+    assert wants({"changes": {"name": "A"}}) and wants({"changes": {"company": "", "tags": []}})
+    assert not wants({"changes": {"tags": ["x"], "email": "a@b.c"}}) and not wants({"changes": {}})
+    assert wants({"uuid": "cus_1"}) and wants({"changes": ["name"]})  # malformed: the handler decides
