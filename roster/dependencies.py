@@ -177,4 +177,6 @@ def _handled_event(worker_ctx) -> str | None:
     if not isinstance(worker_ctx.entrypoint, DurableEventHandler) or not worker_ctx.args:
         return None
     payload = worker_ctx.args[0]
+    if not isinstance(payload, dict):  # a batch worker: roster.handlers sets it event by event
+        return None
     return f"{worker_ctx.entrypoint.method_name}:{payload['event_id']}"

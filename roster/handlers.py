@@ -13,29 +13,39 @@ event that can never succeed (an envelope version this code does not know, no ev
 `dead_letters.<service>`, with headers saying where it came from and why;
 `python -m tools.dlq` lists and replays them.
 
+`batch=N` lets one worker handle up to N waiting events of the handler in one transaction
+(`roster.uow.UnitOfWork.batch`): each event's writes are a savepoint, so one that fails is
+retried or dead-lettered on its own as above while the others commit together. Events are
+never held back to fill a batch: a batch is whatever arrived while the previous one ran. Only
+for handlers whose work is all in the database (no remote calls: the write lock is held).
+
 `when=` names the events a handler cares about (e.g. `changes_any("name")`): any other is
 acknowledged on arrival, before a worker, a transaction or a dedupe mark is spent on it.
 """
+import copy
 import logging
+import sys
 from collections.abc import Callable
 from functools import partial
 
 import eventlet
 from kombu import Connection, Exchange, Queue
 from nameko.amqp.publish import Publisher
+from nameko.containers import ContainerBeingKilled
 from nameko.events import SERVICE_POOL, EventHandler
 
-from roster import metrics
+from roster import metrics, tracing
 from roster import serialization  # noqa: F401  (registers the bus codec)
 from roster.database import database_unavailable
 from roster.errors import RosterError, UnprocessableEvent
 from roster.events import ENVELOPE_VERSION
 from roster.timestamps import render, utcnow
-from roster.uow import AlreadyHandled
+from roster.uow import AlreadyHandled, UnitOfWork
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+EVENT_BATCH = 100  # the most events a `batch=` worker takes (the prefetch, MAX_WORKERS, bounds it too)
 RETRY_BASE_SECONDS = 0.5
 ATTEMPTS = "x-roster-attempts"
 DEFAULT_EXCHANGE = Exchange("")
@@ -50,8 +60,12 @@ class DurableEventHandler(EventHandler):
     """An event handler on a durable queue with capped retries and a dead-letter queue."""
 
     def __init__(self, source_service: str, event_type: str, when: Callable[[dict], bool] | None = None,
-                 **kwargs):
+                 batch: int = 0, **kwargs):
         self.when = when
+        self.batch = batch
+        self._waiting: list = []  # (body, message) that arrived while a batch ran
+        self._batch_running = False
+        self._batch_entrypoint = None
         kwargs.setdefault("expected_exceptions", ())
         expected = kwargs.pop("expected_exceptions")
         if not isinstance(expected, tuple):
@@ -63,6 +77,10 @@ class DurableEventHandler(EventHandler):
 
     def setup(self):
         super().setup()
+        if self.batch:
+            self._batch_entrypoint = copy.copy(self)
+            self._batch_entrypoint.method_name = f"_roster_batch_{self.method_name}"
+            setattr(self.container.service_cls, self._batch_entrypoint.method_name, _batch_runner(self.method_name))
         amqp_uri = self.container.config["AMQP_URI"]
         self.dead_letters = dead_letter_queue(self.container.service_name)
         self.publisher = Publisher(amqp_uri, declare=[self.dead_letters])
@@ -78,7 +96,36 @@ class DurableEventHandler(EventHandler):
             metrics.EVENTS_SKIPPED.labels(self.container.service_name, self.method_name).inc()
             self.queue_consumer.ack_message(message)
             return
+        if self.batch:
+            self._waiting.append((body, message))
+            if not self._batch_running:
+                self._start_batch()
+            return
         super().handle_message(body, message)
+
+    def _start_batch(self) -> None:
+        taken, self._waiting = self._waiting[:self.batch], self._waiting[self.batch:]
+        self._batch_running = True
+        try:
+            self.container.spawn_worker(
+                self._batch_entrypoint, (EventBatch(body for body, _ in taken),), {},
+                context_data=self.unpack_message_headers(taken[0][1]),
+                handle_result=partial(self._batch_done, [message for _, message in taken]))
+        except ContainerBeingKilled:
+            self._batch_running = False
+            for _, message in taken + self._waiting:
+                self.queue_consumer.requeue_message(message)
+            self._waiting = []
+
+    def _batch_done(self, messages, worker_ctx, result=None, exc_info=None):
+        """Settle each message of a batch by its own outcome (all of them by the batch's, if it failed)."""
+        outcomes = result if exc_info is None else [exc_info] * len(messages)
+        for message, outcome in zip(messages, outcomes):
+            self.handle_message_processed(message, exc_info=outcome)
+        self._batch_running = False
+        if self._waiting:
+            self._start_batch()
+        return result, exc_info
 
     def _wanted(self, body: dict) -> bool:
         if self.when is None:
@@ -155,6 +202,41 @@ def unprocessable(body) -> str | None:
     if not isinstance(version, int) or version > ENVELOPE_VERSION:
         return f"UnprocessableEvent: envelope version {version!r} is newer than this service knows ({ENVELOPE_VERSION})"
     return None
+
+
+class EventBatch(list):
+    """The event payloads a batch worker handles, in the order they arrived."""
+
+
+def _batch_runner(method_name: str):
+    """The service method a batch worker runs: the handler once per event, in one transaction.
+
+    Returns one outcome per event: None (applied, or applied before) or the exc_info it raised.
+    """
+    def run_batch(service, batch: EventBatch) -> list:
+        handler = getattr(service, method_name)
+        uows = [value for value in vars(service).values() if isinstance(value, UnitOfWork)]
+        if len(uows) != 1:
+            raise TypeError(f"{method_name}: batch= needs a service with exactly one UnitOfWorkProvider")
+        uow = uows[0]
+        outcomes = []
+        with uow.batch():
+            for payload in batch:
+                uow.handling(f"{method_name}:{payload['event_id']}")
+                tracing.bind(tracing.from_worker({}, (payload,)))
+                try:
+                    handler(payload)
+                    outcomes.append(None)
+                except AlreadyHandled:
+                    outcomes.append(None)
+                except Exception as error:
+                    if not isinstance(error, RosterError):
+                        logger.warning("%s: event %s failed", method_name, payload.get("event_id"), exc_info=True)
+                    outcomes.append(sys.exc_info())
+        return outcomes
+
+    run_batch.__name__ = f"_roster_batch_{method_name}"
+    return run_batch
 
 
 def changes_any(*fields: str) -> Callable[[dict], bool]:

@@ -15,6 +15,9 @@ the transaction commits: the changes and their events together, or neither. Arou
   again, even when the first attempt's caller had already given up.
 * A unique constraint broken by a concurrent writer becomes a 422 naming the field
   (`UniqueRule`), not a 500.
+* Inside `with uow.batch():` (a worker handling several events, roster.handlers) every `write()`
+  is a savepoint of one transaction, and `read()` reads in it: one commit for many events, while
+  each event's changes still stand or fall on their own.
 
 Nothing here knows nameko: `roster.dependencies` builds one UnitOfWork per worker, and unit
 tests build one on an in-memory database.
@@ -202,16 +205,46 @@ class UnitOfWork:
         self.handled_event = handled_event  # "<handler>:<event_id>" while handling an event
         self.on_commit = on_commit
         self._checked = False
+        self._batch: _Batch | None = None
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run the `write()`s of the block as savepoints of one transaction, committed at its end."""
+        session = self.sessions()
+        session.connection(execution_options=WRITE)
+        self._batch = _Batch(session)
+        try:
+            yield
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            recorded, self._batch = self._batch.recorded, None
+            session.close()
+        if recorded and self.on_commit is not None:
+            self.on_commit(recorded)
+
+    def handling(self, handled_event: str) -> None:
+        """Within a batch: the next writes are for this event (`<handler>:<event_id>`)."""
+        self.handled_event = handled_event
+        self._checked = False
 
     @contextmanager
     def read(self) -> Iterator[Session]:
         """Yield a session for reading; nothing it does is committed."""
+        if self._batch is not None:
+            yield self._batch.session
+            return
         with self.sessions() as session:
             yield session
 
     @contextmanager
     def write(self) -> Iterator[Transaction]:
         """Yield a Transaction; commit its changes and events together when the block ends."""
+        if self._batch is not None:
+            yield from self._write_in_batch()
+            return
         session = self.sessions()
         session.connection(execution_options=WRITE)
         tx = Transaction(session=session, uow=self)
@@ -230,6 +263,24 @@ class UnitOfWork:
             session.close()
         if tx.recorded and self.on_commit is not None:
             self.on_commit(tx.recorded)
+
+    def _write_in_batch(self) -> Iterator[Transaction]:
+        session = self._batch.session
+        savepoint = session.begin_nested()
+        tx = Transaction(session=session, uow=self)
+        try:
+            self._check_once(session)
+            yield tx
+            savepoint.commit()
+        except IntegrityError as error:
+            savepoint.rollback()
+            self._raise_for(error, session)
+            raise
+        except BaseException:
+            if savepoint.is_active:
+                savepoint.rollback()
+            raise
+        self._batch.recorded.extend(tx.recorded)
 
     def _check_once(self, session: Session) -> None:
         """On the first write: skip a handled event, replay an answered command."""
@@ -265,6 +316,12 @@ class UnitOfWork:
         rule = unique_rule_for(error, self.unique_rules)
         if rule is not None:
             raise ValidationFailed(f"{rule.param}: {rule.reason}", param=rule.param) from None
+
+
+@dataclass
+class _Batch:
+    session: Session
+    recorded: list[dict] = field(default_factory=list)
 
 
 def answer_key(command: str, client_key: str) -> str:

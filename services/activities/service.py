@@ -1,7 +1,7 @@
 """The activities service: notes and call logs, email threads, tasks, opportunities and each
 customer's activity feed, fed by its own writes and by other services' events."""
 from roster.dependencies import UnitOfWorkProvider, service_health
-from roster.handlers import changes_any, event_handler
+from roster.handlers import EVENT_BATCH, changes_any, event_handler
 from roster.rpc import BoundedRpcProxy, rpc
 from services.activities import commands
 from services.activities.models import UNIQUE_RULES, Base, bookkeeping
@@ -118,11 +118,11 @@ class ActivitiesService:
 
     # ---- events from other services
 
-    @event_handler("customers", "customer_created")
+    @event_handler("customers", "customer_created", batch=EVENT_BATCH)
     def handle_customer_created(self, payload):
         commands.on_customer_created(self.uow, payload)
 
-    @event_handler("customers", "customer_updated", when=changes_any("name"))
+    @event_handler("customers", "customer_updated", when=changes_any("name"), batch=EVENT_BATCH)
     def handle_customer_updated(self, payload):
         commands.on_customer_updated(self.uow, payload)
 
@@ -138,18 +138,18 @@ class ActivitiesService:
     def handle_customer_deleted(self, payload):
         commands.on_customer_deleted(self.uow, payload)
 
-    @event_handler("contacts", "contact_created")
+    @event_handler("contacts", "contact_created", batch=EVENT_BATCH)
     def handle_contact_created(self, payload):
         commands.on_contact_created(self.uow, payload)
 
-    @event_handler("billing_sync", "mrr_movement_recorded")
+    @event_handler("billing_sync", "mrr_movement_recorded", batch=EVENT_BATCH)
     def handle_mrr_movement_recorded(self, payload):
         commands.on_mrr_movement_recorded(self.uow, payload)
 
-    @event_handler("billing_sync", "mrr_movement_retracted")
+    @event_handler("billing_sync", "mrr_movement_retracted", batch=EVENT_BATCH)
     def handle_mrr_movement_retracted(self, payload):
         commands.on_mrr_movement_retracted(self.uow, payload)
 
-    @event_handler("billing_sync", "transaction_recorded")
+    @event_handler("billing_sync", "transaction_recorded", batch=EVENT_BATCH)
     def handle_transaction_recorded(self, payload):
         commands.on_transaction_recorded(self.uow, payload)

@@ -1,7 +1,7 @@
 """The customers service: RPC commands and queries on customer records, their events, and the
 projections it keeps from billing_sync's events. One line per entrypoint into `commands`."""
 from roster.dependencies import UnitOfWorkProvider, service_health
-from roster.handlers import event_handler
+from roster.handlers import EVENT_BATCH, event_handler
 from roster.rpc import RememberingRpcProxy, rpc
 from services.customers import commands
 from services.customers.models import UNIQUE_RULES, Base, bookkeeping
@@ -114,7 +114,7 @@ class CustomersService:
         self.billing_rpc.forget("get_data_source", payload.get("uuid"))
         commands.on_data_source_deleted(self.uow, payload)
 
-    @event_handler("billing_sync", "customer_metrics_changed")
+    @event_handler("billing_sync", "customer_metrics_changed", batch=EVENT_BATCH)
     def handle_customer_metrics_changed(self, payload):
         commands.on_customer_metrics_changed(self.uow, payload)
 

@@ -313,3 +313,69 @@ def test_an_event_the_when_predicate_declines_is_acknowledged_without_running_th
             assert connection.default_channel.queue_declare(queue.name, passive=True).message_count == 0
     finally:
         container.stop()
+
+
+class Tally:
+    name = "tally"
+    uow = UnitOfWorkProvider(Base, tables, migrate=False)
+    batches: list = []
+    poison = "never"
+
+    @event_handler("tally_source", "counted", batch=50)
+    def count(self, payload):  # not idempotent by nature: only the dedupe keeps it right
+        Tally.batches.append(self.uow._batch)  # the batch this event is handled in (kept: ids are reused)
+        if payload["n"] == Tally.poison:
+            raise RuntimeError("this one cannot be counted")
+        with self.uow.write() as tx:
+            counter = tx.session.get(Counter, "n") or Counter(name="n", value=0)
+            counter.value += 1
+            tx.session.add(counter)
+            tx.record("tallied", n=payload["n"])
+
+
+@pytest.fixture()
+def tally(amqp_uri, own_database, monkeypatch):
+    monkeypatch.setattr(roster.handlers, "RETRY_BASE_SECONDS", 0.05)
+    Tally.batches, Tally.poison = [], "never"
+    container = start(amqp_uri, Tally)[0]
+    dead_letters(amqp_uri, "tally")
+    yield container
+    container.stop()
+
+
+def tallied(container):
+    with provider(container).sessions() as session:
+        return session.scalar(select(Counter.value).where(Counter.name == "n")) or 0
+
+
+def test_a_batch_handler_applies_each_event_once_in_few_transactions_and_isolates_a_poison_one(tally, amqp_uri):
+    Tally.poison = 150
+    tally.stop()  # the events wait in the durable queue, as under load
+    dispatch = event_dispatcher({"AMQP_URI": amqp_uri})
+    events = [envelope(n=n) for n in range(200)]
+    for event in events + events[:20]:  # the first 20 delivered twice
+        dispatch("tally_source", "counted", event)
+    tally = start(amqp_uri, Tally)[0]
+    try:
+        check_tally(tally, amqp_uri)
+    finally:
+        tally.stop()
+
+
+def check_tally(tally, amqp_uri):
+    wait_for(lambda: tallied(tally) >= 199, timeout=15)
+    wait_for(lambda: len(dead_letters_now(amqp_uri, "tally")) == 1, timeout=15)
+    eventlet.sleep(0.5)
+    assert tallied(tally) == 199  # every event once, but the poison one
+    distinct = {id(batch) for batch in Tally.batches}
+    assert None not in Tally.batches and len(distinct) < 100  # events waiting together: one transaction
+    [letter] = dead_letters(amqp_uri, "tally")
+    assert json.loads(letter.body)["n"] == 150 and "cannot be counted" in letter.headers["x-roster-error"]
+    with provider(tally).sessions() as session:  # the events the handlers recorded were committed
+        assert session.scalar(select(func.count()).select_from(tables.outbox)) == 199
+
+
+def dead_letters_now(amqp_uri, service):
+    with Connection(amqp_uri) as connection:
+        count = connection.default_channel.queue_declare(f"dead_letters.{service}", passive=True).message_count
+    return [None] * count

@@ -219,3 +219,39 @@ def test_changes_any_wants_an_update_that_changes_one_of_its_fields_or_cannot_te
     assert wants({"changes": {"name": "A"}}) and wants({"changes": {"company": "", "tags": []}})
     assert not wants({"changes": {"tags": ["x"], "email": "a@b.c"}}) and not wants({"changes": {}})
     assert wants({"uuid": "cus_1"}) and wants({"changes": ["name"]})  # malformed: the handler decides
+
+
+def test_a_batch_commits_many_events_writes_at_once_each_standing_or_falling_on_its_own(uow):
+    committed = []
+    uow.on_commit = committed.append
+    with uow.batch():
+        uow.handling("h:e1")
+        add_thing(uow, "a")
+        with pytest.raises(ValidationFailed):  # the second event breaks a unique rule: only it is undone
+            uow.handling("h:e2")
+            add_thing(uow, "b")  # its own write, committed with the batch (as without a batch)
+            add_thing(uow, "a")
+        uow.handling("h:e1")  # the first event again, in the same batch: already applied
+        with pytest.raises(AlreadyHandled):
+            add_thing(uow, "c")
+        uow.handling("h:e3")
+        add_thing(uow, "d")
+        assert count(uow) == 3  # reads see the batch's own writes
+        with uow.sessions() as other:  # nothing is committed before the batch ends
+            assert other.scalar(select(func.count()).select_from(Thing)) == 0
+    with uow.read() as session:
+        assert sorted(session.scalars(select(Thing.external_id))) == ["a", "b", "d"]
+    assert [event["external_id"] for event in recorded(uow, "thing_added")] == ["a", "b", "d"]
+    assert [[event["external_id"] for event in events] for events in committed] == [["a", "b", "d"]]
+
+
+def test_a_batch_that_fails_as_a_whole_commits_nothing(uow):
+    with pytest.raises(RuntimeError):
+        with uow.batch():
+            uow.handling("h:e1")
+            add_thing(uow, "a")
+            raise RuntimeError("the database went away")
+    assert count(uow) == 0 and recorded(uow) == []
+    uow.handling("h:e1")
+    add_thing(uow, "a")  # the event was not marked handled: its retry applies it
+    assert count(uow) == 1
