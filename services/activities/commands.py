@@ -18,7 +18,7 @@ from roster.pagination import decode_cursor, keyset_page, page_size
 from roster.timestamps import parse, render, utcnow
 from roster.uow import Transaction, UnitOfWork
 from services.activities import descriptions, domain, store
-from services.activities.models import FeedEntry, MrrActivity, Note, Opportunity, Task, Thread, ThreadMessage
+from services.activities.models import FeedEntry, Note, Opportunity, Task, Thread, ThreadMessage
 from services.activities.schemas import (
     dump_entry,
     dump_mrr_activity,
@@ -67,19 +67,18 @@ def _check_still_there(session, customer_uuid: str, field: str = "customer_uuid"
 # ---- the feed's entries --------------------------------------------------------------------------
 
 def _record_entry(tx: Transaction, *, fact: str, customer_uuid: str, type: str, kind: str, date: datetime,
-                  description: str, source_id: str) -> FeedEntry | None:
-    """Add the feed entry of one fact and announce it; None (and nothing recorded) if it is there already."""
-    if store.entry(tx.session, fact) is not None:
-        return None
-    entry = FeedEntry(uuid=_new_uuid("act_"), fact=fact, customer_uuid=customer_uuid, type=type, kind=kind,
-                      date=date, description=description, source_id=source_id)
-    tx.session.add(entry)
-    tx.session.flush()
+                  description: str, source_id: str) -> bool:
+    """Add the feed entry of one fact and announce it; False (and nothing recorded) if it is there already."""
+    entry_uuid = _new_uuid("act_")
+    if not store.add_entry(tx.session, {
+            "uuid": entry_uuid, "fact": fact, "customer_uuid": customer_uuid, "type": type, "kind": kind,
+            "date": date, "description": description, "source_id": source_id, "merged_from": None}):
+        return False
     tx.record("activity_recorded", customer_uuid=customer_uuid, activity={
-        "uuid": entry.uuid, "type": type, "kind": kind, "date": render(date), "description": description,
+        "uuid": entry_uuid, "type": type, "kind": kind, "date": render(date), "description": description,
         "source_id": source_id,
     })
-    return entry
+    return True
 
 
 def _note_entry(note: Note) -> dict:
@@ -483,17 +482,26 @@ def on_customer_created(uow: UnitOfWork, payload: dict) -> None:
     """Remember the customer's name and external id; its creation opens its feed."""
     customer = _field(payload, "customer", "customer_created")
     uuid = _field(customer, "uuid", "customer_created")
+    name, external_id = customer.get("name") or "", customer.get("external_id") or ""
     with uow.write() as tx:
-        row = store.customer(tx.session, uuid)
-        if not row.name:  # a rename may have been handled first
-            row.name = customer.get("name") or ""
-        row.external_id = customer.get("external_id") or row.external_id
-        target = store.survivor(tx.session, uuid)
+        if store.add_customer(tx.session, uuid, name=name, external_id=external_id):
+            target = uuid  # the usual case: a row just added is neither merged nor deleted
+        else:
+            target = _known_customer_created(tx.session, uuid, name, external_id)
         if target is None:
             return
         _record_entry(tx, fact=f"customer_created:{uuid}", customer_uuid=target, type="event",
                       kind="customer_created", date=_when(customer.get("created_at"), payload),
                       description=descriptions.customer_created(domain.display_name(customer)), source_id=uuid)
+
+
+def _known_customer_created(session, uuid: str, name: str, external_id: str) -> str | None:
+    """Fill in a customer row an earlier event added (a rename, a merge, a deletion); return its survivor."""
+    row = store.customer(session, uuid)
+    if not row.name:  # a rename may have been handled first
+        row.name = name
+    row.external_id = external_id or row.external_id
+    return store.survivor(session, uuid, locked=row)
 
 
 def on_customer_updated(uow: UnitOfWork, payload: dict) -> None:
@@ -503,7 +511,7 @@ def on_customer_updated(uow: UnitOfWork, payload: dict) -> None:
         return
     uuid = _field(payload, "uuid", "customer_updated")
     with uow.write() as tx:
-        store.customer(tx.session, uuid).name = changes["name"] or ""
+        store.rename_customer(tx.session, uuid, changes["name"] or "")
 
 
 def on_customer_merged(uow: UnitOfWork, payload: dict) -> None:
@@ -511,9 +519,10 @@ def on_customer_merged(uow: UnitOfWork, payload: dict) -> None:
     from_uuid = _field(payload, "from_uuid", "customer_merged")
     into_uuid = _field(payload, "into_uuid", "customer_merged")
     with uow.write() as tx:
-        merged = store.lock_customers(tx.session, (from_uuid, into_uuid))[from_uuid]
+        locked = store.lock_customers(tx.session, (from_uuid, into_uuid))
+        merged = locked[from_uuid]
         merged.merged_into = into_uuid
-        target = store.survivor(tx.session, into_uuid)
+        target = store.survivor(tx.session, into_uuid, locked=locked[into_uuid])
         if target is None:  # the survivor was deleted meanwhile
             store.delete_customer_data(tx.session, from_uuid)
             return
@@ -542,17 +551,18 @@ def on_customer_unmerged(uow: UnitOfWork, payload: dict) -> None:
     new_customer = payload.get("new_customer") or {}
     with uow.write() as tx:
         session = tx.session
-        new = store.lock_customers(session, [uuid for uuid in (from_uuid, new_uuid, former) if uuid])[new_uuid]
+        locked = store.lock_customers(session, [uuid for uuid in (from_uuid, new_uuid, former) if uuid])
+        new = locked[new_uuid]
         new.name = new.name or new_customer.get("name") or ""
         new.external_id = new.external_id or payload.get("external_id") or ""
-        target = store.survivor(session, new_uuid)
+        target = store.survivor(session, new_uuid, locked=new)
         moving = _unmerged_records(session, former, kinds) if former else []
         for row in moving:
             if target is None:
                 session.delete(row)
             else:
                 row.customer_uuid, row.merged_from = target, (None if target == new_uuid else new_uuid)
-        left = store.survivor(session, from_uuid)
+        left = store.survivor(session, from_uuid, locked=locked[from_uuid])
         if left is not None:
             name = domain.display_name({**new_customer, "uuid": new_uuid})
             _record_entry(tx, fact=f"customer_unmerged:{new_uuid}", customer_uuid=left, type="event",
@@ -602,21 +612,20 @@ def on_mrr_movement_recorded(uow: UnitOfWork, payload: dict) -> None:
     """Add an MRR movement to the customer's activities and feed (unless billing retracted it already)."""
     movement = domain.movement_from_event(payload)
     with uow.write() as tx:
-        if store.movement(tx.session, movement["uuid"]).retracted_at is not None:
-            return
-        if store.mrr_activity(tx.session, movement["uuid"]) is not None:
+        if store.movement_retracted(tx.session, movement["uuid"]):
             return
         target = store.survivor(tx.session, movement.pop("customer_uuid"))
         if target is None:
             return
-        activity = MrrActivity(customer_uuid=target, **movement)
-        tx.session.add(activity)
-        _record_entry(tx, fact=f"mrr_movement:{activity.uuid}", customer_uuid=target, type="mrr_movement",
-                      kind=activity.type, date=activity.date,
-                      description=descriptions.mrr_movement(type=activity.type, description=activity.description,
-                                                            mrr_movement=activity.mrr_movement,
-                                                            currency=activity.currency),
-                      source_id=activity.uuid)
+        if not store.add_mrr_activity(tx.session, {**movement, "customer_uuid": target}):
+            return  # the same movement under another event id: recorded already
+        _record_entry(tx, fact=f"mrr_movement:{movement['uuid']}", customer_uuid=target, type="mrr_movement",
+                      kind=movement["type"], date=movement["date"],
+                      description=descriptions.mrr_movement(type=movement["type"],
+                                                            description=movement["description"],
+                                                            mrr_movement=movement["mrr_movement"],
+                                                            currency=movement["currency"]),
+                      source_id=movement["uuid"])
 
 
 def on_mrr_movement_retracted(uow: UnitOfWork, payload: dict) -> None:

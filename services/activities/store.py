@@ -34,9 +34,41 @@ def customer(session: Session, uuid: str) -> Customer:
     goes through this lock, so they are applied one after the other (on SQLite the write
     transaction holds the database's lock already).
     """
-    insert_ignore(session, Customer.__table__, [{"uuid": uuid, "name": "", "external_id": ""}], ["uuid"])
+    # Most customers are known already: lock first, and add the row only when there is none.
+    row = _locked_customer(session, uuid)
+    if row is None:
+        insert_ignore(session, Customer.__table__, [{"uuid": uuid, "name": "", "external_id": ""}], ["uuid"])
+        row = _locked_customer(session, uuid)
+    return row
+
+
+def _locked_customer(session: Session, uuid: str) -> Customer | None:
     return session.scalars(select(Customer).where(Customer.uuid == uuid).with_for_update()
-                           .execution_options(populate_existing=True)).one()
+                           .execution_options(populate_existing=True)).first()
+
+
+def add_customer(session: Session, uuid: str, *, name: str, external_id: str) -> bool:
+    """Add the known-customer row of `uuid` with these fields; False (nothing written) if there is one.
+
+    A row added here is this transaction's until it commits (a concurrent insert or lock of it
+    waits), and it is neither merged nor deleted.
+    """
+    return bool(insert_ignore(session, Customer.__table__, [{"uuid": uuid, "name": name, "external_id": external_id}],
+                              ["uuid"]))
+
+
+def rename_customer(session: Session, uuid: str, name: str) -> None:
+    """Set the customer's name, adding its row if there is none."""
+    if _set_name(session, uuid, name):
+        return
+    if not add_customer(session, uuid, name=name, external_id=""):
+        _set_name(session, uuid, name)  # a concurrent writer added it meanwhile
+
+
+def _set_name(session: Session, uuid: str, name: str) -> bool:
+    result = session.execute(update(Customer).where(Customer.uuid == uuid).values(name=name)
+                             .execution_options(synchronize_session=False))
+    return result.rowcount > 0
 
 
 def known_customers(session: Session, uuids) -> dict[str, Customer]:
@@ -46,14 +78,15 @@ def known_customers(session: Session, uuids) -> dict[str, Customer]:
     return {row.uuid: row for row in session.scalars(select(Customer).where(Customer.uuid.in_(wanted)))}
 
 
-def survivor(session: Session, uuid: str) -> str | None:
+def survivor(session: Session, uuid: str, locked: Customer | None = None) -> str | None:
     """Return where a customer's activity belongs now: itself, the customer it was merged into
-    (following merges of merges), or None when it was deleted. Locks each customer on the way."""
+    (following merges of merges), or None when it was deleted. Locks each customer on the way;
+    `locked` is the row of `uuid` when this transaction has locked it already (`customer`)."""
     seen = set()
     current = uuid
     while current not in seen:
         seen.add(current)
-        row = customer(session, current)
+        row = locked if locked is not None and current == uuid else customer(session, current)
         if row.deleted_at is not None:
             return None
         if row.merged_into is None:
@@ -209,6 +242,11 @@ def entry(session: Session, fact: str) -> FeedEntry | None:
     return session.scalars(select(FeedEntry).where(FeedEntry.fact == fact)).first()
 
 
+def add_entry(session: Session, values: dict) -> bool:
+    """Add a feed entry; False (nothing written) if the entry of its fact (unique) is there already."""
+    return bool(insert_ignore(session, FeedEntry.__table__, [values], ["fact"]))
+
+
 def delete_entry(session: Session, fact: str) -> None:
     session.execute(delete(FeedEntry).where(FeedEntry.fact == fact).execution_options(synchronize_session=False))
 
@@ -235,11 +273,24 @@ def mrr_activity(session: Session, uuid: str) -> MrrActivity | None:
     return session.scalars(select(MrrActivity).where(MrrActivity.uuid == uuid)).first()
 
 
+def add_mrr_activity(session: Session, values: dict) -> bool:
+    """Add an MRR activity; False (nothing written) if the one of its movement (unique uuid) is there already."""
+    return bool(insert_ignore(session, MrrActivity.__table__, [values], ["uuid"]))
+
+
 def movement(session: Session, uuid: str) -> Movement:
     """Return the row of one movement, locked for this transaction (added if there is none)."""
     insert_ignore(session, Movement.__table__, [{"uuid": uuid}], ["uuid"])
     return session.scalars(select(Movement).where(Movement.uuid == uuid).with_for_update()
                            .execution_options(populate_existing=True)).one()
+
+
+def movement_retracted(session: Session, uuid: str) -> bool:
+    """Lock the row of one movement for this transaction (adding it if there is none); return whether
+    it was retracted. A row added here is this transaction's until it commits, and not retracted."""
+    if insert_ignore(session, Movement.__table__, [{"uuid": uuid}], ["uuid"]):
+        return False  # the usual case: the movement's first copy
+    return movement(session, uuid).retracted_at is not None
 
 
 def mrr_page(session: Session, *, customer_uuid: str | None, filters, position: tuple[datetime, int] | None,

@@ -56,13 +56,12 @@ def on_customer_created(uow: UnitOfWork, payload: dict, *, fetchers: Mapping[str
     customer = _field(payload, "customer", dict)
     _field(customer, "uuid", str)
     snapshot = Snapshot(domain.avatar_inputs(customer), _version(customer.get("updated_at"), payload))
-    with uow.read() as session:
-        if _handled_before(session, uow) or store.is_gone(session, snapshot.customer_uuid):
-            return
-        known = store.cached(session, snapshot.customer_uuid)
-        if known is not None and not domain.supersedes(snapshot.version, known.customer_updated_at):
-            return  # an update overtook this event and was resolved already
-    _resolve_and_store(uow, snapshot, fetchers)
+    known = _known(uow, snapshot.customer_uuid)
+    if known is SKIP:
+        return
+    if known is not None and not domain.supersedes(snapshot.version, known.customer_updated_at):
+        return  # an update overtook this event and was resolved already
+    _resolve_and_store(uow, snapshot, fetchers, cached_before=known is not None)
 
 
 def on_customer_updated(uow: UnitOfWork, payload: dict, *, fetchers: Mapping[str, Fetcher], customers) -> None:
@@ -74,22 +73,21 @@ def on_customer_updated(uow: UnitOfWork, payload: dict, *, fetchers: Mapping[str
     """
     customer_uuid = _field(payload, "uuid", str)
     changes = payload.get("changes") or {}
-    with uow.read() as session:
-        if _handled_before(session, uow) or store.is_gone(session, customer_uuid):
-            return
-        known = store.cached(session, customer_uuid)
-        old = _inputs_of(known) if known is not None else None
-    kind = domain.refresh_kind(old, changes, known.source if known is not None else None)
+    known = _known(uow, customer_uuid)
+    if known is SKIP:
+        return
+    old, source, etag = (_inputs_of(known), known.source, known.etag) if known is not None else (None, None, None)
+    kind = domain.refresh_kind(old, changes, source, etag)
     if kind in ("initial", "remember"):  # no lookup: the event's own values, ordered by its time
         snapshot = Snapshot(domain.with_changes(old, changes), _version(payload.get("occurred_at")))
         if kind == "initial":
-            _resolve_and_store(uow, snapshot, {})
+            _resolve_and_store(uow, snapshot, {}, cached_before=True)
         else:
             _remember(uow, snapshot)
     elif kind == "fetch":
         snapshot = _current(customers, customer_uuid, old, changes, payload)
         if snapshot is not None:
-            _resolve_and_store(uow, snapshot, fetchers)
+            _resolve_and_store(uow, snapshot, fetchers, cached_before=known is not None)
 
 
 def on_customer_deleted(uow: UnitOfWork, payload: dict) -> None:
@@ -120,15 +118,20 @@ def refresh_stale(uow: UnitOfWork, *, fetchers: Mapping[str, Fetcher], max_age: 
         if not snapshots:
             break
         for snapshot in snapshots:
-            _resolve_and_store(uow, snapshot, fetchers)
+            _resolve_and_store(uow, snapshot, fetchers, cached_before=True)
             refreshed += 1
     return refreshed
 
 
 # ---- resolving and storing -----------------------------------------------------------------------
 
-def _resolve_and_store(uow: UnitOfWork, snapshot: Snapshot, fetchers: Mapping[str, Fetcher]) -> None:
-    """Resolve outside any transaction, then store unless the customer is gone or a newer version is."""
+def _resolve_and_store(uow: UnitOfWork, snapshot: Snapshot, fetchers: Mapping[str, Fetcher], *,
+                       cached_before: bool = False) -> None:
+    """Resolve outside any transaction, then store unless the customer is gone or a newer version is.
+
+    `cached_before`: an avatar was cached when the event was read, so it is most likely still
+    there: lock it first rather than try to insert one.
+    """
     failed = []
 
     def report(source: str, error: Exception) -> None:
@@ -146,10 +149,12 @@ def _resolve_and_store(uow: UnitOfWork, snapshot: Snapshot, fetchers: Mapping[st
     with uow.write() as tx:
         if store.is_gone(tx.session, snapshot.customer_uuid):
             return
-        if store.insert_if_absent(tx.session, values):
-            tx.record("avatar_resolved", **resolved_event(CachedAvatar(**values)))
-            return
-        row = store.cached(tx.session, snapshot.customer_uuid, lock=True)
+        row = store.cached(tx.session, snapshot.customer_uuid, lock=True) if cached_before else None
+        if row is None:
+            if store.insert_if_absent(tx.session, values):
+                tx.record("avatar_resolved", **resolved_event(CachedAvatar(**values)))
+                return
+            row = store.cached(tx.session, snapshot.customer_uuid, lock=True)
         if not domain.supersedes(snapshot.version, row.customer_updated_at):
             return  # resolved from an older record than the one stored meanwhile
         changed = (row.etag, row.source) != (avatar.etag, avatar.source)
@@ -162,12 +167,8 @@ def _resolve_and_store(uow: UnitOfWork, snapshot: Snapshot, fetchers: Mapping[st
 def _remember(uow: UnitOfWork, snapshot: Snapshot) -> None:
     """Keep a newer name or company with the cached image (a later initial draws it), redrawing nothing."""
     with uow.write() as tx:
-        row = store.cached(tx.session, snapshot.customer_uuid, lock=True)
-        if row is None or not domain.supersedes(snapshot.version, row.customer_updated_at):
-            return
-        for field in domain.INITIAL_FIELDS:
-            setattr(row, field, snapshot.inputs.get(field))
-        row.customer_updated_at = snapshot.version
+        store.remember(tx.session, snapshot.customer_uuid,
+                       {field: snapshot.inputs.get(field) for field in domain.INITIAL_FIELDS}, snapshot.version)
 
 
 def _current(customers, customer_uuid: str, old: dict | None, changes: dict, payload: dict) -> Snapshot | None:
@@ -194,9 +195,15 @@ def _inputs_of(avatar: CachedAvatar) -> dict:
     return {"uuid": avatar.customer_uuid, **{field: getattr(avatar, field) for field in domain.REFRESH_FIELDS}}
 
 
-def _handled_before(session, uow: UnitOfWork) -> bool:
-    """True when this event was handled before (skips the fetches; the write would skip anyway)."""
-    return uow.handled_event is not None and session.get(uow.tables.processed, uow.handled_event) is not None
+SKIP = object()  # _known's answer when there is nothing to do
+
+
+def _known(uow: UnitOfWork, customer_uuid: str):
+    """Return what is cached of the customer (store.KNOWN_COLUMNS, None if nothing), or SKIP when this
+    event was handled before (skips the fetches; the write would skip anyway) or the customer is gone."""
+    with uow.read() as session:
+        found = store.status(session, customer_uuid, uow.handled_event)
+    return SKIP if found.handled or found.gone else found.known
 
 
 def _version(*candidates) -> datetime | None:

@@ -320,21 +320,32 @@ FETCH_FIELDS = ("website_url", "email")  # what the Clearbit and Gravatar lookup
 INITIAL_FIELDS = ("name", "company")  # what only the generated initial depends on
 
 
-def refresh_kind(old_customer: Mapping | None, changes: Mapping, shown_source: str | None) -> str | None:
+def refresh_kind(old_customer: Mapping | None, changes: Mapping, shown_source: str | None,
+                 shown_etag: str | None = None) -> str | None:
     """Return what a customer change calls for: "fetch" (look the image up again), "initial" (draw the
     generated initial again), "remember" (keep the new name or company for later, nothing to
     redraw), or None (nothing the avatar depends on changed).
 
     A name or company change cannot change a logo or a Gravatar, so no lookup is made for it;
-    with no avatar known yet, everything is looked up.
+    nor does it redraw a shown initial (ETag `shown_etag`) it draws the same, e.g. "n1" → "n2".
+    With no avatar known yet, everything is looked up.
     """
     if shown_source is None:
         return "fetch" if needs_refresh(old_customer, changes) or old_customer is None else None
     if _changed(old_customer, changes, FETCH_FIELDS):
         return "fetch"
     if _changed(old_customer, changes, INITIAL_FIELDS):
-        return "initial" if shown_source == "initials" else "remember"
+        if shown_source == INITIALS and _draws_another_initial(old_customer, changes, shown_etag):
+            return "initial"
+        return "remember"
     return None
+
+
+def _draws_another_initial(old_customer: Mapping | None, changes: Mapping, shown_etag: str | None) -> bool:
+    """Whether the changed customer's generated initial differs from the shown one (True when unknown)."""
+    if shown_etag is None or not (old_customer or {}).get("uuid"):
+        return True
+    return generated_avatar(with_changes(old_customer, changes)).etag != shown_etag
 
 
 def _changed(old_customer: Mapping | None, changes: Mapping, fields: tuple[str, ...]) -> bool:

@@ -1,12 +1,48 @@
 """Reading and writing cached avatars in this service's database (one session, no commits here)."""
+from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, bindparam, delete, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from services.avatars.models import CachedAvatar, GoneCustomer
+from services.avatars import domain
+from services.avatars.models import CachedAvatar, GoneCustomer, bookkeeping
+
+# What an event handler reads of a cached avatar to decide what to do (not the image itself).
+KNOWN_COLUMNS = ("customer_uuid", "source", "etag", "customer_updated_at") + domain.REFRESH_FIELDS
+
+
+@dataclass(frozen=True)
+class Status:
+    """What one read tells an event handler: whether its event was handled, whether the customer
+    is gone, and its cached avatar's KNOWN_COLUMNS (None if it has none)."""
+
+    handled: bool
+    gone: bool
+    known: Row | None
+
+
+def status(session: Session, customer_uuid: str, handled_key: str | None) -> Status:
+    """Return the Status of a customer for the event `handled_key` (None: not an event), in one statement."""
+    row = session.execute(_status_query(), {"key": handled_key or "", "uuid": customer_uuid}).one()
+    return Status(handled=bool(row.handled), gone=bool(row.gone),
+                  known=row if row.customer_uuid is not None else None)
+
+
+@lru_cache(maxsize=None)
+def _status_query():
+    """Both flags and the avatar's columns from a one-row anchor (so a missing avatar still gives a row)."""
+    processed = bookkeeping.processed
+    handled = select(processed.key).where(processed.key == bindparam("key")).exists()
+    gone = select(GoneCustomer.uuid).where(GoneCustomer.uuid == bindparam("uuid")).exists()
+    anchor = select(literal(1).label("one")).subquery("anchor")
+    avatars = CachedAvatar.__table__
+    return (select(handled.label("handled"), gone.label("gone"), *(avatars.c[name] for name in KNOWN_COLUMNS))
+            .select_from(anchor.outerjoin(avatars, avatars.c.customer_uuid == bindparam("uuid"))))
 
 
 def cached(session: Session, customer_uuid: str, *, lock: bool = False) -> CachedAvatar | None:
@@ -23,10 +59,27 @@ def insert_if_absent(session: Session, values: dict) -> bool:
     RETURNING says whether the row went in: with SQLAlchemy 2.1 on psycopg an INSERT's rowcount
     is -1 (roster.database.insert_ignore relies on it).
     """
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = (insert(CachedAvatar).values(**values).on_conflict_do_nothing(index_elements=["customer_uuid"])
-                 .returning(CachedAvatar.customer_uuid))
-    return session.execute(statement).first() is not None
+    statement = _inserting_if_absent(session.get_bind().dialect.name)
+    return session.execute(statement, values).first() is not None
+
+
+@lru_cache(maxsize=None)
+def _inserting_if_absent(dialect: str):
+    """The statement insert_if_absent runs (its columns are the values' keys), built once per dialect."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    avatars = CachedAvatar.__table__
+    return (insert(avatars).on_conflict_do_nothing(index_elements=["customer_uuid"])
+            .returning(avatars.c.customer_uuid))
+
+
+def remember(session: Session, customer_uuid: str, fields: dict, version: datetime | None) -> None:
+    """Store newer values of some avatar inputs with the cached avatar, as of the customer's `version`;
+    nothing if there is no avatar or it was resolved from a newer version (domain.supersedes)."""
+    avatars = CachedAvatar.__table__
+    stored = avatars.c.customer_updated_at
+    newer_or_same = stored.is_(None) if version is None else or_(stored.is_(None), stored <= version)
+    session.execute(update(avatars).where(avatars.c.customer_uuid == customer_uuid, newer_or_same)
+                    .values(**fields, customer_updated_at=version))
 
 
 def remove(session: Session, customer_uuid: str) -> None:

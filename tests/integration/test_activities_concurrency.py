@@ -85,7 +85,7 @@ def count(uow, model) -> int:
 
 def test_a_retraction_during_the_recording_of_its_movement_wins(uow, hold):
     def record():
-        hold("movement")
+        hold("movement_retracted")
         run(uow, "on_mrr_movement_recorded", movement("cus_a", "mov_1"))
 
     race(record, lambda: run(uow, "on_mrr_movement_retracted", envelope(customer_uuid="cus_a",

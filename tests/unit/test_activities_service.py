@@ -465,6 +465,51 @@ def test_a_rename_reaches_the_activity_list_even_before_the_creation(uow):
     assert commands.list_activities(uow, {})["entries"][0]["customer_name"] == "Acme Renamed"
 
 
+def test_a_rename_after_the_creation_reaches_the_activity_list(uow):
+    handle(uow, "on_customer_created", customer_created_event(ACME, name="Acme Inc"))
+    handle(uow, "on_mrr_movement_recorded", movement_event())
+    handle(uow, "on_customer_updated", envelope(uuid=ACME, changes={"name": "Acme Renamed"}))
+    handle(uow, "on_customer_updated", envelope(uuid=ACME, changes={"email": "x@acme.example"}))  # no name
+
+    [activity] = commands.list_activities(uow, {})["entries"]
+    assert (activity["customer_name"], activity["customer_external_id"]) == ("Acme Renamed", f"ext-{ACME}")
+
+
+def test_a_creation_handled_after_a_rename_keeps_the_name_and_takes_the_external_id(uow):
+    handle(uow, "on_customer_updated", envelope(uuid=ACME, changes={"name": "Acme Renamed"}))
+    handle(uow, "on_customer_created", customer_created_event(ACME, name="Acme Inc"))
+    handle(uow, "on_mrr_movement_recorded", movement_event())
+
+    [activity] = commands.list_activities(uow, {})["entries"]
+    assert (activity["customer_name"], activity["customer_external_id"]) == ("Acme Renamed", f"ext-{ACME}")
+    assert [e["kind"] for e in feed_of(uow, ACME)] == ["new_biz", "customer_created"]
+
+
+def test_a_creation_handled_after_a_fact_about_the_customer_names_it(uow):
+    handle(uow, "on_mrr_movement_recorded", movement_event())  # billing's queue was faster
+    handle(uow, "on_customer_created", customer_created_event(ACME, name="Acme Inc"))
+
+    [activity] = commands.list_activities(uow, {})["entries"]
+    assert (activity["customer_name"], activity["customer_external_id"]) == ("Acme Inc", f"ext-{ACME}")
+    assert [e["kind"] for e in feed_of(uow, ACME)] == ["new_biz", "customer_created"]
+
+
+def test_a_creation_handled_after_the_customers_merge_lands_on_the_survivor(uow):
+    handle(uow, "on_customer_merged", envelope(from_uuid=GLOBEX, into_uuid=ACME))
+    handle(uow, "on_customer_created", customer_created_event(GLOBEX, name="Globex"))
+
+    assert feed_of(uow, GLOBEX) == []
+    assert sorted(e["description"] for e in feed_of(uow, ACME)) == [
+        "Customer created: Globex", f"Customer merged: {GLOBEX} was merged into this customer"]
+
+
+def test_a_creation_handled_after_the_customers_deletion_records_nothing(uow):
+    handle(uow, "on_customer_deleted", envelope(uuid=ACME, external_ids=[], data_source_uuids=[]))
+    handle(uow, "on_customer_created", customer_created_event(ACME))
+
+    assert count(uow, FeedEntry) == 0 and recorded(uow, "activity_recorded") == []
+
+
 @pytest.mark.parametrize("handler, event", [
     ("on_mrr_movement_recorded", movement_event(type="upsell")),
     ("on_mrr_movement_recorded", movement_event(mrr_movement="12.5")),

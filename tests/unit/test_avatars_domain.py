@@ -360,6 +360,31 @@ def test_needs_refresh_treats_empty_and_missing_alike_and_an_unknown_customer_as
     assert domain.needs_refresh(None, {"city": "Paris"}) is False
 
 
+# --- refresh_kind -------------------------------------------------------------------------------
+
+SHOWN_INITIAL = domain.generated_avatar(CUSTOMER).etag  # "A" on cus_1's colour
+
+
+@pytest.mark.parametrize("changes, kind", [
+    ({"name": "Robert"}, "remember"),  # the company's letter is drawn, not the name's
+    ({"company": "Apex"}, "remember"),  # another company, the same letter
+    ({"company": "apex", "name": "Zed"}, "remember"),  # upper-cased: still "A"
+    ({"company": "Zeta"}, "initial"),
+    ({"company": None}, "initial"),  # the name's "B" now
+    ({"company": "Acme", "name": "Bob"}, None),
+    ({"email": "new@acme.com", "name": "Robert"}, "fetch"),
+])
+def test_a_shown_initial_is_redrawn_only_when_the_change_draws_another(changes, kind):
+    assert domain.refresh_kind(CUSTOMER, changes, "initials", SHOWN_INITIAL) == kind
+
+
+def test_a_name_change_redraws_an_initial_it_cannot_compare_and_never_a_logo():
+    assert domain.refresh_kind(CUSTOMER, {"name": "Robert"}, "initials") == "initial"  # ETag unknown
+    assert domain.refresh_kind(CUSTOMER, {"name": "Robert"}, "initials", '"other"') == "initial"
+    assert domain.refresh_kind(CUSTOMER, {"company": "Zeta"}, "clearbit", SHOWN_INITIAL) == "remember"
+    assert domain.refresh_kind(None, {"name": "Robert"}, None) == "fetch"
+
+
 # --- out-of-order events and the cache's freshness ----------------------------------------------
 
 def test_avatar_inputs_and_changes_keep_only_what_the_avatar_uses():

@@ -260,6 +260,44 @@ def test_a_new_name_looks_nothing_up_and_is_kept_for_a_later_initial(uow, fetche
     assert (stored(uow).name, stored(uow).company) == ("Robert", "Robert & Co")
 
 
+def initial_shown(uow, fetchers, **fields):
+    """Cache the generated initial of the customer (no logo, no Gravatar) as of T0; return the stored row."""
+    created(uow, fetchers, customer(website_url=None, email=None, **fields))
+    return stored(uow)
+
+
+def renamed(uow, fetchers, customers, changes, occurred_at=T1):
+    payload = envelope(uuid=UUID, changes=changes, occurred_at=occurred_at)
+    commands.on_customer_updated(as_handler(uow, "handle_customer_updated", payload), payload,
+                                 fetchers=fetchers, customers=customers)
+
+
+def test_a_new_name_drawing_the_same_initial_is_kept_without_a_redraw(uow, fetchers, customers):
+    before = initial_shown(uow, fetchers, company="", name="n1")
+    renamed(uow, fetchers, customers, {"name": "n2"})
+    after = stored(uow)
+    assert (after.name, after.customer_updated_at) == ("n2", datetime(2024, 5, 2, 10, tzinfo=timezone.utc))
+    assert (after.body, after.etag, after.fetched_at) == (before.body, before.etag, before.fetched_at)
+    assert len(recorded(uow, "avatar_resolved")) == 1 and customers.calls == 0
+
+
+def test_a_new_name_drawing_another_initial_is_redrawn_and_announced(uow, fetchers, customers):
+    before = initial_shown(uow, fetchers, company="", name="n1")
+    renamed(uow, fetchers, customers, {"name": "m1"})
+    after = stored(uow)
+    assert after.name == "m1" and ">M</text>" in after.body.decode()
+    assert after.etag == domain.generated_avatar({"uuid": UUID, "name": "m1"}).etag != before.etag
+    assert [event["etag"] for event in recorded(uow, "avatar_resolved")] == [before.etag, after.etag]
+
+
+def test_a_new_name_from_an_older_record_than_the_cached_one_is_not_kept(uow, fetchers, customers):
+    initial_shown(uow, fetchers, company="", name="n1", updated_at=T1)
+    renamed(uow, fetchers, customers, {"name": "n0"}, occurred_at=T0)  # delivered late
+    renamed(uow, fetchers, customers, {"company": "Nexus"}, occurred_at=T1)  # same version: kept
+    assert (stored(uow).name, stored(uow).company) == ("n1", "Nexus")
+    assert len(recorded(uow, "avatar_resolved")) == 1
+
+
 def test_while_customers_is_away_the_change_applies_to_the_fields_held_here(uow, fetchers, clearbit, gravatar,
                                                                               customers):
     created(uow, fetchers)
