@@ -9,6 +9,10 @@
   inherits it minus HOP_MARGIN, so an inner call gives up first and the 503 names the
   service that did not answer. Each request carries the same expiration, so a request
   nobody picked up in time is dropped by RabbitMQ instead of running after its caller gave up.
+  A request is published with a broker confirmation (which is how an unknown service is told
+  at once, rather than at the deadline) only until the broker has routed one to that service:
+  from then on a process sends unconfirmed, saving a round trip per call, and goes back to
+  confirming after a call to that service timed out.
 
 Eventlet-specific code stays in this module and in roster.handlers / roster.dependencies.
 """
@@ -39,6 +43,22 @@ class UnconfirmedPublisher(Publisher):
     """Publishes without waiting for the broker's confirmation."""
 
     use_confirms = False
+
+
+class UnroutedPublisher(Publisher):
+    """Asks for `mandatory` routing only when confirming (unconfirmed, a return goes unnoticed)."""
+
+    def publish(self, payload, **kwargs):
+        if not kwargs.get("use_confirms", self.use_confirms):
+            kwargs["mandatory"] = False
+        return super().publish(payload, **kwargs)
+
+
+class QuickMethodProxy(MethodProxy):
+    publisher_cls = UnroutedPublisher
+
+
+_ROUTED: set[str] = set()  # services this process's requests are known to reach (see the module docstring)
 
 
 class QuickResponder(Responder):
@@ -131,22 +151,27 @@ class BoundedServiceProxy:
             budget = self._budget()
             if budget <= 0.05:
                 raise ServiceUnavailable(f"No time was left to ask the {self._service_name} service")
-            method = MethodProxy(self._worker_ctx, self._service_name, method_name, self._reply_listener,
-                                 expiration=budget)
+            confirm = self._service_name not in _ROUTED
+            method = QuickMethodProxy(self._worker_ctx, self._service_name, method_name, self._reply_listener,
+                                      expiration=budget, use_confirms=confirm)
             reply = None
             started, outcome = time.monotonic(), "error"
             try:
                 with eventlet.Timeout(budget):
                     reply = method.call_async(*args, **kwargs)
+                    if confirm:
+                        _ROUTED.add(self._service_name)
                     result = reply.result()
                     outcome = "ok"
                     return result
             except eventlet.Timeout:
                 outcome = "timeout"
+                _ROUTED.discard(self._service_name)  # confirm again: its queue may be gone
                 self._forget(reply)
                 raise ServiceUnavailable(f"The {self._service_name} service did not answer within {budget:.3g}s")
             except UnknownService:
                 outcome = "unavailable"
+                _ROUTED.discard(self._service_name)
                 raise ServiceUnavailable(f"The {self._service_name} service is not running")
             except RosterError:
                 outcome = "refused"  # the service answered with a 4xx-like error

@@ -19,7 +19,9 @@ from sqlalchemy import Integer, String, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import roster.dependencies
+import roster.errors
 import roster.handlers
+import roster.rpc
 from roster.dependencies import UnitOfWorkProvider
 from roster.errors import ValidationFailed
 from roster.events import envelope
@@ -379,3 +381,49 @@ def dead_letters_now(amqp_uri, service):
     with Connection(amqp_uri) as connection:
         count = connection.default_channel.queue_declare(f"dead_letters.{service}", passive=True).message_count
     return [None] * count
+
+
+class Asker:
+    name = "asker"
+    note_taker = roster.rpc.BoundedRpcProxy("note_taker", timeout=1.5)
+    nobody = roster.rpc.BoundedRpcProxy("nobody_runs_this", timeout=5)
+
+    @rpc
+    def ask(self, text):
+        return self.note_taker.take(text)
+
+    @rpc
+    def ask_nobody(self):
+        return self.nobody.anything()
+
+
+def test_requests_are_confirmed_until_the_broker_routed_one_and_again_after_a_timeout(amqp_uri, own_database,
+                                                                                       monkeypatch):
+    confirmed = []
+    publish = roster.rpc.UnroutedPublisher.publish
+
+    def recording(self, payload, **kwargs):
+        if kwargs.get("routing_key", "").startswith(("note_taker.", "nobody_runs_this.")):
+            confirmed.append((kwargs["routing_key"], kwargs.get("use_confirms", self.use_confirms)))
+        return publish(self, payload, **kwargs)
+
+    monkeypatch.setattr(roster.rpc.UnroutedPublisher, "publish", recording)
+    monkeypatch.setattr(roster.rpc, "_ROUTED", set())
+    running = start(amqp_uri, NoteTaker, Asker)
+    try:
+        with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=10) as cluster:
+            started = time.monotonic()
+            with pytest.raises(roster.errors.ServiceUnavailable, match="not running"):
+                cluster.asker.ask_nobody()  # an unknown service is told at once, not at the deadline
+            assert time.monotonic() - started < 2
+            assert [cluster.asker.ask(f"n{n}")["text"] for n in range(3)] == ["n0", "n1", "n2"]
+            running[0].stop()  # the note taker stops answering: the next call times out
+            with pytest.raises(roster.errors.ServiceUnavailable, match="did not answer"):
+                cluster.asker.ask("lost")
+            running[0] = start(amqp_uri, NoteTaker)[0]
+            assert cluster.asker.ask("back")["text"] == "back"
+    finally:
+        for container in running:
+            container.stop()
+    assert [use for key, use in confirmed if key.startswith("note_taker.")] == [True, False, False, False, True]
+    assert [use for key, use in confirmed if key.startswith("nobody_runs_this.")] == [True]
