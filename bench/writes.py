@@ -135,9 +135,11 @@ class WriteBench:
         self.platform.wait_quiet()  # the creates' events handled before anything is measured
         paths = self.platform.workdir / "paths.txt"
         paths.write_text("\n".join(f"/v1/customers/{u}" for u in uuids) + "\n")
-        self.measure("roster", "mixed", base, MIXED, 32, {"BENCH_PATHS": str(paths)})
-        self.platform.wait_quiet()
-        self.measure("roster", "creates", base, CREATES, 16, {"BENCH_SOURCE": source}, settle=True)
+        if "mixed" in self.args.scenarios:
+            self.measure("roster", "mixed", base, MIXED, 32, {"BENCH_PATHS": str(paths)})
+            self.platform.wait_quiet()
+        if "creates" in self.args.scenarios:
+            self.measure("roster", "creates", base, CREATES, 16, {"BENCH_SOURCE": source}, settle=True)
 
     def naive_peer(self):
         port = free_port()
@@ -162,8 +164,10 @@ class WriteBench:
                 time.sleep(0.5)
         paths = self.platform.workdir / "naive-paths.txt"
         paths.write_text("\n".join(f"/v1/customers/{u}" for u in uuids) + "\n")
-        self.measure("naive", "mixed", base, MIXED, 32, {"BENCH_PATHS": str(paths)})
-        self.measure("naive", "creates", base, CREATES, 16, {"BENCH_SOURCE": "ds_naive"})
+        if "mixed" in self.args.scenarios:
+            self.measure("naive", "mixed", base, MIXED, 32, {"BENCH_PATHS": str(paths)})
+        if "creates" in self.args.scenarios:
+            self.measure("naive", "creates", base, CREATES, 16, {"BENCH_SOURCE": "ds_naive"})
 
     def report(self):
         database = "PostgreSQL" if is_postgres(os.environ.get("DATABASE_URL")) else "SQLite"
@@ -183,6 +187,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--gateway-processes", type=int, default=1)
     parser.add_argument("--only", choices=("roster", "naive"), help="measure one side only")
+    parser.add_argument("--scenarios", nargs="+", choices=("mixed", "creates"), default=["mixed", "creates"])
     args = parser.parse_args()
     WriteBench(args).run()
     return 0

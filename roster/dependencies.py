@@ -16,6 +16,7 @@ import time
 
 import eventlet
 from eventlet.event import Event
+from nameko.constants import AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY
 from nameko.events import EventDispatcher
 from nameko.messaging import Publisher
 from nameko.standalone.events import get_event_exchange
@@ -24,7 +25,8 @@ from sqlalchemy.orm import sessionmaker
 
 from roster import config, metrics, migrations, observe
 from roster.database import make_engine
-from roster.events import OutboxRelay, PendingEvent, PermanentPublishError, prune
+from roster.events import OutboxRelay, PendingEvent, prune
+from roster.publishing import BatchPublisher
 from roster.handlers import DurableEventHandler
 from roster.rpc import IDEMPOTENCY_KEY
 from roster.serialization import MAX_MESSAGE_BYTES
@@ -55,6 +57,7 @@ class UnitOfWorkProvider(EventDispatcher):
         self.relay = None
         self._wake = None
         self._relay_thread = None
+        self.batch_publisher = None
 
     def setup(self):
         name = self.service or self.container.service_name
@@ -70,6 +73,10 @@ class UnitOfWorkProvider(EventDispatcher):
         else:
             self.base.metadata.create_all(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        config_ = self.container.config
+        self.batch_publisher = BatchPublisher(config_[AMQP_URI_CONFIG_KEY], self.exchange,
+                                              ssl=config_.get(AMQP_SSL_CONFIG_KEY),
+                                              login_method=config_.get(LOGIN_METHOD_CONFIG_KEY))
         self.relay = OutboxRelay(self.sessions, self.tables.outbox, self._publish_batch, service=name)
         self._wake = Event()
 
@@ -96,6 +103,8 @@ class UnitOfWorkProvider(EventDispatcher):
     def stop(self):
         if self._relay_thread is not None:
             self._relay_thread.kill()
+        if self.batch_publisher is not None:
+            self.batch_publisher.close()
         super().stop()
         if self.engine is not None:
             self.engine.dispose()
@@ -135,16 +144,13 @@ class UnitOfWorkProvider(EventDispatcher):
                 eventlet.sleep(RELAY_INTERVAL)
 
     def _publish_batch(self, batch: list[PendingEvent]) -> list[tuple[PendingEvent, str]]:
-        refused = []
+        refused, sendable = [], []
         for event in batch:
             if len(event.payload) > MAX_MESSAGE_BYTES:
                 refused.append((event, f"payload of {len(event.payload)} bytes exceeds {MAX_MESSAGE_BYTES}"))
-                continue
-            try:
-                self.publisher.publish(event.payload, exchange=self.exchange, routing_key=event.event_type,
-                                       content_type="application/json", content_encoding="utf-8")
-            except PermanentPublishError as refusal:
-                refused.append((event, str(refusal)))
+            else:
+                sendable.append((event.event_type, event.payload))
+        self.batch_publisher.publish(sendable)
         return refused
 
 

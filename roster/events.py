@@ -6,9 +6,9 @@ processes of one service never publish the same rows at once: on PostgreSQL a re
 rows it publishes (`FOR UPDATE SKIP LOCKED`, in the transaction that then marks them); on SQLite
 one relay per database file works at a time (`RelayLock`), so reading the rows takes no write
 lock. A crash between publishing and marking republishes the batch later (at least once;
-consumers dedupe on `event_id`). A row the broker refuses for good (`PermanentPublishError`) is
-quarantined with the reason and never blocks the rows behind it. Nothing here knows nameko:
-`publish_batch` is handed in.
+consumers dedupe on `event_id`). A row the broker can never take (`publish_batch` says which:
+larger than its message limit) is quarantined with the reason and never blocks the rows behind
+it. Nothing here knows nameko: `publish_batch` is handed in.
 """
 from __future__ import annotations
 
@@ -68,12 +68,14 @@ class RelayLock:
             return self
         try:
             self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            while True:  # another process's relay is publishing: it takes a few milliseconds
+            pause = 0.005
+            while True:  # another process's relay is publishing (ours too, from the same file)
                 try:
                     fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     return self
                 except BlockingIOError:
-                    eventlet.sleep(0.005)
+                    eventlet.sleep(pause)
+                    pause = min(pause * 2, 0.1)
         except BaseException:
             self._close()
             raise
@@ -92,10 +94,6 @@ class RelayLock:
 
 
 _LOCAL_LOCKS: dict = {}
-
-
-class PermanentPublishError(Exception):
-    """The broker will never take this message (e.g. it is larger than its frame limit)."""
 
 
 @dataclass(frozen=True)
