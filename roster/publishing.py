@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 
+import eventlet.semaphore
 from amqp import Message, spec
-from kombu import Connection, Exchange
+from kombu import Connection, Exchange, Producer
+from nameko.amqp.publish import Publisher
 
 logger = logging.getLogger(__name__)
 
@@ -87,3 +89,72 @@ class BatchPublisher:
 
     def _nacked(self, delivery_tag: int, multiple: bool) -> None:
         self._refused = True
+
+
+class SharedChannelPublisher(Publisher):
+    """nameko's Publisher, lean for unconfirmed messages (RPC replies, and requests to a service
+    the broker is known to route to: roster.rpc).
+
+    nameko takes a producer from kombu's pool and wraps each message in kombu's retry logic.
+    An unconfirmed message needs neither: it goes on one connection per process and broker URI,
+    shared by the process's green threads under a lock. A failure drops that connection and the
+    message goes nameko's way after all, retries included. Confirmed messages always do.
+    """
+
+    def publish(self, payload, **kwargs):
+        if kwargs.get("use_confirms", self.use_confirms) or self.declare or kwargs.get("declare"):
+            return super().publish(payload, **kwargs)
+        options = self.publish_kwargs.copy()
+        headers = options.pop("headers", {}).copy()
+        headers.update(kwargs.get("headers", {}))
+        headers.update(kwargs.get("extra_headers", {}))
+        passed = {key: value for key, value in kwargs.items()
+                  if key not in ("headers", "extra_headers", "use_confirms", "transport_options", "retry",
+                                 "retry_policy", "declare")}
+        for name in ("delivery_mode", "priority", "expiration", "serializer", "compression"):
+            passed.setdefault(name, getattr(self, name))
+        passed["mandatory"] = False  # unconfirmed, a returned message would go unnoticed
+        options.update(passed)
+        shared = _shared_producer(self.amqp_uri, self.ssl, self.login_method)
+        with shared.lock:
+            try:
+                shared.producer().publish(payload, headers=headers, retry=False, **options)
+                return
+            except Exception as error:
+                logger.warning("publishing on the shared connection failed (%s: %s); reconnecting",
+                               type(error).__name__, error)
+                shared.drop()
+        return super().publish(payload, **kwargs)
+
+
+class _SharedProducer:
+    def __init__(self, amqp_uri: str, ssl, login_method):
+        self.options = {"ssl": ssl, "login_method": login_method}
+        self.amqp_uri = amqp_uri
+        self.lock = eventlet.semaphore.Semaphore()
+        self._connection = None
+        self._producer = None
+
+    def producer(self) -> Producer:
+        if self._producer is None:
+            self._connection = Connection(self.amqp_uri, **{k: v for k, v in self.options.items() if v is not None})
+            self._producer = Producer(self._connection.channel())
+        return self._producer
+
+    def drop(self) -> None:
+        connection, self._connection, self._producer = self._connection, None, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:
+                logger.debug("closing a failed shared connection", exc_info=True)
+
+
+_SHARED: dict[tuple, _SharedProducer] = {}
+
+
+def _shared_producer(amqp_uri: str, ssl, login_method) -> _SharedProducer:
+    key = (amqp_uri, repr(ssl), login_method)
+    if key not in _SHARED:
+        _SHARED[key] = _SharedProducer(amqp_uri, ssl, login_method)
+    return _SHARED[key]

@@ -22,12 +22,12 @@ import eventlet
 from nameko.exceptions import UnknownService, registry
 from nameko.exceptions import get_module_path
 
-from nameko.amqp.publish import Publisher
 from nameko.rpc import MethodProxy, Responder, Rpc, RpcConsumer, RpcProxy, get_rpc_exchange
 
 from roster import config, metrics
 from roster import serialization  # noqa: F401  (registers the bus codec)
 from roster.database import database_unavailable
+from roster.publishing import SharedChannelPublisher
 from roster.errors import ALL_ERRORS, RosterError, ServiceUnavailable
 from roster.uow import AlreadyHandled, Replay
 
@@ -39,13 +39,13 @@ for _error in ALL_ERRORS:
     registry[get_module_path(_error)] = _error
 
 
-class UnconfirmedPublisher(Publisher):
+class UnconfirmedPublisher(SharedChannelPublisher):
     """Publishes without waiting for the broker's confirmation."""
 
     use_confirms = False
 
 
-class UnroutedPublisher(Publisher):
+class UnroutedPublisher(SharedChannelPublisher):
     """Asks for `mandatory` routing only when confirming (unconfirmed, a return goes unnoticed)."""
 
     def publish(self, payload, **kwargs):

@@ -427,3 +427,30 @@ def test_requests_are_confirmed_until_the_broker_routed_one_and_again_after_a_ti
             container.stop()
     assert [use for key, use in confirmed if key.startswith("note_taker.")] == [True, False, False, False, True]
     assert [use for key, use in confirmed if key.startswith("nobody_runs_this.")] == [True]
+
+
+def test_an_unconfirmed_message_on_a_broken_shared_connection_goes_the_pooled_way(amqp_uri):
+    from kombu import Queue
+
+    from roster.publishing import SharedChannelPublisher, _shared_producer
+
+    publisher = SharedChannelPublisher(amqp_uri, use_confirms=False, serializer="json")
+    with Connection(amqp_uri) as connection:
+        queue = Queue("roster-test-shared-publisher", exchange=roster.handlers.DEFAULT_EXCHANGE,
+                      routing_key="roster-test-shared-publisher", auto_delete=False)(connection.default_channel)
+        queue.declare()
+        queue.purge()
+        try:
+            publisher.publish({"n": 1}, routing_key=queue.name)
+            shared = _shared_producer(amqp_uri, None, None)
+            shared._connection.close()  # as when the broker drops it
+            publisher.publish({"n": 2}, routing_key=queue.name)
+            publisher.publish({"n": 3}, routing_key=queue.name)  # and a new shared connection is made
+            eventlet.sleep(0.3)
+            bodies = []
+            while (message := queue.get(no_ack=True)) is not None:
+                bodies.append(json.loads(message.body)["n"])
+        finally:
+            queue.delete()
+    assert bodies == [1, 2, 3]
+    assert shared._connection is not None and shared._connection.connected
