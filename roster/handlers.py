@@ -14,8 +14,9 @@ event that can never succeed (an envelope version this code does not know, no ev
 `python -m tools.dlq` lists and replays them.
 
 `batch=N` lets one worker handle up to N waiting events of the handler in one transaction
-(`roster.uow.UnitOfWork.batch`): each event's writes are a savepoint, so one that fails is
-retried or dead-lettered on its own as above while the others commit together. Events are
+(`roster.uow.UnitOfWork.batch`): each event is handled in a savepoint, so one that fails leaves
+nothing behind and is retried or dead-lettered on its own as above while the others commit
+together. Events are
 never held back to fill a batch: a batch is whatever arrived while the previous one ran. Only
 for handlers whose work is all in the database (no remote calls: the write lock is held).
 
@@ -222,10 +223,10 @@ def _batch_runner(method_name: str):
         outcomes = []
         with uow.batch():
             for payload in batch:
-                uow.handling(f"{method_name}:{payload['event_id']}")
                 tracing.bind(tracing.from_worker({}, (payload,)))
                 try:
-                    handler(payload)
+                    with uow.batch_item(f"{method_name}:{payload['event_id']}"):
+                        handler(payload)
                     outcomes.append(None)
                 except AlreadyHandled:
                     outcomes.append(None)

@@ -231,6 +231,22 @@ class UnitOfWork:
         self._checked = False
 
     @contextmanager
+    def batch_item(self, handled_event: str) -> Iterator[None]:
+        """Within a batch: handle one event in a savepoint of its own, so that whatever it did, its
+        reads included, is undone if it raises, and the batch goes on with the next event."""
+        self.handling(handled_event)
+        savepoint = self._batch.session.begin_nested()
+        recorded_before = len(self._batch.recorded)
+        try:
+            yield
+            savepoint.commit()
+        except BaseException:
+            if savepoint.is_active:
+                savepoint.rollback()
+            del self._batch.recorded[recorded_before:]
+            raise
+
+    @contextmanager
     def read(self) -> Iterator[Session]:
         """Yield a session for reading; nothing it does is committed."""
         if self._batch is not None:
