@@ -8,7 +8,9 @@ and against the naive peer of bench/naive.py (a gateway and a service: one RPC, 
 commit, no outbox, no events):
   * mixed: 32 connections, 90% `GET /v1/customers/{uuid}` and 10% `PATCH` of the name, spread
     over 2,000 customers;
-  * creates: 16 connections of `POST /v1/customers`, each with a new external id.
+  * creates: 16 connections of `POST /v1/customers`, each with a new external id; besides the
+    API's rate it prints the settled rate, counted until every consumer (activities, avatars,
+    ...) has handled the creates' events, and the CPU per create over that time.
 Every scenario gets an unmeasured warm-up first. Figures vary by about ±20% from run to run
 on a shared 2-core machine; run it on a quiet one.
 """
@@ -111,16 +113,26 @@ class WriteBench:
 
     def measure(self, system: str, scenario: str, base: str, script: str, connections: int, env: dict,
                 settle: bool = False):
-        """Run one scenario; with `settle`, its CPU counts until the consumers have handled every event."""
+        """Run one scenario; with `settle`, its CPU counts until the consumers have handled every event,
+        and it also prints the settled rate: requests per second until every consumer is done."""
         workdir = self.platform.workdir
+        settle = settle and system == "roster"
         wrk(base, script, connections=connections, duration=self.args.warmup, workdir=workdir, env=env)
-        before = cpu_seconds(self.platform.stack) if system == "roster" else None
-        figures = wrk(base, script, connections=connections, duration=self.args.duration, workdir=workdir, env=env)
-        if settle and system == "roster":
+        if settle:
             self.platform.wait_quiet()
+        before = cpu_seconds(self.platform.stack) if system == "roster" else None
+        started = time.monotonic()
+        figures = wrk(base, script, connections=connections, duration=self.args.duration, workdir=workdir, env=env)
+        if settle:
+            self.platform.wait_quiet()
+            # wait_quiet returns after one quiet second
+            figures["settled"] = figures["rps"] * self.args.duration / max(0.1, time.monotonic() - started - 1.0)
         self.results[(system, scenario)] = figures
         print(f"  {system:<7} {scenario:<8} {figures['rps']:>8.0f} req/s  p50 {figures['p50']:>6.1f} ms  "
               f"p99 {figures['p99']:>6.1f} ms  errors {figures['errors']}", flush=True)
+        if "settled" in figures:
+            print(f"  {'':<7} {scenario:<8} {figures['settled']:>8.0f} req/s settled (until every consumer is done)",
+                  flush=True)
         if before is not None:
             requests_done = max(1.0, figures["rps"] * self.args.duration)
             print("\n".join(cpu_report(before, cpu_seconds(self.platform.stack), requests_done, "request")),
