@@ -257,46 +257,34 @@ class UnitOfWork:
 
     @contextmanager
     def write(self) -> Iterator[Transaction]:
-        """Yield a Transaction; commit its changes and events together when the block ends."""
+        """Yield a Transaction; commit its changes and events together when the block ends (in a
+        batch: release its savepoint, the batch commits)."""
         if self._batch is not None:
-            yield from self._write_in_batch()
-            return
-        session = self.sessions()
-        session.connection(execution_options=WRITE)
+            session = self._batch.session
+            scope = session.begin_nested()
+        else:
+            session = scope = self.sessions()
+            session.connection(execution_options=WRITE)
         tx = Transaction(session=session, uow=self)
         try:
             self._check_once(session)
             yield tx
-            session.commit()
+            scope.commit()
         except IntegrityError as error:
-            session.rollback()
+            scope.rollback()
             self._raise_for(error, session)
             raise
         except BaseException:
-            session.rollback()
+            if scope is session or scope.is_active:  # a savepoint may be gone with a failed flush
+                scope.rollback()
             raise
         finally:
-            session.close()
-        if tx.recorded and self.on_commit is not None:
+            if self._batch is None:
+                session.close()
+        if self._batch is not None:
+            self._batch.recorded.extend(tx.recorded)
+        elif tx.recorded and self.on_commit is not None:
             self.on_commit(tx.recorded)
-
-    def _write_in_batch(self) -> Iterator[Transaction]:
-        session = self._batch.session
-        savepoint = session.begin_nested()
-        tx = Transaction(session=session, uow=self)
-        try:
-            self._check_once(session)
-            yield tx
-            savepoint.commit()
-        except IntegrityError as error:
-            savepoint.rollback()
-            self._raise_for(error, session)
-            raise
-        except BaseException:
-            if savepoint.is_active:
-                savepoint.rollback()
-            raise
-        self._batch.recorded.extend(tx.recorded)
 
     def _check_once(self, session: Session) -> None:
         """On the first write: skip a handled event, replay an answered command."""
