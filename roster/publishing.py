@@ -16,6 +16,7 @@ import logging
 import eventlet.semaphore
 from amqp import Message, spec
 from kombu import Connection, Exchange, Producer
+from kombu.exceptions import EncodeError
 from nameko.amqp.publish import Publisher
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,8 @@ class SharedChannelPublisher(Publisher):
             try:
                 shared.producer().publish(payload, headers=headers, retry=False, **options)
                 return
+            except EncodeError:  # the message itself cannot go (e.g. too large): not the connection's fault
+                raise
             except Exception as error:
                 logger.warning("publishing on the shared connection failed (%s: %s); reconnecting",
                                type(error).__name__, error)

@@ -429,8 +429,11 @@ def test_requests_are_confirmed_until_the_broker_routed_one_and_again_after_a_ti
     assert [use for key, use in confirmed if key.startswith("nobody_runs_this.")] == [True]
 
 
-def test_an_unconfirmed_message_on_a_broken_shared_connection_goes_the_pooled_way(amqp_uri):
+def test_an_unconfirmed_message_on_a_broken_shared_connection_goes_the_pooled_way(amqp_uri, monkeypatch):
     from kombu import Queue
+    from kombu.exceptions import EncodeError
+
+    from roster import serialization
 
     from roster.publishing import SharedChannelPublisher, _shared_producer
 
@@ -446,6 +449,11 @@ def test_an_unconfirmed_message_on_a_broken_shared_connection_goes_the_pooled_wa
             shared._connection.close()  # as when the broker drops it
             publisher.publish({"n": 2}, routing_key=queue.name)
             publisher.publish({"n": 3}, routing_key=queue.name)  # and a new shared connection is made
+            connection_before = shared._connection
+            monkeypatch.setattr(serialization, "MAX_MESSAGE_BYTES", 100)
+            with pytest.raises(EncodeError):  # a message that cannot go is refused; the connection stays
+                publisher.publish({"page": "x" * 200}, routing_key=queue.name)
+            assert shared._connection is connection_before
             eventlet.sleep(0.3)
             bodies = []
             while (message := queue.get(no_ack=True)) is not None:
