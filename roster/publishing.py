@@ -65,11 +65,7 @@ class BatchPublisher:
 
     def close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None:
-            try:
-                connection.close()
-            except Exception:  # it is being dropped because it failed
-                logger.debug("closing a failed relay connection", exc_info=True)
+        _close_quietly(connection)
 
     def _open(self):
         if self._channel is None:
@@ -146,11 +142,16 @@ class _SharedProducer:
 
     def drop(self) -> None:
         connection, self._connection, self._producer = self._connection, None, None
-        if connection is not None:
-            try:
-                connection.close()
-            except Exception:
-                logger.debug("closing a failed shared connection", exc_info=True)
+        _close_quietly(connection)
+
+
+def _close_quietly(connection) -> None:
+    """Close a connection being dropped (usually because it failed, so closing may fail too)."""
+    if connection is not None:
+        try:
+            connection.close()
+        except Exception:
+            logger.debug("closing a dropped connection failed", exc_info=True)
 
 
 _SHARED: dict[tuple, _SharedProducer] = {}

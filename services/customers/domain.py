@@ -226,18 +226,29 @@ class NewCustomer(NamedTuple):
     custom: dict[str, Attribute]
 
 
-def new_customer(data: dict) -> NewCustomer:
-    """Return the checked parts of a customer to create; a 422 names the first bad field."""
+def record_identity(data, attributes_reason: str) -> tuple[dict, str, str, str | None]:
+    """Check a customer record's shape and identity; return its attributes object, data source
+    uuid, external id and billing system type. A 422 names the first bad field."""
     if not isinstance(data, dict):
         raise ValidationFailed("the customer must be an object")
     attributes = data.get("attributes") or {}
     if not isinstance(attributes, dict):
-        raise invalid("attributes", "must be an object with tags and custom")
+        raise invalid("attributes", attributes_reason)
+    return (
+        attributes,
+        text(data.get("data_source_uuid"), "data_source_uuid", max_length=DATA_SOURCE_UUID_MAX, required=True),
+        text(data.get("external_id"), "external_id", max_length=EXTERNAL_ID_MAX, required=True),
+        text(data.get("billing_system_type"), "billing_system_type", max_length=SYSTEM_MAX),
+    )
+
+
+def new_customer(data: dict) -> NewCustomer:
+    """Return the checked parts of a customer to create; a 422 names the first bad field."""
+    attributes, source, external_id, system = record_identity(data, "must be an object with tags and custom")
     return NewCustomer(
-        data_source_uuid=text(data.get("data_source_uuid"), "data_source_uuid",
-                              max_length=DATA_SOURCE_UUID_MAX, required=True),
-        external_id=text(data.get("external_id"), "external_id", max_length=EXTERNAL_ID_MAX, required=True),
-        billing_system_type=text(data.get("billing_system_type"), "billing_system_type", max_length=SYSTEM_MAX),
+        data_source_uuid=source,
+        external_id=external_id,
+        billing_system_type=system,
         profile=profile(data),
         tags=tags_to_add([], attributes.get("tags") or []),
         custom=added_attributes({}, attributes.get("custom") or []),

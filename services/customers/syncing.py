@@ -13,15 +13,8 @@ Plain functions on plain values (`tests/unit/test_customers_syncing.py`):
 """
 from typing import NamedTuple
 
-from roster.errors import ValidationFailed, invalid
-from services.customers.domain import (
-    DATA_SOURCE_UUID_MAX,
-    EXTERNAL_ID_MAX,
-    SYSTEM_MAX,
-    check_custom_key,
-    profile,
-    text,
-)
+from roster.errors import invalid
+from services.customers.domain import check_custom_key, profile, record_identity, text
 
 # Billing systems Roster imports from by itself; every other system is a custom source.
 CONNECTOR_SYSTEMS = frozenset({"Stripe"})
@@ -52,17 +45,11 @@ class SyncedCustomer(NamedTuple):
 
 def synced_customer(data) -> SyncedCustomer:
     """Return the checked parts of a connector's customer record; a 422 names the first bad field."""
-    if not isinstance(data, dict):
-        raise ValidationFailed("the customer must be an object")
-    attributes = data.get("attributes") or {}
-    if not isinstance(attributes, dict):
-        raise invalid("attributes", "must be an object")
+    attributes, source, external_id, system = record_identity(data, "must be an object")
     return SyncedCustomer(
-        data_source_uuid=text(data.get("data_source_uuid"), "data_source_uuid",
-                              max_length=DATA_SOURCE_UUID_MAX, required=True),
-        external_id=text(data.get("external_id"), "external_id", max_length=EXTERNAL_ID_MAX, required=True),
-        billing_system_type=text(data.get("billing_system_type"), "billing_system_type", max_length=SYSTEM_MAX)
-        or None,
+        data_source_uuid=source,
+        external_id=external_id,
+        billing_system_type=system or None,
         profile=profile({field: data[field] for field in SYNCED_FIELDS if field in data}),
         stripe=stripe_attributes(attributes["stripe"]) if "stripe" in attributes else None,
     )
