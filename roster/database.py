@@ -152,11 +152,17 @@ def insert_ignore(session: Session, table, rows: list[dict], conflict_columns: l
     Concurrent inserts of the same key then both succeed (one inserts, one skips) instead of
     one failing with a unique violation. Every row must name the same columns.
     """
-    if not rows:
-        return 0
-    statement = _insert_ignoring(table, tuple(conflict_columns), session.get_bind().dialect.name)
     # Counted from RETURNING: psycopg's rowcount for this statement is -1.
-    return len(session.execute(statement, rows).all())
+    return len(inserted_keys(session, table, rows, conflict_columns))
+
+
+def inserted_keys(session: Session, table, rows: list[dict], conflict_columns: list[str]) -> list:
+    """Insert `rows` as `insert_ignore` does; return the first conflict column's value of each row
+    that went in (one statement for all of them)."""
+    if not rows:
+        return []
+    statement = _insert_ignoring(table, tuple(conflict_columns), session.get_bind().dialect.name)
+    return list(session.scalars(statement, rows))
 
 
 @lru_cache(maxsize=None)

@@ -16,9 +16,11 @@ event that can never succeed (an envelope version this code does not know, no ev
 `batch=N` lets one worker handle up to N waiting events of the handler in one transaction
 (`roster.uow.UnitOfWork.batch`): each event is handled in a savepoint, so one that fails leaves
 nothing behind and is retried or dead-lettered on its own as above while the others commit
-together. Events are
-never held back to fill a batch: a batch is whatever arrived while the previous one ran. Only
-for handlers whose work is all in the database (no remote calls: the write lock is held).
+together, marked handled in one statement and acknowledged in one write. Events are never held
+back to fill a batch: a batch is whatever arrived while the previous one ran; batch queues are
+consumed on a channel of their own that lets each hold EVENT_BATCH unacknowledged messages
+(`BatchQueueConsumer`). Only for handlers whose work is all in the database (no remote calls:
+the write lock is held).
 
 `when=` names the events a handler cares about (e.g. `changes_any("name")`): any other is
 acknowledged on arrival, before a worker, a transaction or a dedupe mark is spent on it.
@@ -34,11 +36,13 @@ from kombu import Connection, Exchange, Queue
 from nameko.amqp.publish import Publisher
 from nameko.containers import ContainerBeingKilled
 from nameko.events import SERVICE_POOL, EventHandler
+from nameko.messaging import QueueConsumer
 
 from roster import metrics, tracing
 from roster import serialization  # noqa: F401  (registers the bus codec)
 from roster.database import database_unavailable
 from roster.errors import RosterError, UnprocessableEvent
+from roster.publishing import coalesced_writes
 from roster.events import ENVELOPE_VERSION
 from roster.timestamps import render, utcnow
 from roster.uow import AlreadyHandled, UnitOfWork
@@ -46,7 +50,7 @@ from roster.uow import AlreadyHandled, UnitOfWork
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
-EVENT_BATCH = 100  # the most events a `batch=` worker takes (the prefetch, MAX_WORKERS, bounds it too)
+EVENT_BATCH = 100  # the most events a `batch=` worker takes, and what each batch queue may prefetch
 RETRY_BASE_SECONDS = 0.5
 ATTEMPTS = "x-roster-attempts"
 DEFAULT_EXCHANGE = Exchange("")
@@ -55,6 +59,17 @@ DEFAULT_EXCHANGE = Exchange("")
 def dead_letter_queue(service_name: str) -> Queue:
     return Queue(f"dead_letters.{service_name}", exchange=DEFAULT_EXCHANGE,
                  routing_key=f"dead_letters.{service_name}", durable=True)
+
+
+class BatchQueueConsumer(QueueConsumer):
+    """The consumer of a service's `batch=` handlers, on a channel of its own: each of their queues
+    may hold a whole batch unacknowledged. nameko's QueueConsumer allows max_workers per queue,
+    which would cap every batch at that many events (and it is right for RPC and the other
+    handlers, whose messages each wait for a worker of their own)."""
+
+    @property
+    def prefetch_count(self):
+        return EVENT_BATCH
 
 
 class DurableEventHandler(EventHandler):
@@ -75,6 +90,8 @@ class DurableEventHandler(EventHandler):
                          requeue_on_error=False, expected_exceptions=(AlreadyHandled, RosterError) + expected,
                          **kwargs)
         self.publisher = None
+        if batch:
+            self.queue_consumer = BatchQueueConsumer()
 
     def setup(self):
         super().setup()
@@ -121,8 +138,16 @@ class DurableEventHandler(EventHandler):
     def _batch_done(self, messages, worker_ctx, result=None, exc_info=None):
         """Settle each message of a batch by its own outcome (all of them by the batch's, if it failed)."""
         outcomes = result if exc_info is None else [exc_info] * len(messages)
-        for message, outcome in zip(messages, outcomes):
-            self.handle_message_processed(message, exc_info=outcome)
+        settled = list(zip(messages, outcomes))
+        # the acks of the applied events go out in one write; failures (which publish
+        # elsewhere and wait for it) are settled after that
+        with coalesced_writes(messages[0].channel.connection):
+            for message, outcome in settled:
+                if _applied(outcome):
+                    self.handle_message_processed(message, exc_info=outcome)
+        for message, outcome in settled:
+            if not _applied(outcome):
+                self.handle_message_processed(message, exc_info=outcome)
         self._batch_running = False
         if self._waiting:
             self._start_batch()
@@ -140,7 +165,7 @@ class DurableEventHandler(EventHandler):
 
     def handle_message_processed(self, message, result=None, exc_info=None):
         service = self.container.service_name
-        if exc_info is None or isinstance(exc_info[1], AlreadyHandled):
+        if _applied(exc_info):
             metrics.EVENTS_HANDLED.labels(service, self.method_name).inc()
             self.queue_consumer.ack_message(message)
             return
@@ -188,6 +213,11 @@ class DurableEventHandler(EventHandler):
         )
 
 
+def _applied(exc_info) -> bool:
+    """Whether a worker's outcome means the event is handled (now or before): ack it."""
+    return exc_info is None or isinstance(exc_info[1], AlreadyHandled)
+
+
 def _attempts(message) -> int:
     try:
         return int((message.headers or {}).get(ATTEMPTS, 0))
@@ -222,10 +252,16 @@ def _batch_runner(method_name: str):
         uow = uows[0]
         outcomes = []
         with uow.batch():
-            for payload in batch:
+            keys = [f"{method_name}:{payload['event_id']}" for payload in batch]
+            fresh = uow.mark_handled(keys)  # one statement for the batch, not one per event
+            for payload, key in zip(batch, keys):
+                if key not in fresh:  # handled before (or a second copy in this batch)
+                    outcomes.append(None)
+                    continue
+                fresh.discard(key)
                 tracing.bind(tracing.from_worker({}, (payload,)))
                 try:
-                    with uow.batch_item(f"{method_name}:{payload['event_id']}"):
+                    with uow.batch_item(key, marked=True):
                         handler(payload)
                     outcomes.append(None)
                 except AlreadyHandled:

@@ -15,9 +15,10 @@ the transaction commits: the changes and their events together, or neither. Arou
   again, even when the first attempt's caller had already given up.
 * A unique constraint broken by a concurrent writer becomes a 422 naming the field
   (`UniqueRule`), not a 500.
-* Inside `with uow.batch():` (a worker handling several events, roster.handlers) every `write()`
-  is a savepoint of one transaction, and `read()` reads in it: one commit for many events, while
-  each event's changes still stand or fall on their own.
+* Inside `with uow.batch():` (a worker handling several events, roster.handlers) each event is
+  a savepoint of one transaction (`batch_item`) that its `write()`s and `read()`s run in: one
+  commit for many events, while each event's changes still stand or fall on their own.
+  `batch_memo(session)` lets one event reuse what an earlier one of the batch looked up.
 
 Nothing here knows nameko: `roster.dependencies` builds one UnitOfWork per worker, and unit
 tests build one on an in-memory database.
@@ -32,11 +33,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
-from sqlalchemy import Integer, String, Text, delete
+from sqlalchemy import Integer, String, Text, delete, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from roster.database import WRITE, UtcDateTime, insert_ignore
+from roster.database import WRITE, UtcDateTime, insert_ignore, inserted_keys
 from roster.errors import ValidationFailed, invalid
 from roster.events import envelope
 from roster.serialization import UnencodableValue, encode_event
@@ -153,7 +154,7 @@ class Transaction:
 
     session: Session
     uow: UnitOfWork
-    recorded: list[dict] = field(default_factory=list)
+    recorded: list[_Recorded] = field(default_factory=list)
     stored_result: bool = False
 
     def record(self, event_type: str, **fields) -> dict:
@@ -166,8 +167,8 @@ class Transaction:
             body = encode_event(payload)
         except UnencodableValue as bad:
             raise invalid(bad.path, bad.reason)
-        self.session.add(self.uow.tables.outbox(event_type=event_type, payload=body))
-        self.recorded.append(payload)
+        # its outbox row goes in with the others when the transaction ends: one statement for all
+        self.recorded.append(_Recorded(event_type, body, payload))
         return payload
 
     def forget_result(self, command: str) -> None:
@@ -213,8 +214,10 @@ class UnitOfWork:
         session = self.sessions()
         session.connection(execution_options=WRITE)
         self._batch = _Batch(session)
+        session.info[BATCH_MEMO] = {}
         try:
             yield
+            self._add_to_outbox(session, self._batch.recorded)
             session.commit()
         except BaseException:
             session.rollback()
@@ -223,28 +226,47 @@ class UnitOfWork:
             recorded, self._batch = self._batch.recorded, None
             session.close()
         if recorded and self.on_commit is not None:
-            self.on_commit(recorded)
+            self.on_commit([event.payload for event in recorded])
 
     def handling(self, handled_event: str) -> None:
         """Within a batch: the next writes are for this event (`<handler>:<event_id>`)."""
         self.handled_event = handled_event
         self._checked = False
 
+    def mark_handled(self, handled_events: list[str]) -> set[str]:
+        """Within a batch: record these events (`<handler>:<event_id>`) as handled, in one statement;
+        return those that were not before. Handle each of them in `batch_item(..., marked=True)`."""
+        now = utcnow()
+        rows = [{"key": key, "processed_at": now} for key in dict.fromkeys(handled_events)]
+        return set(inserted_keys(self._batch.session, self.tables.processed.__table__, rows, ["key"]))
+
     @contextmanager
-    def batch_item(self, handled_event: str) -> Iterator[None]:
+    def batch_item(self, handled_event: str, marked: bool = False) -> Iterator[None]:
         """Within a batch: handle one event in a savepoint of its own, so that whatever it did, its
-        reads included, is undone if it raises, and the batch goes on with the next event."""
+        reads included, is undone if it raises, and the batch goes on with the next event.
+        `marked`: `mark_handled` recorded it already; the mark goes too if the event fails."""
         self.handling(handled_event)
-        savepoint = self._batch.session.begin_nested()
-        recorded_before = len(self._batch.recorded)
+        self._checked = marked
+        batch = self._batch
+        session = batch.session
+        savepoint = session.begin_nested()
+        recorded_before = len(batch.recorded)
+        batch.item = _Item()
         try:
             yield
             savepoint.commit()
         except BaseException:
-            if savepoint.is_active:
+            if savepoint.is_active or session.get_nested_transaction() is savepoint:  # or a failed flush's
                 savepoint.rollback()
-            del self._batch.recorded[recorded_before:]
+            del batch.recorded[recorded_before:]
+            # what earlier events remembered may rest on row locks this rollback released
+            session.info[BATCH_MEMO] = {}
+            if marked:  # so that a retry runs it
+                processed = self.tables.processed
+                session.execute(delete(processed).where(processed.key == handled_event))
             raise
+        finally:
+            batch.item = None
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -257,9 +279,17 @@ class UnitOfWork:
 
     @contextmanager
     def write(self) -> Iterator[Transaction]:
-        """Yield a Transaction; commit its changes and events together when the block ends (in a
-        batch: release its savepoint, the batch commits)."""
-        if self._batch is not None:
+        """Yield a Transaction; commit its changes and events together when the block ends. In a
+        batch the batch commits: a write for an event (`batch_item`) is part of the event's
+        savepoint, so a failed write fails the whole event; any other write has a savepoint of its own."""
+        item = self._batch.item if self._batch is not None else None
+        if item is not None:
+            # the event's own savepoint (batch_item) undoes a failed write with the rest of the event
+            if item.failed:
+                raise RuntimeError("a write of this event failed before: the event cannot go on")
+            session = self._batch.session
+            scope = None
+        elif self._batch is not None:
             session = self._batch.session
             scope = session.begin_nested()
         else:
@@ -269,14 +299,18 @@ class UnitOfWork:
         try:
             self._check_once(session)
             yield tx
-            scope.commit()
+            if scope is None:
+                session.flush()  # so a broken rule shows here, as the commit of a savepoint would show it
+            else:
+                if self._batch is None:
+                    self._add_to_outbox(session, tx.recorded)  # in a batch: when the batch commits
+                scope.commit()
         except IntegrityError as error:
-            scope.rollback()
+            self._undo(scope, session, item)
             self._raise_for(error, session)
             raise
         except BaseException:
-            if scope is session or scope.is_active:  # a savepoint may be gone with a failed flush
-                scope.rollback()
+            self._undo(scope, session, item)
             raise
         finally:
             if self._batch is None:
@@ -284,7 +318,20 @@ class UnitOfWork:
         if self._batch is not None:
             self._batch.recorded.extend(tx.recorded)
         elif tx.recorded and self.on_commit is not None:
-            self.on_commit(tx.recorded)
+            self.on_commit([event.payload for event in tx.recorded])
+
+    def _add_to_outbox(self, session: Session, recorded: list[_Recorded]) -> None:
+        if recorded:
+            now = utcnow()
+            session.execute(insert(self.tables.outbox.__table__), [
+                {"event_type": event.event_type, "payload": event.body, "created_at": now} for event in recorded])
+
+    @staticmethod
+    def _undo(scope, session: Session, item) -> None:
+        if item is not None:
+            item.failed = True  # batch_item rolls the whole event back
+        elif scope is session or scope.is_active:  # a savepoint may be gone with a failed flush
+            scope.rollback()
 
     def _check_once(self, session: Session) -> None:
         """On the first write: skip a handled event, replay an answered command."""
@@ -322,10 +369,35 @@ class UnitOfWork:
             raise ValidationFailed(f"{rule.param}: {rule.reason}", param=rule.param) from None
 
 
+@dataclass(frozen=True)
+class _Recorded:
+    event_type: str
+    body: str  # the payload encoded, exactly what goes on the bus
+    payload: dict
+
+
+@dataclass
+class _Item:
+    failed: bool = False  # a write of this event raised
+
+
 @dataclass
 class _Batch:
     session: Session
     recorded: list[dict] = field(default_factory=list)
+    item: _Item | None = None  # the event being handled (batch_item)
+
+
+BATCH_MEMO = "roster_batch_memo"
+
+
+def batch_memo(session: Session) -> dict | None:
+    """A dict that lives as long as the batch this session runs, None outside a batch.
+
+    For what handling one event may reuse from an earlier event of the same batch, such as a
+    row it looked up and locked: the locks are held until the batch commits. It is emptied when
+    an event of the batch fails (the rollback of its savepoint may release locks it took)."""
+    return session.info.get(BATCH_MEMO)
 
 
 def answer_key(command: str, client_key: str) -> str:

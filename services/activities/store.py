@@ -6,6 +6,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from roster.database import insert_ignore
 from roster.errors import NotFound
+from roster.uow import batch_memo
 from roster.timestamps import utcnow
 from services.activities.models import (
     Customer,
@@ -82,6 +83,16 @@ def survivor(session: Session, uuid: str, locked: Customer | None = None) -> str
     """Return where a customer's activity belongs now: itself, the customer it was merged into
     (following merges of merges), or None when it was deleted. Locks each customer on the way;
     `locked` is the row of `uuid` when this transaction has locked it already (`customer`)."""
+    memo = batch_memo(session) if locked is None else None
+    if memo is not None:  # a batch of events: their customers stay locked until it commits
+        key = ("survivor", uuid)
+        if key not in memo:
+            memo[key] = _survivor(session, uuid, None)
+        return memo[key]
+    return _survivor(session, uuid, locked)
+
+
+def _survivor(session: Session, uuid: str, locked: Customer | None) -> str | None:
     seen = set()
     current = uuid
     while current not in seen:

@@ -258,3 +258,59 @@ def test_a_batch_that_fails_as_a_whole_commits_nothing(uow):
     uow.handling("h:e1")
     add_thing(uow, "a")  # the event was not marked handled: its retry applies it
     assert count(uow) == 1
+
+
+def test_a_batch_marks_its_events_in_one_statement_and_a_failed_one_stays_unmarked(uow):
+    with uow.batch():
+        assert uow.mark_handled(["h:e1"]) == {"h:e1"}
+        with uow.batch_item("h:e1", marked=True):
+            add_thing(uow, "a")
+    with uow.batch():
+        # e1 was handled before; e2 twice in one batch counts once
+        assert uow.mark_handled(["h:e1", "h:e2", "h:e3", "h:e2"]) == {"h:e2", "h:e3"}
+        with pytest.raises(ValidationFailed):
+            with uow.batch_item("h:e2", marked=True):
+                add_thing(uow, "b")
+                add_thing(uow, "a")  # breaks a unique rule: the event and its mark are undone
+        with uow.batch_item("h:e3", marked=True):
+            add_thing(uow, "c")
+            add_thing(uow, "d")  # a second write of a marked event is not refused as handled
+    with uow.read() as session:
+        assert sorted(session.scalars(select(Thing.external_id))) == ["a", "c", "d"]
+        assert sorted(session.scalars(select(uow.tables.processed.key))) == ["h:e1", "h:e3"]
+    with uow.batch():
+        assert uow.mark_handled(["h:e2"]) == {"h:e2"}  # the failed event's retry runs
+
+
+def test_an_event_of_a_batch_cannot_go_on_after_one_of_its_writes_failed(uow):
+    with uow.batch():
+        with pytest.raises(RuntimeError, match="failed before"):
+            with uow.batch_item("h:e1"):
+                with pytest.raises(ValidationFailed):
+                    add_thing(uow, "a")
+                    add_thing(uow, "a")  # one write, broken: the event's savepoint has it
+                add_thing(uow, "b")  # a handler that caught the failure may not write on top of it
+        with uow.batch_item("h:e2"):
+            add_thing(uow, "c")
+    with uow.read() as session:
+        assert sorted(session.scalars(select(Thing.external_id))) == ["c"]
+
+
+def test_a_batch_memo_lives_for_the_batch_and_is_emptied_when_an_event_fails(uow):
+    from roster.uow import batch_memo
+
+    with uow.read() as session:
+        assert batch_memo(session) is None  # outside a batch nothing is remembered
+    with uow.batch():
+        with uow.batch_item("h:e1"):
+            with uow.read() as session:
+                batch_memo(session)["x"] = 1
+        with uow.batch_item("h:e2"):
+            with uow.read() as session:
+                assert batch_memo(session) == {"x": 1}  # a later event of the batch sees it
+        with pytest.raises(ValidationFailed):
+            with uow.batch_item("h:e3"):
+                add_thing(uow, "a")
+                add_thing(uow, "a")
+        with uow.read() as session:
+            assert batch_memo(session) == {}  # its locks may be gone with the failed event's savepoint
