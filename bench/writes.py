@@ -8,6 +8,12 @@ and against the naive peer of bench/naive.py (a gateway and a service: one RPC, 
 commit, no outbox, no events):
   * mixed: 32 connections, 90% `GET /v1/customers/{uuid}` and 10% `PATCH` of the name, spread
     over 2,000 customers;
+  * paced: the same mix held at a fixed rate (`--rate`, default 1,500 req/s: the issue's target)
+    instead of as fast as it goes, for the latency a client sees at that rate. wrk waits
+    `delay()` between a connection's answer and its next request; the delay is calibrated from
+    short runs so that 64 connections together send `--rate`. (wrk does not correct for
+    coordinated omission: a slow answer delays that connection's next request.) The mixed
+    scenario above saturates the machine, so its p99 is the latency at saturation;
   * creates: 16 connections of `POST /v1/customers`, each with a new external id; besides the
     API's rate it prints the settled rate, counted until every consumer (activities, avatars,
     ...) has handled the creates' events, and the CPU per create over that time.
@@ -56,6 +62,11 @@ MIXED = JSON_HEADERS + textwrap.dedent("""
       end
       return wrk.format("GET", path)
     end
+""")
+
+PACED = MIXED + textwrap.dedent("""
+    local pause = tonumber(os.getenv("BENCH_DELAY_MS"))
+    delay = function() return pause end
 """)
 
 CREATES = JSON_HEADERS + textwrap.dedent("""
@@ -138,6 +149,25 @@ class WriteBench:
             print("\n".join(cpu_report(before, cpu_seconds(self.platform.stack), requests_done, "request")),
                   flush=True)
 
+    def measure_paced(self, base: str, paths: Path, connections: int = 64) -> None:
+        """The mix at `--rate` requests/s: each connection pauses between an answer and its next
+        request, by a delay calibrated so that the connections together send that rate (wrk's
+        timers have a granularity of 1 ms: 64 connections make a step of it about 2.5% of the rate)."""
+        workdir, rate = self.platform.workdir, self.args.rate
+        pause = connections / rate * 1000.0  # ms between requests of one connection, if answers took no time
+        for _ in range(4):  # take the answers' own time (and the timers' lateness) off the pause
+            env = {"BENCH_PATHS": str(paths), "BENCH_DELAY_MS": f"{max(pause, 0.0):.2f}"}
+            trial = wrk(base, PACED, connections=connections, duration=5, workdir=workdir, env=env)
+            if abs(trial["rps"] - rate) < 0.02 * rate:
+                break
+            pause += (connections / rate - connections / trial["rps"]) * 1000.0
+        env = {"BENCH_PATHS": str(paths), "BENCH_DELAY_MS": f"{max(pause, 0.0):.2f}"}
+        figures = wrk(base, PACED, connections=connections, duration=self.args.duration, workdir=workdir, env=env)
+        self.results[("roster", "paced")] = figures
+        print(f"  roster  paced    {figures['rps']:>8.0f} req/s  p50 {figures['p50']:>6.1f} ms  "
+              f"p99 {figures['p99']:>6.1f} ms  errors {figures['errors']}   (held at --rate {rate:.0f}; "
+              f"delay {pause:.1f} ms)", flush=True)
+
     def roster(self):
         self.platform.start()
         auth = (API_KEY, "")
@@ -149,6 +179,9 @@ class WriteBench:
         paths.write_text("\n".join(f"/v1/customers/{u}" for u in uuids) + "\n")
         if "mixed" in self.args.scenarios:
             self.measure("roster", "mixed", base, MIXED, 32, {"BENCH_PATHS": str(paths)})
+            self.platform.wait_quiet()
+        if "paced" in self.args.scenarios:
+            self.measure_paced(base, paths)
             self.platform.wait_quiet()
         if "creates" in self.args.scenarios:
             self.measure("roster", "creates", base, CREATES, 16, {"BENCH_SOURCE": source}, settle=True)
@@ -199,7 +232,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--gateway-processes", type=int, default=1)
     parser.add_argument("--only", choices=("roster", "naive"), help="measure one side only")
-    parser.add_argument("--scenarios", nargs="+", choices=("mixed", "creates"), default=["mixed", "creates"])
+    parser.add_argument("--scenarios", nargs="+", choices=("mixed", "paced", "creates"),
+                        default=["mixed", "paced", "creates"])
+    parser.add_argument("--rate", type=float, default=1500.0, help="requests/s of the paced scenario")
     args = parser.parse_args()
     WriteBench(args).run()
     return 0
