@@ -256,8 +256,7 @@ class UnitOfWork:
             yield
             savepoint.commit()
         except BaseException:
-            if savepoint.is_active or session.get_nested_transaction() is savepoint:  # or a failed flush's
-                savepoint.rollback()
+            _roll_back(savepoint, session)
             del batch.recorded[recorded_before:]
             # what earlier events remembered may rest on row locks this rollback released
             session.info[BATCH_MEMO] = {}
@@ -330,8 +329,10 @@ class UnitOfWork:
     def _undo(scope, session: Session, item) -> None:
         if item is not None:
             item.failed = True  # batch_item rolls the whole event back
-        elif scope is session or scope.is_active:  # a savepoint may be gone with a failed flush
-            scope.rollback()
+        elif scope is session:
+            session.rollback()
+        else:
+            _roll_back(scope, session)
 
     def _check_once(self, session: Session) -> None:
         """On the first write: skip a handled event, replay an answered command."""
@@ -367,6 +368,13 @@ class UnitOfWork:
         rule = unique_rule_for(error, self.unique_rules)
         if rule is not None:
             raise ValidationFailed(f"{rule.param}: {rule.reason}", param=rule.param) from None
+
+
+def _roll_back(savepoint, session: Session) -> None:
+    """Roll a savepoint back, unless it is gone already; one whose flush failed is still the
+    session's current one, inactive, and must be rolled back before the session goes on."""
+    if savepoint.is_active or session.get_nested_transaction() is savepoint:
+        savepoint.rollback()
 
 
 @dataclass(frozen=True)

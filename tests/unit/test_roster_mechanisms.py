@@ -314,3 +314,13 @@ def test_a_batch_memo_lives_for_the_batch_and_is_emptied_when_an_event_fails(uow
                 add_thing(uow, "a")
         with uow.read() as session:
             assert batch_memo(session) == {}  # its locks may be gone with the failed event's savepoint
+
+
+def test_a_write_of_a_batch_outside_any_event_that_breaks_a_rule_leaves_the_batch_usable(uow):
+    with uow.batch():
+        with pytest.raises(ValidationFailed):
+            with uow.write() as tx:  # a savepoint of its own: its failed flush is rolled back
+                tx.session.add_all([Thing(source="s", external_id="a"), Thing(source="s", external_id="a")])
+        with uow.batch_item("h:e1"):
+            add_thing(uow, "b")
+    assert count(uow) == 1
