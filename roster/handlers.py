@@ -14,13 +14,13 @@ event that can never succeed (an envelope version this code does not know, no ev
 `python -m tools.dlq` lists and replays them.
 
 `batch=N` lets one worker handle up to N waiting events of the handler in one transaction
-(`roster.uow.UnitOfWork.batch`): each event is handled in a savepoint, so one that fails leaves
-nothing behind and is retried or dead-lettered on its own as above while the others commit
-together, marked handled in one statement and acknowledged in one write. Events are never held
-back to fill a batch: a batch is whatever arrived while the previous one ran; batch queues are
-consumed on a channel of their own that lets each hold EVENT_BATCH unacknowledged messages
-(`BatchQueueConsumer`). Only for handlers whose work is all in the database (no remote calls:
-the write lock is held).
+(`roster.uow.UnitOfWork.batch`): one that fails leaves nothing behind and is retried or
+dead-lettered on its own as above while the others commit together, marked handled in one
+statement and acknowledged in one write. The batch runs first without a savepoint per event;
+if an event fails, it runs again with one for each. Events are never held back to fill a batch:
+a batch is whatever arrived while the previous one ran; batch queues are consumed on a channel
+of their own that lets each hold EVENT_BATCH unacknowledged messages (`BatchQueueConsumer`).
+Only for handlers whose work is all in the database (no remote calls: the write lock is held).
 
 `when=` names the events a handler cares about (e.g. `changes_any("name")`): any other is
 acknowledged on arrival, before a worker, a transaction or a dedupe mark is spent on it.
@@ -122,26 +122,33 @@ class DurableEventHandler(EventHandler):
         super().handle_message(body, message)
 
     def _start_batch(self) -> None:
-        taken, self._waiting = self._waiting[:self.batch], self._waiting[self.batch:]
+        # The worker takes its events when it starts, not now: the consumer reads every message
+        # already on its socket before the worker runs, so a burst becomes one batch, not 1 + rest.
         self._batch_running = True
+        batch = EventBatch(take=self._take_waiting)
         try:
             self.container.spawn_worker(
-                self._batch_entrypoint, (EventBatch(body for body, _ in taken),), {},
-                context_data=self.unpack_message_headers(taken[0][1]),
-                handle_result=partial(self._batch_done, [message for _, message in taken]))
+                self._batch_entrypoint, (batch,), {}, context_data=self.unpack_message_headers(self._waiting[0][1]),
+                handle_result=partial(self._batch_done, batch))
         except ContainerBeingKilled:
             self._batch_running = False
-            for _, message in taken + self._waiting:
+            for _, message in self._waiting:
                 self.queue_consumer.requeue_message(message)
             self._waiting = []
 
-    def _batch_done(self, messages, worker_ctx, result=None, exc_info=None):
+    def _take_waiting(self) -> list:
+        taken, self._waiting = self._waiting[:self.batch], self._waiting[self.batch:]
+        return taken
+
+    def _batch_done(self, batch, worker_ctx, result=None, exc_info=None):
         """Settle each message of a batch by its own outcome (all of them by the batch's, if it failed)."""
+        batch.take()  # a worker that failed before it took its events fails them all
+        messages = batch.messages
         outcomes = result if exc_info is None else [exc_info] * len(messages)
         settled = list(zip(messages, outcomes))
         # the acks of the applied events go out in one write; failures (which publish
         # elsewhere and wait for it) are settled after that
-        with coalesced_writes(messages[0].channel.connection):
+        with coalesced_writes(messages[0].channel.connection if messages else None):
             for message, outcome in settled:
                 if _applied(outcome):
                     self.handle_message_processed(message, exc_info=outcome)
@@ -236,7 +243,20 @@ def unprocessable(body) -> str | None:
 
 
 class EventBatch(list):
-    """The event payloads a batch worker handles, in the order they arrived."""
+    """The event payloads a batch worker handles, in the order they arrived: up to the handler's
+    batch size of those waiting when the worker starts (`take`), their messages in `messages`."""
+
+    def __init__(self, payloads=(), take: Callable[[], list] | None = None):
+        super().__init__(payloads)
+        self.messages: list = []
+        self._take = take
+
+    def take(self) -> None:
+        """Take the waiting events (once; a batch made of payloads has nothing to take)."""
+        if self._take is not None:
+            taken, self._take = self._take(), None
+            self.extend(body for body, _ in taken)
+            self.messages = [message for _, message in taken]
 
 
 def _batch_runner(method_name: str):
@@ -250,30 +270,44 @@ def _batch_runner(method_name: str):
         if len(uows) != 1:
             raise TypeError(f"{method_name}: batch= needs a service with exactly one UnitOfWorkProvider")
         uow = uows[0]
-        outcomes = []
-        with uow.batch():
-            keys = [f"{method_name}:{payload['event_id']}" for payload in batch]
-            fresh = uow.mark_handled(keys)  # one statement for the batch, not one per event
-            for payload, key in zip(batch, keys):
-                if key not in fresh:  # handled before (or a second copy in this batch)
-                    outcomes.append(None)
-                    continue
-                fresh.discard(key)
-                tracing.bind(tracing.from_worker({}, (payload,)))
-                try:
-                    with uow.batch_item(key, marked=True):
-                        handler(payload)
-                    outcomes.append(None)
-                except AlreadyHandled:
-                    outcomes.append(None)
-                except Exception as error:
-                    if not isinstance(error, RosterError):
-                        logger.warning("%s: event %s failed", method_name, payload.get("event_id"), exc_info=True)
-                    outcomes.append(sys.exc_info())
-        return outcomes
+        batch.take()
+        try:  # events rarely fail: first without a savepoint per event
+            return _handle_batch(uow, handler, method_name, batch, isolated=False)
+        except _BatchAbandoned:  # one failed: all again, each in its savepoint
+            return _handle_batch(uow, handler, method_name, batch, isolated=True)
 
     run_batch.__name__ = f"_roster_batch_{method_name}"
     return run_batch
+
+
+class _BatchAbandoned(Exception):
+    """An event of a batch run without savepoints failed: the batch's transaction is rolled back."""
+
+
+def _handle_batch(uow: UnitOfWork, handler, method_name: str, batch: EventBatch, isolated: bool) -> list:
+    outcomes = []
+    with uow.batch():
+        keys = [f"{method_name}:{payload['event_id']}" for payload in batch]
+        fresh = uow.mark_handled(keys)  # one statement for the batch, not one per event
+        for payload, key in zip(batch, keys):
+            if key not in fresh:  # handled before (or a second copy in this batch)
+                outcomes.append(None)
+                continue
+            fresh.discard(key)
+            tracing.bind(tracing.from_worker({}, (payload,)))
+            try:
+                with uow.batch_item(key, marked=True, isolated=isolated):
+                    handler(payload)
+                outcomes.append(None)
+            except AlreadyHandled:
+                outcomes.append(None)
+            except Exception as error:
+                if not isolated:
+                    raise _BatchAbandoned() from error
+                if not isinstance(error, RosterError):
+                    logger.warning("%s: event %s failed", method_name, payload.get("event_id"), exc_info=True)
+                outcomes.append(sys.exc_info())
+    return outcomes
 
 
 def changes_any(*fields: str) -> Callable[[dict], bool]:

@@ -324,3 +324,61 @@ def test_a_write_of_a_batch_outside_any_event_that_breaks_a_rule_leaves_the_batc
         with uow.batch_item("h:e1"):
             add_thing(uow, "b")
     assert count(uow) == 1
+
+
+def test_a_batch_worker_takes_every_event_that_arrived_before_it_started():
+    from roster.handlers import DurableEventHandler
+
+    spawned = []
+
+    class Container:
+        service_name = "things"
+
+        def spawn_worker(self, entrypoint, args, kwargs, context_data=None, handle_result=None):
+            spawned.append(args)
+
+    class Message:
+        headers = {}
+
+    handler = DurableEventHandler("source", "thing_happened", batch=2)
+    handler.container, handler.method_name, handler._batch_entrypoint = Container(), "handle", handler
+    for n in range(3):  # a burst the consumer reads before the worker it spawned for the first one runs
+        handler.handle_message(envelope(n=n), Message())
+    [(batch,)] = spawned  # one worker, not one per event
+    batch.take()  # what the worker does first
+    assert [payload["n"] for payload in batch] == [0, 1] and len(batch.messages) == 2  # up to its size
+    assert [body["n"] for body, _ in handler._waiting] == [2]  # the next batch's
+
+
+def test_a_batch_runs_without_savepoints_until_an_event_fails_then_isolates_it(uow):
+    from sqlalchemy import event as sa_event
+
+    from roster.handlers import EventBatch, _batch_runner
+
+    runs = []
+
+    class Service:
+        def __init__(self):
+            self.uow = uow
+
+        def handle(self, payload):
+            runs.append(payload["n"])
+            if payload["n"] == "poison":
+                raise RuntimeError("cannot")
+            add_thing(uow, payload["n"])
+
+    savepoints = []
+    engine = uow.sessions.kw["bind"]
+    sa_event.listen(engine, "savepoint", lambda *args: savepoints.append(1))
+    run_batch = _batch_runner("handle")
+    assert run_batch(Service(), EventBatch([envelope(n="a"), envelope(n="b")])) == [None, None]
+    assert runs == ["a", "b"] and savepoints == []  # nothing failed: no savepoint per event
+
+    runs.clear()
+    outcomes = run_batch(Service(), EventBatch([envelope(n="c"), envelope(n="poison"), envelope(n="d")]))
+    assert outcomes[0] is None and outcomes[2] is None and outcomes[1][0] is RuntimeError
+    assert runs == ["c", "poison", "c", "poison", "d"]  # abandoned at the failure, then each in a savepoint
+    with uow.read() as session:
+        assert sorted(session.scalars(select(Thing.external_id))) == ["a", "b", "c", "d"]
+        assert session.scalar(select(func.count()).select_from(uow.tables.processed)) == 4  # not the poison one
+    assert [event["external_id"] for event in recorded(uow, "thing_added")] == ["a", "b", "c", "d"]
