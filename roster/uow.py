@@ -287,11 +287,11 @@ class UnitOfWork:
     @contextmanager
     def write(self) -> Iterator[Transaction]:
         """Yield a Transaction; commit its changes and events together when the block ends. In a
-        batch the batch commits: a write for an event (`batch_item`) is part of the event's
-        savepoint, so a failed write fails the whole event; any other write has a savepoint of its own."""
+        batch the batch commits: a write for an event (`batch_item`) has no savepoint of its own,
+        so a failed write fails the whole event; any other write has a savepoint of its own."""
         item = self._batch.item if self._batch is not None else None
         if item is not None:
-            # the event's own savepoint (batch_item) undoes a failed write with the rest of the event
+            # batch_item undoes a failed write with the rest of the event (its savepoint, or the batch)
             if item.failed:
                 raise RuntimeError("a write of this event failed before: the event cannot go on")
             session = self._batch.session
@@ -306,11 +306,11 @@ class UnitOfWork:
         try:
             self._check_once(session)
             yield tx
+            if self._batch is None:
+                self._add_to_outbox(session, tx.recorded)  # in a batch: when the batch commits
             if scope is None:
                 session.flush()  # so a broken rule shows here, as the commit of a savepoint would show it
             else:
-                if self._batch is None:
-                    self._add_to_outbox(session, tx.recorded)  # in a batch: when the batch commits
                 scope.commit()
         except IntegrityError as error:
             self._undo(scope, session, item)
