@@ -189,6 +189,7 @@ class WriteBench:
     def naive_peer(self):
         port = free_port()
         env = {**self.platform.env, "GATEWAY_PORT": str(port), "PYTHONPATH": str(ROOT)}
+        Path(env["DATA_DIR"]).mkdir(parents=True, exist_ok=True)  # made by the platform, unless --only naive
         for service in ("bench.naive:NaiveCustomers", "bench.naive:NaiveGateway"):
             self.naive.append(subprocess.Popen(
                 [sys.executable, "-m", "nameko", "run", "--config", "config.yaml", service], cwd=ROOT, env=env,
