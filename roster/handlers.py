@@ -20,7 +20,10 @@ statement and acknowledged in one write. The batch runs first without a savepoin
 if an event fails, it runs again with one for each. Events are never held back to fill a batch:
 a batch is whatever arrived while the previous one ran; batch queues are consumed on a channel
 of their own that lets each hold EVENT_BATCH unacknowledged messages (`BatchQueueConsumer`).
-Only for handlers whose work is all in the database (no remote calls: the write lock is held).
+The handler's work must all be in the database (the write lock is held): remote calls go in
+`prepare=`, the name of a service method that takes the batch's payloads not handled before
+and returns, outside any transaction, one value per payload for the handler's second argument
+(an exception instead of a value fails that event alone).
 
 `when=` names the events a handler cares about (e.g. `changes_any("name")`): any other is
 acknowledged on arrival, before a worker, a transaction or a dedupe mark is spent on it.
@@ -76,9 +79,12 @@ class DurableEventHandler(EventHandler):
     """An event handler on a durable queue with capped retries and a dead-letter queue."""
 
     def __init__(self, source_service: str, event_type: str, when: Callable[[dict], bool] | None = None,
-                 batch: int = 0, **kwargs):
+                 batch: int = 0, prepare: str | None = None, **kwargs):
+        if prepare is not None and not batch:
+            raise TypeError("prepare= is for batch= handlers")
         self.when = when
         self.batch = batch
+        self.prepare = prepare
         self._waiting: list = []  # (body, message) that arrived while a batch ran
         self._batch_running = False
         self._batch_entrypoint = None
@@ -98,7 +104,8 @@ class DurableEventHandler(EventHandler):
         if self.batch:
             self._batch_entrypoint = copy.copy(self)
             self._batch_entrypoint.method_name = f"_roster_batch_{self.method_name}"
-            setattr(self.container.service_cls, self._batch_entrypoint.method_name, _batch_runner(self.method_name))
+            setattr(self.container.service_cls, self._batch_entrypoint.method_name,
+                    _batch_runner(self.method_name, self.prepare))
         amqp_uri = self.container.config["AMQP_URI"]
         self.dead_letters = dead_letter_queue(self.container.service_name)
         self.publisher = Publisher(amqp_uri, declare=[self.dead_letters])
@@ -259,8 +266,9 @@ class EventBatch(list):
             self.messages = [message for _, message in taken]
 
 
-def _batch_runner(method_name: str):
-    """The service method a batch worker runs: the handler once per event, in one transaction.
+def _batch_runner(method_name: str, prepare: str | None = None):
+    """The service method a batch worker runs: the handler once per event, in one transaction
+    (after `prepare`, when given, for the events not handled before).
 
     Returns one outcome per event: None (applied, or applied before) or the exc_info it raised.
     """
@@ -271,25 +279,68 @@ def _batch_runner(method_name: str):
             raise TypeError(f"{method_name}: batch= needs a service with exactly one UnitOfWorkProvider")
         uow = uows[0]
         batch.take()
+        outcomes: list = [None] * len(batch)
+        items = [(index, payload, NOT_PREPARED) for index, payload in enumerate(batch)]
+        if prepare is not None:
+            items = _prepared(uow, getattr(service, prepare), method_name, batch, outcomes)
         try:  # events rarely fail: first without a savepoint per event
-            return _handle_batch(uow, handler, method_name, batch, isolated=False)
+            done = _handle_batch(uow, handler, method_name, items, isolated=False)
         except _BatchAbandoned:  # one failed: all again, each in its savepoint
-            return _handle_batch(uow, handler, method_name, batch, isolated=True)
+            done = _handle_batch(uow, handler, method_name, items, isolated=True)
+        for (index, _, _), outcome in zip(items, done):
+            outcomes[index] = outcome
+        return outcomes
 
     run_batch.__name__ = f"_roster_batch_{method_name}"
     return run_batch
+
+
+NOT_PREPARED = object()  # the handler of a batch without prepare= gets the payload alone
+
+
+def _handled_key(method_name: str, payload: dict) -> str:
+    return f"{method_name}:{payload['event_id']}"
+
+
+def _prepared(uow: UnitOfWork, prepare, method_name: str, batch: EventBatch, outcomes: list) -> list:
+    """Run `prepare` outside any transaction on the events of `batch` not handled before; return
+    (index, payload, value) of those it prepared and put the failures of the rest in `outcomes`."""
+    handled = uow.handled([_handled_key(method_name, payload) for payload in batch])
+    todo = [(index, payload) for index, payload in enumerate(batch)
+            if _handled_key(method_name, payload) not in handled]
+    if not todo:
+        return []
+    try:
+        values = prepare([payload for _, payload in todo])
+        if len(values) != len(todo):
+            raise TypeError(f"{method_name}: prepare returned {len(values)} values for {len(todo)} events")
+    except Exception:
+        failed = sys.exc_info()
+        for index, _ in todo:
+            outcomes[index] = failed
+        return []
+    items = []
+    for (index, payload), value in zip(todo, values):
+        if isinstance(value, Exception):
+            outcomes[index] = (type(value), value, value.__traceback__)
+        else:
+            items.append((index, payload, value))
+    return items
 
 
 class _BatchAbandoned(Exception):
     """An event of a batch run without savepoints failed: the batch's transaction is rolled back."""
 
 
-def _handle_batch(uow: UnitOfWork, handler, method_name: str, batch: EventBatch, isolated: bool) -> list:
+def _handle_batch(uow: UnitOfWork, handler, method_name: str, items: list, isolated: bool) -> list:
+    """Handle (index, payload, prepared value) items in one transaction; return their outcomes."""
     outcomes = []
+    if not items:
+        return outcomes
     with uow.batch():
-        keys = [f"{method_name}:{payload['event_id']}" for payload in batch]
+        keys = [_handled_key(method_name, payload) for _, payload, _ in items]
         fresh = uow.mark_handled(keys)  # one statement for the batch, not one per event
-        for payload, key in zip(batch, keys):
+        for (_, payload, prepared), key in zip(items, keys):
             if key not in fresh:  # handled before (or a second copy in this batch)
                 outcomes.append(None)
                 continue
@@ -297,7 +348,10 @@ def _handle_batch(uow: UnitOfWork, handler, method_name: str, batch: EventBatch,
             tracing.bind(tracing.from_worker({}, (payload,)))
             try:
                 with uow.batch_item(key, marked=True, isolated=isolated):
-                    handler(payload)
+                    if prepared is NOT_PREPARED:
+                        handler(payload)
+                    else:
+                        handler(payload, prepared)
                 outcomes.append(None)
             except AlreadyHandled:
                 outcomes.append(None)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
-from sqlalchemy import Integer, String, Text, delete, insert
+from sqlalchemy import Integer, String, Text, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
@@ -239,6 +239,12 @@ class UnitOfWork:
         now = utcnow()
         rows = [{"key": key, "processed_at": now} for key in dict.fromkeys(handled_events)]
         return set(inserted_keys(self._batch.session, self.tables.processed.__table__, rows, ["key"]))
+
+    def handled(self, handled_events: list[str]) -> set[str]:
+        """Return those of these events (`<handler>:<event_id>`) recorded as handled, in one read."""
+        processed = self.tables.processed
+        with self.read() as session:
+            return set(session.scalars(select(processed.key).where(processed.key.in_(set(handled_events)))))
 
     @contextmanager
     def batch_item(self, handled_event: str, marked: bool = False, isolated: bool = True) -> Iterator[None]:

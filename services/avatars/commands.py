@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Mapping
 
+import eventlet
+
 from roster.errors import NotFound, RosterError, ServiceUnavailable, UnprocessableEvent, invalid
 from roster.timestamps import parse, utcnow
 from roster.uow import UnitOfWork
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 CLAIM = timedelta(minutes=5)  # another process may refresh a claimed avatar after this
 REFRESH_BATCH = 10  # avatars claimed per transaction
 REFRESH_PER_TICK = 500  # avatars refreshed per timer tick, at most
+FETCH_CONCURRENCY = 10  # avatars of a batch resolved at once (as many as the handler's workers were)
 
 
 @dataclass(frozen=True)
@@ -52,16 +55,78 @@ def get_avatar(uow: UnitOfWork, customer_uuid: str) -> dict:
 
 
 def on_customer_created(uow: UnitOfWork, payload: dict, *, fetchers: Mapping[str, Fetcher]) -> None:
-    """Resolve and cache the new customer's avatar."""
+    """Resolve and cache the new customer's avatar (one event; a batch runs `resolve_created`, then
+    `store_created` for each event)."""
+    snapshot = _created_snapshot(payload)
+    known = _known(uow, snapshot.customer_uuid)
+    if known is SKIP or _overtaken(snapshot, known):
+        return
+    _store(uow, snapshot, _resolve(snapshot, fetchers), cached_before=known is not None)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A new customer's avatar, resolved before the batch's transaction began."""
+
+    snapshot: Snapshot
+    resolved: "Resolved"
+    cached_before: bool
+
+
+def resolve_created(uow: UnitOfWork, payloads: list[dict], *, fetchers: Mapping[str, Fetcher],
+                    concurrency: int = FETCH_CONCURRENCY) -> list:
+    """The prepare phase of a batch of customer_created events (roster.handlers, `prepare=`): read
+    what is cached of their customers in one go, then resolve their avatars outside any
+    transaction, up to `concurrency` at once. One value per event, for `store_created`: a
+    Prepared, None (nothing to do) or the exception that fails the event."""
+    snapshots: list = []
+    for payload in payloads:
+        try:
+            snapshots.append(_created_snapshot(payload))
+        except RosterError as error:
+            snapshots.append(error)
+    uuids = [snapshot.customer_uuid for snapshot in snapshots if isinstance(snapshot, Snapshot)]
+    with uow.read() as session:
+        gone, known = store.known_many(session, uuids)
+    todo = []
+    for snapshot in snapshots:
+        if not isinstance(snapshot, Snapshot):
+            todo.append(snapshot)
+        elif snapshot.customer_uuid in gone or _overtaken(snapshot, known.get(snapshot.customer_uuid)):
+            todo.append(None)
+        else:
+            todo.append(snapshot)
+
+    def prepare(snapshot):
+        if not isinstance(snapshot, Snapshot):
+            return snapshot  # None, or the event's error
+        return Prepared(snapshot, _resolve(snapshot, fetchers), snapshot.customer_uuid in known)
+
+    remote = [s for s in todo if isinstance(s, Snapshot) and _asks_a_source(s, fetchers)]
+    if len(remote) < 2 or concurrency < 2:
+        return [prepare(snapshot) for snapshot in todo]
+    return list(eventlet.GreenPool(concurrency).imap(prepare, todo))  # the sources' answers overlap
+
+
+def store_created(uow: UnitOfWork, payload: dict, prepared: Prepared | None) -> None:
+    """Cache one new customer's avatar, resolved by `resolve_created` (within a batch's transaction)."""
+    if prepared is not None:
+        _store(uow, prepared.snapshot, prepared.resolved, cached_before=prepared.cached_before)
+
+
+def _created_snapshot(payload: dict) -> Snapshot:
     customer = _field(payload, "customer", dict)
     _field(customer, "uuid", str)
-    snapshot = Snapshot(domain.avatar_inputs(customer), _version(customer.get("updated_at"), payload))
-    known = _known(uow, snapshot.customer_uuid)
-    if known is SKIP:
-        return
-    if known is not None and not domain.supersedes(snapshot.version, known.customer_updated_at):
-        return  # an update overtook this event and was resolved already
-    _resolve_and_store(uow, snapshot, fetchers, cached_before=known is not None)
+    return Snapshot(domain.avatar_inputs(customer), _version(customer.get("updated_at"), payload))
+
+
+def _overtaken(snapshot: Snapshot, known) -> bool:
+    """Whether an update overtook this creation and was resolved already."""
+    return known is not None and not domain.supersedes(snapshot.version, known.customer_updated_at)
+
+
+def _asks_a_source(snapshot: Snapshot, fetchers: Mapping[str, Fetcher]) -> bool:
+    return any(lookup.source in fetchers for lookup in domain.resolution_order(snapshot.inputs))
 
 
 def on_customer_updated(uow: UnitOfWork, payload: dict, *, fetchers: Mapping[str, Fetcher], customers) -> None:
@@ -125,13 +190,16 @@ def refresh_stale(uow: UnitOfWork, *, fetchers: Mapping[str, Fetcher], max_age: 
 
 # ---- resolving and storing -----------------------------------------------------------------------
 
-def _resolve_and_store(uow: UnitOfWork, snapshot: Snapshot, fetchers: Mapping[str, Fetcher], *,
-                       cached_before: bool = False) -> None:
-    """Resolve outside any transaction, then store unless the customer is gone or a newer version is.
+@dataclass(frozen=True)
+class Resolved:
+    """An avatar as resolved for a snapshot, and whether a source failed on the way."""
 
-    `cached_before`: an avatar was cached when the event was read, so it is most likely still
-    there: lock it first rather than try to insert one.
-    """
+    avatar: domain.Avatar
+    incomplete: bool
+
+
+def _resolve(snapshot: Snapshot, fetchers: Mapping[str, Fetcher]) -> Resolved:
+    """Resolve the snapshot's avatar (remote sources first); run it outside any transaction."""
     failed = []
 
     def report(source: str, error: Exception) -> None:
@@ -139,11 +207,25 @@ def _resolve_and_store(uow: UnitOfWork, snapshot: Snapshot, fetchers: Mapping[st
                     type(error).__name__, error)
         failed.append(source)
 
-    avatar = domain.resolve(snapshot.inputs, fetchers, report=report)
+    return Resolved(domain.resolve(snapshot.inputs, fetchers, report=report), bool(failed))
+
+
+def _resolve_and_store(uow: UnitOfWork, snapshot: Snapshot, fetchers: Mapping[str, Fetcher], *,
+                       cached_before: bool = False) -> None:
+    _store(uow, snapshot, _resolve(snapshot, fetchers), cached_before=cached_before)
+
+
+def _store(uow: UnitOfWork, snapshot: Snapshot, resolved: Resolved, *, cached_before: bool = False) -> None:
+    """Store a resolved avatar unless the customer is gone or a newer version of it is stored.
+
+    `cached_before`: an avatar was cached when the event was read, so it is most likely still
+    there: lock it first rather than try to insert one.
+    """
+    avatar = resolved.avatar
     values = {
         **{field: snapshot.inputs.get(field) for field in domain.REFRESH_FIELDS},
         "customer_uuid": snapshot.customer_uuid, "source": avatar.source, "content_type": avatar.content_type,
-        "body": avatar.body, "etag": avatar.etag, "fetched_at": utcnow(), "incomplete": bool(failed),
+        "body": avatar.body, "etag": avatar.etag, "fetched_at": utcnow(), "incomplete": resolved.incomplete,
         "claimed_until": None, "customer_updated_at": snapshot.version,
     }
     with uow.write() as tx:

@@ -4,7 +4,7 @@ It follows the customers service's events, answers `get_avatar` over RPC, refres
 older than AVATAR_MAX_AGE on a timer and announces `avatar_resolved`.
 """
 from roster.dependencies import UnitOfWorkProvider, service_health
-from roster.handlers import changes_any, event_handler
+from roster.handlers import EVENT_BATCH, NOT_PREPARED, changes_any, event_handler
 from roster.rpc import BoundedRpcProxy, rpc
 from services.avatars import commands
 from services.avatars.dependencies import AvatarSources, refresh_timer
@@ -27,9 +27,15 @@ class AvatarsService:
     def get_avatar(self, customer_uuid: str) -> dict:
         return commands.get_avatar(self.uow, customer_uuid)
 
-    @event_handler("customers", "customer_created")
-    def handle_customer_created(self, payload):
-        commands.on_customer_created(self.uow, payload, fetchers=self.sources.fetchers)
+    @event_handler("customers", "customer_created", batch=EVENT_BATCH, prepare="resolve_created_avatars")
+    def handle_customer_created(self, payload, prepared=NOT_PREPARED):
+        if prepared is NOT_PREPARED:  # called on its own, not by a batch
+            commands.on_customer_created(self.uow, payload, fetchers=self.sources.fetchers)
+        else:
+            commands.store_created(self.uow, payload, prepared)
+
+    def resolve_created_avatars(self, payloads):
+        return commands.resolve_created(self.uow, payloads, fetchers=self.sources.fetchers)
 
     @event_handler("customers", "customer_updated", when=changes_any(*REFRESH_FIELDS))
     def handle_customer_updated(self, payload):

@@ -33,6 +33,18 @@ def status(session: Session, customer_uuid: str, handled_key: str | None) -> Sta
                   known=row if row.customer_uuid is not None else None)
 
 
+def known_many(session: Session, customer_uuids: list[str]) -> tuple[set[str], dict[str, Row]]:
+    """Return which of these customers are gone, and the KNOWN_COLUMNS of those with a cached avatar."""
+    if not customer_uuids:
+        return set(), {}
+    wanted = set(customer_uuids)
+    gone = set(session.scalars(select(GoneCustomer.uuid).where(GoneCustomer.uuid.in_(wanted))))
+    avatars = CachedAvatar.__table__
+    rows = session.execute(select(*(avatars.c[name] for name in KNOWN_COLUMNS))
+                           .where(avatars.c.customer_uuid.in_(wanted)))
+    return gone, {row.customer_uuid: row for row in rows}
+
+
 @lru_cache(maxsize=None)
 def _status_query():
     """Both flags and the avatar's columns from a one-row anchor (so a missing avatar still gives a row)."""

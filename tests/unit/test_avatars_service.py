@@ -16,6 +16,7 @@ from sqlalchemy.orm import sessionmaker
 from roster.database import make_engine
 from roster.errors import NotFound, ServiceUnavailable, UnprocessableEvent, ValidationFailed
 from roster.events import envelope
+from roster.handlers import EventBatch, _batch_runner
 from roster.testing import as_handler, recorded, recorded_fields, unit_of_work
 from roster.timestamps import utcnow
 from roster.uow import UnitOfWork
@@ -218,6 +219,66 @@ def test_a_redelivered_created_event_changes_nothing_and_fetches_nothing(uow, fe
 def test_an_event_without_its_customer_is_unprocessable(uow, fetchers, payload):
     with pytest.raises(UnprocessableEvent):
         commands.on_customer_created(uow, envelope(**payload), fetchers=fetchers)
+
+
+def created_batch(uow, fetchers, payloads):
+    """Run customer_created events as the service's batch worker does: resolve, then store in one transaction."""
+    service = worker_factory(AvatarsService, uow=uow, sources=Sources(fetchers, timedelta(days=7)))
+    return _batch_runner("handle_customer_created", "resolve_created_avatars")(service, EventBatch(payloads))
+
+
+def test_a_batch_of_new_customers_resolves_each_outside_the_transaction_and_stores_them(uow, fetchers, clearbit,
+                                                                                       gravatar):
+    engine = uow.sessions.kw["bind"]
+    seen = []
+    clearbit.during_fetch = gravatar.during_fetch = lambda: seen.append(engine.pool.checkedout())
+    with uow.write() as tx:
+        tx.session.add(GoneCustomer(uuid=OTHER))
+    third = "cus_00000000-0000-4000-8000-000000000003"
+    payloads = [envelope(customer=customer()), envelope(customer=customer(uuid=OTHER)),
+                envelope(customer=customer(uuid=third, email=None, website_url=None, name="Zed")),
+                envelope(customer={"name": "no uuid"})]
+    outcomes = created_batch(uow, fetchers, payloads)
+    assert outcomes[:3] == [None, None, None] and outcomes[3][0] is UnprocessableEvent
+    assert seen and set(seen) == {0}  # no connection held while asking a source
+    assert commands.get_avatar(uow, UUID)["source"] == "clearbit"
+    assert commands.get_avatar(uow, third)["source"] == "initials"
+    assert stored(uow, OTHER) is None  # gone before its creation was handled
+    assert sorted(event["customer_uuid"] for event in recorded(uow, "avatar_resolved")) == sorted([UUID, third])
+    asked = len(clearbit.asked) + len(gravatar.asked)
+    assert created_batch(uow, fetchers, payloads[:3]) == [None, None, None]  # redelivered
+    assert len(clearbit.asked) + len(gravatar.asked) == asked  # nothing fetched again
+    assert len(recorded(uow, "avatar_resolved")) == 2
+
+
+def test_a_batch_resolves_its_remote_avatars_concurrently(uow, fetchers, clearbit):
+    import eventlet
+
+    running, most = [0], [0]
+
+    def slow(key):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        eventlet.sleep(0.05)
+        running[0] -= 1
+        return Image("image/png", PNG)
+
+    fetchers["clearbit"] = slow
+    uuids = [f"cus_00000000-0000-4000-8000-{n:012d}" for n in range(12)]
+    outcomes = created_batch(uow, fetchers, [envelope(customer=customer(uuid=uuid)) for uuid in uuids])
+    assert outcomes == [None] * 12
+    assert most[0] == commands.FETCH_CONCURRENCY  # at once, up to the limit
+    assert {commands.get_avatar(uow, uuid)["source"] for uuid in uuids} == {"clearbit"}
+
+
+def test_a_batched_creation_overtaken_by_an_update_does_not_bring_back_old_fields(uow, fetchers, clearbit,
+                                                                                  customers):
+    customers.customers[UUID] = customer(updated_at=T1, website_url="https://acme.org")
+    clearbit.answers["acme.org"] = Image("image/png", PNG + b"org")
+    updated(uow, fetchers, customers, {"website_url": "https://acme.org"})
+    assert created_batch(uow, fetchers, [envelope(customer=customer())]) == [None]
+    assert stored(uow).website_url == "https://acme.org"
+    assert clearbit.asked == ["acme.org"]  # the older creation fetched nothing
 
 
 # ---- refresh on change ------------------------------------------------------------------------------

@@ -382,3 +382,61 @@ def test_a_batch_runs_without_savepoints_until_an_event_fails_then_isolates_it(u
         assert sorted(session.scalars(select(Thing.external_id))) == ["a", "b", "c", "d"]
         assert session.scalar(select(func.count()).select_from(uow.tables.processed)) == 4  # not the poison one
     assert [event["external_id"] for event in recorded(uow, "thing_added")] == ["a", "b", "c", "d"]
+
+
+def test_a_prepared_batch_prepares_outside_the_transaction_only_what_was_not_handled(uow):
+    from roster.handlers import EventBatch, _batch_runner
+
+    prepared_for, engine = [], uow.sessions.kw["bind"]
+
+    class Service:
+        def __init__(self):
+            self.uow = uow
+
+        def prepare(self, payloads):
+            prepared_for.append([p["n"] for p in payloads])
+            assert engine.pool.checkedout() == 0  # no connection (no transaction) held while preparing
+            return [ValueError(f"no {p['n']}") if p["n"] == "bad" else p["n"].upper() for p in payloads]
+
+        def handle(self, payload, value):
+            add_thing(uow, value)
+
+    run_batch = _batch_runner("handle", "prepare")
+    first = [envelope(n="a"), envelope(n="bad"), envelope(n="b")]
+    outcomes = run_batch(Service(), EventBatch(first))
+    assert outcomes[0] is None and outcomes[2] is None
+    assert outcomes[1][0] is ValueError and str(outcomes[1][1]) == "no bad"  # that event alone fails
+    with uow.read() as session:
+        assert sorted(session.scalars(select(Thing.external_id))) == ["A", "B"]
+        assert session.scalar(select(func.count()).select_from(uow.tables.processed)) == 2  # not the bad one
+    # redelivered with a new one: the handled events are neither prepared nor handled again
+    assert run_batch(Service(), EventBatch([first[0], first[1], envelope(n="c")]))[0] is None
+    assert prepared_for[-1] == ["bad", "c"]
+    assert count(uow) == 3
+
+
+def test_a_prepare_that_raises_fails_its_events_and_stores_nothing(uow):
+    from roster.handlers import EventBatch, _batch_runner
+
+    class Service:
+        def __init__(self):
+            self.uow = uow
+
+        def prepare(self, payloads):
+            raise ConnectionError("source down")
+
+        def handle(self, payload, value):
+            add_thing(uow, payload["n"])
+
+    outcomes = _batch_runner("handle", "prepare")(Service(), EventBatch([envelope(n="a"), envelope(n="b")]))
+    assert [outcome[0] for outcome in outcomes] == [ConnectionError, ConnectionError]
+    assert count(uow) == 0
+    with uow.read() as session:
+        assert session.scalar(select(func.count()).select_from(uow.tables.processed)) == 0  # both retried
+
+
+def test_prepare_is_only_for_batch_handlers():
+    from roster.handlers import DurableEventHandler
+
+    with pytest.raises(TypeError):
+        DurableEventHandler("source", "thing_happened", prepare="prepare")
