@@ -41,7 +41,7 @@ PAGE_BYTES = 4 * 1024 * 1024
 class Loaded:
     """A locked customer row with its children as plain values, kept in step with what is written."""
 
-    row: Customer
+    row: Customer  # or a Row of its columns (a new customer)
     external_ids: list[tuple[str, str, str | None]]  # (data_source_uuid, external_id, merged_from)
     tags: list[str]
     custom: dict[str, Attribute]
@@ -116,6 +116,12 @@ def _within_budget(rows: list[dict], size: int) -> tuple[list[dict], int]:
 
 # ---- commands -----------------------------------------------------------------------------
 
+# What a create runs, built once. Core applies the columns' Python defaults; `search_text`,
+# which the model's ORM hook keeps, is set by create_customer.
+INSERT_CUSTOMER = insert(Customer.__table__).returning(*Customer.__table__.c)
+INSERT_EXTERNAL_ID = insert(ExternalId.__table__)
+
+
 def create_customer(uow: UnitOfWork, data: dict, *, billing) -> dict:
     """Create a customer with its external id, tags and custom attributes; return it.
 
@@ -124,14 +130,14 @@ def create_customer(uow: UnitOfWork, data: dict, *, billing) -> dict:
     new = domain.new_customer(data)
     overrides = syncing.overrides_after({}, data.get("overrides"))
     source = _data_source(billing, new.data_source_uuid)
+    values = {**new.profile, "uuid": f"cus_{uuid_lib.uuid4()}", "overrides": overrides,
+              "billing_system_type": new.billing_system_type or source.get("system") or "Import API"}
+    values["search_text"] = domain.search_text(values.get("name"), values.get("company"), values.get("email"))
     with uow.write() as tx:
-        row = Customer(uuid=f"cus_{uuid_lib.uuid4()}",
-                       billing_system_type=new.billing_system_type or source.get("system") or "Import API",
-                       overrides=overrides, **new.profile)
-        tx.session.add(row)
-        tx.session.flush()
-        tx.session.execute(insert(ExternalId).values(
-            customer_id=row.id, data_source_uuid=new.data_source_uuid, external_id=new.external_id))
+        # Core statements, not an ORM flush (a fifth of a create's CPU): the row comes back whole
+        row = tx.session.execute(INSERT_CUSTOMER, values).one()
+        tx.session.execute(INSERT_EXTERNAL_ID, {"customer_id": row.id, "data_source_uuid": new.data_source_uuid,
+                                                "external_id": new.external_id})
         customer = Loaded(row, [(new.data_source_uuid, new.external_id, None)], [], {})
         _add_tags(tx, customer, new.tags)
         _write_attributes(tx, customer, new.custom)
