@@ -106,22 +106,44 @@ class Platform:
         os.environ.update({"DATA_DIR": self.env["DATA_DIR"], "DATABASE_SCHEMA_PREFIX": self.schema_prefix})
         self.stack = None
 
-    def wait_quiet(self, timeout: float = 300) -> None:
-        """Return once every queue of the platform's vhost has been empty for a second (consumers caught up)."""
+    def wait_quiet(self, timeout: float = 300, quiet: float = 1.0) -> float:
+        """Wait until no queue of the platform's vhost has had a message waiting for `quiet` seconds
+        (the consumers caught up); return when that began (time.monotonic()).
+
+        The counts come from passive queue declares, which the broker answers from the queues
+        themselves; the management API's counts are statistics it refreshes only every 5 s, so
+        they said "busy" for up to 5 s after the last message was taken. A message a consumer
+        holds unacknowledged is not counted: the quiet second covers a batch in progress.
+        """
         import time
+        from urllib.parse import quote
+
+        from kombu import Connection
 
         from tools.isolation import ManagementApi
 
         api = ManagementApi.from_environment(self.amqp_uri)
+        queues = [queue["name"] for queue in api.call("GET", f"queues/{quote(self.vhost, safe='')}").json()
+                  if not queue.get("exclusive")]  # a caller's reply queue: another connection's to declare
         deadline, quiet_since = time.monotonic() + timeout, None
-        while time.monotonic() < deadline:
-            if api.backlog(self.vhost) == 0:
-                quiet_since = quiet_since or time.monotonic()
-                if time.monotonic() - quiet_since >= 1.0:
-                    return
-            else:
-                quiet_since = None
-            time.sleep(0.2)
+        with Connection(self.amqp_uri) as connection:
+            channel = connection.channel()
+            while time.monotonic() < deadline:
+                waiting = 0
+                for name in queues:
+                    try:
+                        waiting += channel.queue_declare(name, passive=True).message_count
+                    except connection.channel_errors:  # gone (an auto-deleted queue): the channel closed
+                        channel = connection.channel()
+                now = time.monotonic()
+                if waiting:
+                    quiet_since = None
+                else:
+                    quiet_since = quiet_since or now
+                    if now - quiet_since >= quiet:
+                        return quiet_since
+                time.sleep(0.05)
+        return time.monotonic()
 
     def start(self, **env) -> Stack:
         self.stack = Stack({**self.env, **env}, ROOT, self.workdir / "logs")

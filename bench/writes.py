@@ -135,9 +135,8 @@ class WriteBench:
         started = time.monotonic()
         figures = wrk(base, script, connections=connections, duration=self.args.duration, workdir=workdir, env=env)
         if settle:
-            self.platform.wait_quiet()
-            # wait_quiet returns after one quiet second
-            figures["settled"] = figures["rps"] * self.args.duration / max(0.1, time.monotonic() - started - 1.0)
+            settled_at = self.platform.wait_quiet()
+            figures["settled"] = figures["rps"] * self.args.duration / max(0.1, settled_at - started)
         self.results[(system, scenario)] = figures
         print(f"  {system:<7} {scenario:<8} {figures['rps']:>8.0f} req/s  p50 {figures['p50']:>6.1f} ms  "
               f"p99 {figures['p99']:>6.1f} ms  errors {figures['errors']}", flush=True)
