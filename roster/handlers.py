@@ -345,7 +345,7 @@ def _handle_batch(uow: UnitOfWork, handler, method_name: str, items: list, isola
                 outcomes.append(None)
                 continue
             fresh.discard(key)
-            tracing.bind(tracing.from_worker({}, (payload,)))
+            tracing.bind_event(payload)
             try:
                 with uow.batch_item(key, marked=True, isolated=isolated):
                     if prepared is NOT_PREPARED:

@@ -51,3 +51,8 @@ def from_worker(context_data: dict, args: tuple) -> str | None:
     if not found and args and isinstance(args[0], dict):
         found = args[0].get(REQUEST_ID)
     return found if isinstance(found, str) and found else None
+
+
+def bind_event(payload) -> None:
+    """Make the request id an event carries the current one (a batch worker handles several events)."""
+    bind(from_worker({}, (payload,)))

@@ -15,6 +15,7 @@ from typing import Mapping
 
 import eventlet
 
+from roster import tracing
 from roster.errors import NotFound, RosterError, ServiceUnavailable, UnprocessableEvent, invalid
 from roster.timestamps import parse, utcnow
 from roster.uow import UnitOfWork
@@ -89,22 +90,22 @@ def resolve_created(uow: UnitOfWork, payloads: list[dict], *, fetchers: Mapping[
     with uow.read() as session:
         gone, known = store.known_many(session, uuids)
     todo = []
-    for snapshot in snapshots:
-        if not isinstance(snapshot, Snapshot):
-            todo.append(snapshot)
-        elif snapshot.customer_uuid in gone or _overtaken(snapshot, known.get(snapshot.customer_uuid)):
-            todo.append(None)
-        else:
-            todo.append(snapshot)
+    for payload, snapshot in zip(payloads, snapshots):
+        if isinstance(snapshot, Snapshot) and (snapshot.customer_uuid in gone
+                                               or _overtaken(snapshot, known.get(snapshot.customer_uuid))):
+            snapshot = None
+        todo.append((payload, snapshot))
 
-    def prepare(snapshot):
+    def prepare(item):
+        payload, snapshot = item
         if not isinstance(snapshot, Snapshot):
             return snapshot  # None, or the event's error
+        tracing.bind_event(payload)  # what the sources' failures log is tied to the event's request
         return Prepared(snapshot, _resolve(snapshot, fetchers), snapshot.customer_uuid in known)
 
-    remote = [s for s in todo if isinstance(s, Snapshot) and _asks_a_source(s, fetchers)]
+    remote = [s for _, s in todo if isinstance(s, Snapshot) and _asks_a_source(s, fetchers)]
     if len(remote) < 2 or concurrency < 2:
-        return [prepare(snapshot) for snapshot in todo]
+        return [prepare(item) for item in todo]
     return list(eventlet.GreenPool(concurrency).imap(prepare, todo))  # the sources' answers overlap
 
 

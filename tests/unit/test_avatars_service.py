@@ -15,6 +15,7 @@ from sqlalchemy.orm import sessionmaker
 
 from roster.database import make_engine
 from roster.errors import NotFound, ServiceUnavailable, UnprocessableEvent, ValidationFailed
+from roster import tracing
 from roster.events import envelope
 from roster.handlers import EventBatch, _batch_runner
 from roster.testing import as_handler, recorded, recorded_fields, unit_of_work
@@ -254,9 +255,10 @@ def test_a_batch_of_new_customers_resolves_each_outside_the_transaction_and_stor
 def test_a_batch_resolves_its_remote_avatars_concurrently(uow, fetchers, clearbit):
     import eventlet
 
-    running, most = [0], [0]
+    running, most, traced = [0], [0], {}
 
     def slow(key):
+        traced[key] = tracing.current()  # a source's failure is logged with the event's request id
         running[0] += 1
         most[0] = max(most[0], running[0])
         eventlet.sleep(0.05)
@@ -265,8 +267,10 @@ def test_a_batch_resolves_its_remote_avatars_concurrently(uow, fetchers, clearbi
 
     fetchers["clearbit"] = slow
     uuids = [f"cus_00000000-0000-4000-8000-{n:012d}" for n in range(12)]
-    outcomes = created_batch(uow, fetchers, [envelope(customer=customer(uuid=uuid)) for uuid in uuids])
+    outcomes = created_batch(uow, fetchers, [envelope(customer=customer(uuid=uuid, website_url=f"https://c{n}.com"),
+                                                      request_id=f"req-{n}") for n, uuid in enumerate(uuids)])
     assert outcomes == [None] * 12
+    assert traced == {f"c{n}.com": f"req-{n}" for n in range(12)}
     assert most[0] == commands.FETCH_CONCURRENCY  # at once, up to the limit
     assert {commands.get_avatar(uow, uuid)["source"] for uuid in uuids} == {"clearbit"}
 
