@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import eventlet.semaphore
 from amqp import Message, spec
@@ -121,8 +122,9 @@ class SharedChannelPublisher(Publisher):
 
     nameko takes a producer from kombu's pool and wraps each message in kombu's retry logic.
     An unconfirmed message needs neither: it goes on one connection per process and broker URI,
-    shared by the process's green threads under a lock. A failure drops that connection and the
-    message goes nameko's way after all, retries included. Confirmed messages always do.
+    shared by the process's green threads under a lock (`_SharedProducer`). A failure drops that
+    connection and the message goes nameko's way after all, retries included. Confirmed messages
+    always do.
     """
 
     def publish(self, payload, **kwargs):
@@ -143,33 +145,88 @@ class SharedChannelPublisher(Publisher):
         with shared.lock:
             try:
                 shared.producer().publish(payload, headers=headers, retry=False, **options)
+                shared.if_unsent(partial(super().publish, payload, **kwargs))
                 return
             except EncodeError:  # the message itself cannot go (e.g. too large): not the connection's fault
                 raise
             except Exception as error:
                 logger.warning("publishing on the shared connection failed (%s: %s); reconnecting",
                                type(error).__name__, error)
-                shared.drop()
+                unsent = shared.drop()
+        _publish_all(unsent)  # other green threads' messages, buffered before the failure
         return super().publish(payload, **kwargs)
 
 
 class _SharedProducer:
+    """One connection for a process's unconfirmed messages. What the green threads publish while
+    one of them runs goes out in one socket write just after (`_flush`, spawned at the first
+    message): under load several requests or replies share a send(), and the broker a read.
+    Should that write fail, the connection is dropped and its messages go nameko's way, as a
+    publish that failed at once does. Only unconfirmed messages go here: nothing waits for the
+    broker on this connection."""
+
     def __init__(self, amqp_uri: str, ssl, login_method):
         self.options = {"ssl": ssl, "login_method": login_method}
         self.amqp_uri = amqp_uri
         self.lock = eventlet.semaphore.Semaphore()
         self._connection = None
         self._producer = None
+        self._transport = None  # py-amqp's, whose writes are buffered
+        self._send = None  # its own write, which _flush calls
+        self._pending: list[bytes] = []
+        self._fallbacks: list = []  # how each buffered message goes if the write fails
 
     def producer(self) -> Producer:
         if self._producer is None:
             self._connection = Connection(self.amqp_uri, **{k: v for k, v in self.options.items() if v is not None})
             self._producer = Producer(self._connection.channel())
+            transport = self._connection.connection.transport
+            if "_write" in vars(transport):  # a transport we know: buffer its writes
+                self._transport, self._send, transport._write = transport, transport._write, self._buffer
         return self._producer
 
-    def drop(self) -> None:
+    def if_unsent(self, fallback) -> None:
+        """Publish the message just buffered with `fallback` should its write fail."""
+        if self._pending:
+            self._fallbacks.append(fallback)
+
+    def _buffer(self, data) -> None:
+        if not self._pending:
+            eventlet.spawn_n(self._flush)
+        self._pending.append(bytes(data))  # py-amqp reuses its frame buffer: copy
+
+    def _flush(self) -> None:
+        with self.lock:
+            data, fallbacks = b"".join(self._pending), self._fallbacks
+            self._pending, self._fallbacks = [], []
+            if not data:
+                return
+            try:
+                self._send(data)
+                return
+            except Exception as error:
+                logger.warning("sending %d messages on the shared connection failed (%s: %s); reconnecting",
+                               len(fallbacks), type(error).__name__, error)
+                self.drop()
+        _publish_all(fallbacks)
+
+    def drop(self) -> list:
+        """Close the connection; return the fallbacks of the messages it had not sent."""
         connection, self._connection, self._producer = self._connection, None, None
+        if self._transport is not None:  # close it with its own writes, at once
+            self._transport._write = self._send
+        unsent = self._fallbacks
+        self._transport, self._send, self._pending, self._fallbacks = None, None, [], []
         _close_quietly(connection)
+        return unsent
+
+
+def _publish_all(fallbacks: list) -> None:
+    for fallback in fallbacks:
+        try:
+            fallback()
+        except Exception:
+            logger.exception("publishing a message the shared connection could not send failed")
 
 
 def _close_quietly(connection) -> None:

@@ -463,3 +463,45 @@ def test_an_unconfirmed_message_on_a_broken_shared_connection_goes_the_pooled_wa
             queue.delete()
     assert bodies == [1, 2, 3]
     assert shared._connection is not None and shared._connection.connected
+
+
+def test_unconfirmed_messages_published_together_share_a_write_and_survive_its_failure(amqp_uri):
+    from kombu import Queue
+
+    from roster.publishing import SharedChannelPublisher, _shared_producer
+
+    publisher = SharedChannelPublisher(amqp_uri, use_confirms=False, serializer="json")
+    shared = _shared_producer(amqp_uri, None, None)
+    with Connection(amqp_uri) as connection:
+        queue = Queue("roster-test-coalesced", exchange=roster.handlers.DEFAULT_EXCHANGE,
+                      routing_key="roster-test-coalesced", auto_delete=False)(connection.default_channel)
+        queue.declare()
+        queue.purge()
+        try:
+            publisher.publish({"n": 0}, routing_key=queue.name)  # connects
+            eventlet.sleep(0.1)
+            writes, send = [], shared._send
+            shared._send = lambda data: (writes.append(data), send(data))
+            pool = eventlet.GreenPool()
+            for n in range(1, 6):  # five green threads, as five requests of the gateway
+                pool.spawn(publisher.publish, {"n": n}, routing_key=queue.name)
+            pool.waitall()
+            eventlet.sleep(0.1)
+            assert len(writes) == 1  # one socket write for the five
+
+            def reset(data):
+                raise ConnectionResetError("connection reset by peer")
+
+            shared._send = reset  # as when the broker went away
+            for n in range(6, 9):
+                pool.spawn(publisher.publish, {"n": n}, routing_key=queue.name)
+            pool.waitall()
+            eventlet.sleep(0.5)
+            bodies = []
+            while (message := queue.get(no_ack=True)) is not None:
+                bodies.append(json.loads(message.body)["n"])
+        finally:
+            queue.delete()
+    assert sorted(bodies) == list(range(9))  # the three went nameko's way after the failed write
+    publisher.publish({"n": 9}, routing_key="roster-test-nowhere")  # and a new shared connection is made
+    assert shared._connection is not None and shared._connection.connected
