@@ -629,8 +629,9 @@ def add_metric_days(session: Session, days: list[MetricDay]) -> None:
         return
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":  # RETURNING makes it one multi-row statement, not one per row
-        session.execute(_metric_upsert(dialect).returning(MetricDayRow.__table__.c.day,
-                                                          sort_by_parameter_order=True), rows).all()
+        # (not sort_by_parameter_order: with it SQLAlchemy sends one statement per row; the
+        # VALUES keep the rows' order either way, and the answer is not read)
+        session.execute(_metric_upsert(dialect).returning(MetricDayRow.__table__.c.day), rows).all()
     else:
         session.execute(_metric_upsert(dialect), rows)
 
