@@ -440,3 +440,21 @@ def test_prepare_is_only_for_batch_handlers():
 
     with pytest.raises(TypeError):
         DurableEventHandler("source", "thing_happened", prepare="prepare")
+
+
+def test_psycopg_converts_a_long_statement_once_not_on_every_execution():
+    from psycopg import _queries, adapt
+
+    from roster.database import _cache_long_statements
+
+    _cache_long_statements()  # what every PostgreSQL engine does first
+    _cache_long_statements()  # and again: still one cache
+    query = ("INSERT INTO outbox (payload) VALUES " + ", ".join(f"(%(p_{n})s)" for n in range(100))).encode()
+    params = {f"p_{n}": str(n) for n in range(100)}  # beyond psycopg's own cache (50 parameters)
+    converted = _queries.PostgresQuery(adapt.Transformer())
+    before = _queries._query2pg_nocache.cache_info()
+    converted.convert(query, params)
+    converted.convert(query, params)
+    after = _queries._query2pg_nocache.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
+    assert converted.query.startswith(b"INSERT INTO outbox (payload) VALUES ($1), ($2)")
