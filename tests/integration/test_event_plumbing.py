@@ -6,6 +6,7 @@ processes, a redelivered event applied once, failed events retried and then dead
 and a command retried with its idempotency key answered once."""
 import json
 import time
+from contextlib import contextmanager
 from decimal import Decimal
 
 import eventlet
@@ -430,8 +431,31 @@ def test_requests_are_confirmed_until_the_broker_routed_one_and_again_after_a_ti
     assert [use for key, use in confirmed if key.startswith("nobody_runs_this.")] == [True]
 
 
-def test_an_unconfirmed_message_on_a_broken_shared_connection_goes_the_pooled_way(amqp_uri, monkeypatch):
+@contextmanager
+def scratch_queue(amqp_uri, name):
+    """A queue on the default exchange, empty at the start and deleted at the end; yields a function
+    returning the "n" of every message it holds by then."""
     from kombu import Queue
+
+    with Connection(amqp_uri) as connection:
+        queue = Queue(name, exchange=roster.handlers.DEFAULT_EXCHANGE, routing_key=name,
+                      auto_delete=False)(connection.default_channel)
+        queue.declare()
+        queue.purge()
+
+        def drained():
+            numbers = []
+            while (message := queue.get(no_ack=True)) is not None:
+                numbers.append(json.loads(message.body)["n"])
+            return numbers
+
+        try:
+            yield drained
+        finally:
+            queue.delete()
+
+
+def test_an_unconfirmed_message_on_a_broken_shared_connection_goes_the_pooled_way(amqp_uri, monkeypatch):
     from kombu.exceptions import EncodeError
 
     from roster import serialization
@@ -439,69 +463,51 @@ def test_an_unconfirmed_message_on_a_broken_shared_connection_goes_the_pooled_wa
     from roster.publishing import SharedChannelPublisher, _shared_producer
 
     publisher = SharedChannelPublisher(amqp_uri, use_confirms=False, serializer="json")
-    with Connection(amqp_uri) as connection:
-        queue = Queue("roster-test-shared-publisher", exchange=roster.handlers.DEFAULT_EXCHANGE,
-                      routing_key="roster-test-shared-publisher", auto_delete=False)(connection.default_channel)
-        queue.declare()
-        queue.purge()
-        try:
-            publisher.publish({"n": 1}, routing_key=queue.name)
-            shared = _shared_producer(amqp_uri, None, None)
-            shared._connection.close()  # as when the broker drops it
-            publisher.publish({"n": 2}, routing_key=queue.name)
-            publisher.publish({"n": 3}, routing_key=queue.name)  # and a new shared connection is made
-            connection_before = shared._connection
-            monkeypatch.setattr(serialization, "MAX_MESSAGE_BYTES", 100)
-            with pytest.raises(EncodeError):  # a message that cannot go is refused; the connection stays
-                publisher.publish({"page": "x" * 200}, routing_key=queue.name)
-            assert shared._connection is connection_before
-            eventlet.sleep(0.3)
-            bodies = []
-            while (message := queue.get(no_ack=True)) is not None:
-                bodies.append(json.loads(message.body)["n"])
-        finally:
-            queue.delete()
+    name = "roster-test-shared-publisher"
+    with scratch_queue(amqp_uri, name) as drained:
+        publisher.publish({"n": 1}, routing_key=name)
+        shared = _shared_producer(amqp_uri, None, None)
+        shared._connection.close()  # as when the broker drops it
+        publisher.publish({"n": 2}, routing_key=name)
+        publisher.publish({"n": 3}, routing_key=name)  # and a new shared connection is made
+        connection_before = shared._connection
+        monkeypatch.setattr(serialization, "MAX_MESSAGE_BYTES", 100)
+        with pytest.raises(EncodeError):  # a message that cannot go is refused; the connection stays
+            publisher.publish({"page": "x" * 200}, routing_key=name)
+        assert shared._connection is connection_before
+        eventlet.sleep(0.3)
+        bodies = drained()
     assert bodies == [1, 2, 3]
     assert shared._connection is not None and shared._connection.connected
 
 
 def test_unconfirmed_messages_published_together_share_a_write_and_survive_its_failure(amqp_uri):
-    from kombu import Queue
-
     from roster.publishing import SharedChannelPublisher, _shared_producer
 
     publisher = SharedChannelPublisher(amqp_uri, use_confirms=False, serializer="json")
     shared = _shared_producer(amqp_uri, None, None)
-    with Connection(amqp_uri) as connection:
-        queue = Queue("roster-test-coalesced", exchange=roster.handlers.DEFAULT_EXCHANGE,
-                      routing_key="roster-test-coalesced", auto_delete=False)(connection.default_channel)
-        queue.declare()
-        queue.purge()
-        try:
-            publisher.publish({"n": 0}, routing_key=queue.name)  # connects
-            eventlet.sleep(0.1)
-            writes, send = [], shared._send
-            shared._send = lambda data: (writes.append(data), send(data))
-            pool = eventlet.GreenPool()
-            for n in range(1, 6):  # five green threads, as five requests of the gateway
-                pool.spawn(publisher.publish, {"n": n}, routing_key=queue.name)
-            pool.waitall()
-            eventlet.sleep(0.1)
-            assert len(writes) == 1  # one socket write for the five
+    name = "roster-test-coalesced"
+    with scratch_queue(amqp_uri, name) as drained:
+        publisher.publish({"n": 0}, routing_key=name)  # connects
+        eventlet.sleep(0.1)
+        writes, send = [], shared._send
+        shared._send = lambda data: (writes.append(data), send(data))
+        pool = eventlet.GreenPool()
+        for n in range(1, 6):  # five green threads, as five requests of the gateway
+            pool.spawn(publisher.publish, {"n": n}, routing_key=name)
+        pool.waitall()
+        eventlet.sleep(0.1)
+        assert len(writes) == 1  # one socket write for the five
 
-            def reset(data):
-                raise ConnectionResetError("connection reset by peer")
+        def reset(data):
+            raise ConnectionResetError("connection reset by peer")
 
-            shared._send = reset  # as when the broker went away
-            for n in range(6, 9):
-                pool.spawn(publisher.publish, {"n": n}, routing_key=queue.name)
-            pool.waitall()
-            eventlet.sleep(0.5)
-            bodies = []
-            while (message := queue.get(no_ack=True)) is not None:
-                bodies.append(json.loads(message.body)["n"])
-        finally:
-            queue.delete()
+        shared._send = reset  # as when the broker went away
+        for n in range(6, 9):
+            pool.spawn(publisher.publish, {"n": n}, routing_key=name)
+        pool.waitall()
+        eventlet.sleep(0.5)
+        bodies = drained()
     assert sorted(bodies) == list(range(9))  # the three went nameko's way after the failed write
     publisher.publish({"n": 9}, routing_key="roster-test-nowhere")  # and a new shared connection is made
     assert shared._connection is not None and shared._connection.connected
