@@ -230,12 +230,16 @@ def _store(uow: UnitOfWork, snapshot: Snapshot, resolved: Resolved, *, cached_be
         "claimed_until": None, "customer_updated_at": snapshot.version,
     }
     with uow.write() as tx:
-        if store.is_gone(tx.session, snapshot.customer_uuid):
-            return
-        row = store.cached(tx.session, snapshot.customer_uuid, lock=True) if cached_before else None
-        if row is None:
-            if store.insert_if_absent(tx.session, values):
+        row = None
+        if cached_before:
+            if store.is_gone(tx.session, snapshot.customer_uuid):
+                return
+            row = store.cached(tx.session, snapshot.customer_uuid, lock=True)
+        if row is None:  # the usual case, a new customer: one statement
+            if store.insert_unless_gone(tx.session, values):
                 tx.record("avatar_resolved", **resolved_event(CachedAvatar(**values)))
+                return
+            if store.is_gone(tx.session, snapshot.customer_uuid):
                 return
             row = store.cached(tx.session, snapshot.customer_uuid, lock=True)
         if not domain.supersedes(snapshot.version, row.customer_updated_at):

@@ -65,22 +65,25 @@ def cached(session: Session, customer_uuid: str, *, lock: bool = False) -> Cache
     return session.scalars(query).first()
 
 
-def insert_if_absent(session: Session, values: dict) -> bool:
-    """Insert the customer's first cached avatar; False (and nothing written) if it has one already.
+def insert_unless_gone(session: Session, values: dict) -> bool:
+    """Insert the customer's first cached avatar unless the customer is gone, in one statement;
+    False (and nothing written) if it is gone or has an avatar already.
 
     RETURNING says whether the row went in: with SQLAlchemy 2.1 on psycopg an INSERT's rowcount
     is -1 (roster.database.insert_ignore relies on it).
     """
-    statement = _inserting_if_absent(session.get_bind().dialect.name)
+    statement = _inserting_unless_gone(session.get_bind().dialect.name, tuple(values))
     return session.execute(statement, values).first() is not None
 
 
 @lru_cache(maxsize=None)
-def _inserting_if_absent(dialect: str):
-    """The statement insert_if_absent runs (its columns are the values' keys), built once per dialect."""
+def _inserting_unless_gone(dialect: str, columns: tuple[str, ...]):
+    """The statement insert_unless_gone runs for these columns, built once per dialect."""
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     avatars = CachedAvatar.__table__
-    return (insert(avatars).on_conflict_do_nothing(index_elements=["customer_uuid"])
+    still_here = ~select(GoneCustomer.uuid).where(GoneCustomer.uuid == bindparam("customer_uuid")).exists()
+    row = select(*(bindparam(name, type_=avatars.c[name].type) for name in columns)).where(still_here)
+    return (insert(avatars).from_select(columns, row).on_conflict_do_nothing(index_elements=["customer_uuid"])
             .returning(avatars.c.customer_uuid))
 
 

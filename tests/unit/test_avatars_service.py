@@ -275,6 +275,12 @@ def test_a_batch_resolves_its_remote_avatars_concurrently(uow, fetchers, clearbi
     assert {commands.get_avatar(uow, uuid)["source"] for uuid in uuids} == {"clearbit"}
 
 
+def test_a_deletion_during_a_batchs_fetches_wins(uow, fetchers, clearbit):
+    clearbit.during_fetch = lambda: commands.on_customer_deleted(uow, envelope(uuid=UUID))
+    assert created_batch(uow, fetchers, [envelope(customer=customer())]) == [None]
+    assert stored(uow) is None and recorded(uow, "avatar_resolved") == []
+
+
 def test_a_batched_creation_overtaken_by_an_update_does_not_bring_back_old_fields(uow, fetchers, clearbit,
                                                                                   customers):
     customers.customers[UUID] = customer(updated_at=T1, website_url="https://acme.org")
