@@ -345,23 +345,28 @@ def _handle_batch(uow: UnitOfWork, handler, method_name: str, items: list, isola
                 outcomes.append(None)
                 continue
             fresh.discard(key)
-            tracing.bind_event(payload)
-            try:
-                with uow.batch_item(key, marked=True, isolated=isolated):
-                    if prepared is NOT_PREPARED:
-                        handler(payload)
-                    else:
-                        handler(payload, prepared)
-                outcomes.append(None)
-            except AlreadyHandled:
-                outcomes.append(None)
-            except Exception as error:
-                if not isolated:
-                    raise _BatchAbandoned() from error
-                if not isinstance(error, RosterError):
-                    logger.warning("%s: event %s failed", method_name, payload.get("event_id"), exc_info=True)
-                outcomes.append(sys.exc_info())
+            with tracing.event_bound(payload):  # its log lines carry its request id
+                outcomes.append(_handle_item(uow, handler, method_name, payload, key, prepared, isolated))
     return outcomes
+
+
+def _handle_item(uow: UnitOfWork, handler, method_name: str, payload: dict, key: str, prepared, isolated: bool):
+    """Handle one event of a batch; return its outcome (None, or the exc_info it raised)."""
+    try:
+        with uow.batch_item(key, marked=True, isolated=isolated):
+            if prepared is NOT_PREPARED:
+                handler(payload)
+            else:
+                handler(payload, prepared)
+        return None
+    except AlreadyHandled:
+        return None
+    except Exception as error:
+        if not isolated:
+            raise _BatchAbandoned() from error
+        if not isinstance(error, RosterError):
+            logger.warning("%s: event %s failed", method_name, payload.get("event_id"), exc_info=True)
+        return sys.exc_info()
 
 
 def changes_any(*fields: str) -> Callable[[dict], bool]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 REQUEST_ID = "request_id"  # context-data key, and the events' envelope field
 HEADER = "X-Request-Id"
@@ -53,6 +55,13 @@ def from_worker(context_data: dict, args: tuple) -> str | None:
     return found if isinstance(found, str) and found else None
 
 
-def bind_event(payload) -> None:
-    """Make the request id an event carries the current one (a batch worker handles several events)."""
+@contextmanager
+def event_bound(payload) -> Iterator[None]:
+    """Within the block the request id an event carries is the current one (a batch worker handles
+    several events); the one before is current again after it."""
+    before = current()
     bind(from_worker({}, (payload,)))
+    try:
+        yield
+    finally:
+        bind(before)

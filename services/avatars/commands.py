@@ -100,8 +100,8 @@ def resolve_created(uow: UnitOfWork, payloads: list[dict], *, fetchers: Mapping[
         payload, snapshot = item
         if not isinstance(snapshot, Snapshot):
             return snapshot  # None, or the event's error
-        tracing.bind_event(payload)  # what the sources' failures log is tied to the event's request
-        return Prepared(snapshot, _resolve(snapshot, fetchers), snapshot.customer_uuid in known)
+        with tracing.event_bound(payload):  # what the sources' failures log is tied to the event's request
+            return Prepared(snapshot, _resolve(snapshot, fetchers), snapshot.customer_uuid in known)
 
     remote = [s for _, s in todo if isinstance(s, Snapshot) and _asks_a_source(s, fetchers)]
     if len(remote) < 2 or concurrency < 2:

@@ -236,11 +236,12 @@ def test_a_batch_of_new_customers_resolves_each_outside_the_transaction_and_stor
     with uow.write() as tx:
         tx.session.add(GoneCustomer(uuid=OTHER))
     third = "cus_00000000-0000-4000-8000-000000000003"
-    payloads = [envelope(customer=customer()), envelope(customer=customer(uuid=OTHER)),
+    payloads = [envelope(customer=customer(), request_id="req-1"), envelope(customer=customer(uuid=OTHER)),
                 envelope(customer=customer(uuid=third, email=None, website_url=None, name="Zed")),
                 envelope(customer={"name": "no uuid"})]
     outcomes = created_batch(uow, fetchers, payloads)
     assert outcomes[:3] == [None, None, None] and outcomes[3][0] is UnprocessableEvent
+    assert tracing.current() is None  # the events' request ids were bound only while each ran
     assert seen and set(seen) == {0}  # no connection held while asking a source
     assert commands.get_avatar(uow, UUID)["source"] == "clearbit"
     assert commands.get_avatar(uow, third)["source"] == "initials"
@@ -271,6 +272,7 @@ def test_a_batch_resolves_its_remote_avatars_concurrently(uow, fetchers, clearbi
                                                       request_id=f"req-{n}") for n, uuid in enumerate(uuids)])
     assert outcomes == [None] * 12
     assert traced == {f"c{n}.com": f"req-{n}" for n in range(12)}
+    assert tracing.current() is None
     assert most[0] == commands.FETCH_CONCURRENCY  # at once, up to the limit
     assert {commands.get_avatar(uow, uuid)["source"] for uuid in uuids} == {"clearbit"}
 

@@ -458,3 +458,27 @@ def test_psycopg_converts_a_long_statement_once_not_on_every_execution():
     after = _queries._query2pg_nocache.cache_info()
     assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
     assert converted.query.startswith(b"INSERT INTO outbox (payload) VALUES ($1), ($2)")
+
+
+def test_a_batch_binds_each_events_request_id_while_it_runs_and_then_the_one_before(uow):
+    from roster import tracing
+    from roster.handlers import EventBatch, _batch_runner
+
+    seen = []
+
+    class Service:
+        def __init__(self):
+            self.uow = uow
+
+        def handle(self, payload):
+            seen.append(tracing.current())
+            add_thing(uow, payload["n"])
+
+    tracing.bind("the worker's own")
+    try:
+        batch = EventBatch([envelope(n="a", request_id="req-a"), envelope(n="b", request_id="req-b")])
+        assert _batch_runner("handle")(Service(), batch) == [None, None]
+        assert seen == ["req-a", "req-b"]
+        assert tracing.current() == "the worker's own"  # not the last event's, for what the worker does next
+    finally:
+        tracing.bind(None)
