@@ -465,9 +465,12 @@ def on_customer_metrics_changed(uow: UnitOfWork, payload: dict) -> None:
     with uow.write() as tx:
         customer_id = store.id_by_uuid(tx.session, uuid) if domain.findable(uuid) else None
         rows = store.lock(tx.session, [customer_id] if customer_id is not None else [])
-        for customer in _load(tx.session, rows):  # none when the customer is gone: nothing to project
-            values = domain.projected_metrics(payload, last_sequence=customer.row.metrics_sequence,
-                                              lead_status=customer.row.lead_status)
+        for row in rows.values():  # none when the customer is gone: nothing to project
+            # without its ids, tags and attributes (three reads): metrics change none of them,
+            # and customer_updated carries only what changed
+            customer = Loaded(row, [], [], {})
+            values = domain.projected_metrics(payload, last_sequence=row.metrics_sequence,
+                                              lead_status=row.lead_status)
             if values is None:
                 return
             before = customer.as_dict()

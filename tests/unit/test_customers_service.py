@@ -248,6 +248,20 @@ def test_the_billing_projection_applies_newer_sequences_only_and_restores_the_le
     assert len(recorded(uow, "customer_updated")) == 2
 
 
+def test_the_projection_announces_the_metrics_alone_and_keeps_ids_tags_and_attributes(tmp_path):
+    uow = unit_of_work(Base, bookkeeping, tmp_path, unique_rules=UNIQUE_RULES)
+    uuid = commands.create_customer(uow, {"data_source_uuid": SOURCE, "external_id": "m", "attributes": {
+        "tags": ["vip"], "custom": [{"type": "Integer", "key": "seats", "value": 4}]}}, billing=FakeBilling())["uuid"]
+    project(uow, metrics(uuid, 1))
+    [event] = recorded_fields(uow, "customer_updated")
+    assert event["uuid"] == uuid and event["changes"] == {
+        "mrr": 1000, "arr": 12000, "net_payments": 2500, "status": "Active",
+        "customer_since": "2024-01-02T14:00:00Z", "currency": "EUR"}
+    after = commands.get_customer(uow, uuid)
+    assert (after["external_ids"], after["attributes"]["tags"], after["attributes"]["custom"]) == (
+        ["m"], ["vip"], {"seats": 4})
+
+
 def test_a_redelivered_projection_event_changes_nothing(tmp_path):
     uow = unit_of_work(Base, bookkeeping, tmp_path, unique_rules=UNIQUE_RULES)
     uuid = commands.create_customer(uow, {"data_source_uuid": SOURCE, "external_id": "m"}, billing=FakeBilling())["uuid"]
