@@ -463,19 +463,18 @@ def on_customer_metrics_changed(uow: UnitOfWork, payload: dict) -> None:
     """Apply billing's MRR, ARR, status, customer-since and net payments, if newer than the last applied."""
     uuid = _event_text(payload, "customer_uuid")
     with uow.write() as tx:
-        customer_id = store.id_by_uuid(tx.session, uuid) if domain.findable(uuid) else None
-        rows = store.lock(tx.session, [customer_id] if customer_id is not None else [])
-        for row in rows.values():  # none when the customer is gone: nothing to project
-            # without its ids, tags and attributes (three reads): metrics change none of them,
-            # and customer_updated carries only what changed
-            customer = Loaded(row, [], [], {})
-            values = domain.projected_metrics(payload, last_sequence=row.metrics_sequence,
-                                              lead_status=row.lead_status)
-            if values is None:
-                return
-            before = customer.as_dict()
-            _set_profile(customer, values)
-            _record_update(tx, customer, before)
+        row = store.lock_by_uuid(tx.session, uuid) if domain.findable(uuid) else None
+        if row is None:  # the customer is gone: nothing to project
+            return
+        # without its ids, tags and attributes (three reads): metrics change none of them, and
+        # customer_updated carries only what changed
+        customer = Loaded(row, [], [], {})
+        values = domain.projected_metrics(payload, last_sequence=row.metrics_sequence, lead_status=row.lead_status)
+        if values is None:
+            return
+        before = customer.as_dict()
+        _set_profile(customer, values)
+        _record_update(tx, customer, before)
 
 
 def _event_text(payload: dict, field: str) -> str:

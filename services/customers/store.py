@@ -85,6 +85,15 @@ def merged_snapshot(session: Session, uuid: str) -> dict | None:
     return session.scalar(select(MergedCustomer.snapshot).where(MergedCustomer.uuid == uuid))
 
 
+LOCK_BY_UUID = (select(Customer).where(Customer.uuid == bindparam("uuid")).with_for_update()
+                .execution_options(populate_existing=True))
+
+
+def lock_by_uuid(session: Session, uuid: str) -> Customer | None:
+    """Lock one customer's row by its uuid and return it (None if there is none), in one statement."""
+    return session.scalars(LOCK_BY_UUID, {"uuid": uuid}).first()
+
+
 def lock(session: Session, ids) -> dict[int, Customer]:
     """Lock these customers' rows (id order) and return {id: row} of those that still exist."""
     return lock_rows(session, Customer, ids)

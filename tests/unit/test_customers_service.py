@@ -260,6 +260,9 @@ def test_the_projection_announces_the_metrics_alone_and_keeps_ids_tags_and_attri
     after = commands.get_customer(uow, uuid)
     assert (after["external_ids"], after["attributes"]["tags"], after["attributes"]["custom"]) == (
         ["m"], ["vip"], {"seats": 4})
+    for unknown in ("cus_00000000-0000-4000-8000-000000000000", "not a uuid"):  # gone, or never was
+        project(uow, metrics(unknown, 2, event_id=f"ev-{unknown}"))
+    assert len(recorded(uow, "customer_updated")) == 1
 
 
 def test_a_redelivered_projection_event_changes_nothing(tmp_path):
