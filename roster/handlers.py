@@ -305,9 +305,9 @@ def _handled_key(method_name: str, payload: dict) -> str:
 def _prepared(uow: UnitOfWork, prepare, method_name: str, batch: EventBatch, outcomes: list) -> list:
     """Run `prepare` outside any transaction on the events of `batch` not handled before; return
     (index, payload, value) of those it prepared and put the failures of the rest in `outcomes`."""
-    handled = uow.handled([_handled_key(method_name, payload) for payload in batch])
-    todo = [(index, payload) for index, payload in enumerate(batch)
-            if _handled_key(method_name, payload) not in handled]
+    keys = [_handled_key(method_name, payload) for payload in batch]
+    handled = uow.handled(keys)
+    todo = [(index, payload) for index, (payload, key) in enumerate(zip(batch, keys)) if key not in handled]
     if not todo:
         return []
     try:

@@ -350,6 +350,13 @@ def test_a_batch_worker_takes_every_event_that_arrived_before_it_started():
     assert [body["n"] for body, _ in handler._waiting] == [2]  # the next batch's
 
 
+class BatchService:
+    """A service as a batch worker sees it: its one UnitOfWork, and the methods a test gives it."""
+
+    def __init__(self, uow):
+        self.uow = uow
+
+
 def test_a_batch_runs_without_savepoints_until_an_event_fails_then_isolates_it(uow):
     from sqlalchemy import event as sa_event
 
@@ -357,10 +364,7 @@ def test_a_batch_runs_without_savepoints_until_an_event_fails_then_isolates_it(u
 
     runs = []
 
-    class Service:
-        def __init__(self):
-            self.uow = uow
-
+    class Service(BatchService):
         def handle(self, payload):
             runs.append(payload["n"])
             if payload["n"] == "poison":
@@ -371,11 +375,11 @@ def test_a_batch_runs_without_savepoints_until_an_event_fails_then_isolates_it(u
     engine = uow.sessions.kw["bind"]
     sa_event.listen(engine, "savepoint", lambda *args: savepoints.append(1))
     run_batch = _batch_runner("handle")
-    assert run_batch(Service(), EventBatch([envelope(n="a"), envelope(n="b")])) == [None, None]
+    assert run_batch(Service(uow), EventBatch([envelope(n="a"), envelope(n="b")])) == [None, None]
     assert runs == ["a", "b"] and savepoints == []  # nothing failed: no savepoint per event
 
     runs.clear()
-    outcomes = run_batch(Service(), EventBatch([envelope(n="c"), envelope(n="poison"), envelope(n="d")]))
+    outcomes = run_batch(Service(uow), EventBatch([envelope(n="c"), envelope(n="poison"), envelope(n="d")]))
     assert outcomes[0] is None and outcomes[2] is None and outcomes[1][0] is RuntimeError
     assert runs == ["c", "poison", "c", "poison", "d"]  # abandoned at the failure, then each in a savepoint
     with uow.read() as session:
@@ -389,10 +393,7 @@ def test_a_prepared_batch_prepares_outside_the_transaction_only_what_was_not_han
 
     prepared_for, engine = [], uow.sessions.kw["bind"]
 
-    class Service:
-        def __init__(self):
-            self.uow = uow
-
+    class Service(BatchService):
         def prepare(self, payloads):
             prepared_for.append([p["n"] for p in payloads])
             assert engine.pool.checkedout() == 0  # no connection (no transaction) held while preparing
@@ -403,14 +404,14 @@ def test_a_prepared_batch_prepares_outside_the_transaction_only_what_was_not_han
 
     run_batch = _batch_runner("handle", "prepare")
     first = [envelope(n="a"), envelope(n="bad"), envelope(n="b")]
-    outcomes = run_batch(Service(), EventBatch(first))
+    outcomes = run_batch(Service(uow), EventBatch(first))
     assert outcomes[0] is None and outcomes[2] is None
     assert outcomes[1][0] is ValueError and str(outcomes[1][1]) == "no bad"  # that event alone fails
     with uow.read() as session:
         assert sorted(session.scalars(select(Thing.external_id))) == ["A", "B"]
         assert session.scalar(select(func.count()).select_from(uow.tables.processed)) == 2  # not the bad one
     # redelivered with a new one: the handled events are neither prepared nor handled again
-    assert run_batch(Service(), EventBatch([first[0], first[1], envelope(n="c")]))[0] is None
+    assert run_batch(Service(uow), EventBatch([first[0], first[1], envelope(n="c")]))[0] is None
     assert prepared_for[-1] == ["bad", "c"]
     assert count(uow) == 3
 
@@ -418,17 +419,14 @@ def test_a_prepared_batch_prepares_outside_the_transaction_only_what_was_not_han
 def test_a_prepare_that_raises_fails_its_events_and_stores_nothing(uow):
     from roster.handlers import EventBatch, _batch_runner
 
-    class Service:
-        def __init__(self):
-            self.uow = uow
-
+    class Service(BatchService):
         def prepare(self, payloads):
             raise ConnectionError("source down")
 
         def handle(self, payload, value):
             add_thing(uow, payload["n"])
 
-    outcomes = _batch_runner("handle", "prepare")(Service(), EventBatch([envelope(n="a"), envelope(n="b")]))
+    outcomes = _batch_runner("handle", "prepare")(Service(uow), EventBatch([envelope(n="a"), envelope(n="b")]))
     assert [outcome[0] for outcome in outcomes] == [ConnectionError, ConnectionError]
     assert count(uow) == 0
     with uow.read() as session:
@@ -466,10 +464,7 @@ def test_a_batch_binds_each_events_request_id_while_it_runs_and_then_the_one_bef
 
     seen = []
 
-    class Service:
-        def __init__(self):
-            self.uow = uow
-
+    class Service(BatchService):
         def handle(self, payload):
             seen.append(tracing.current())
             add_thing(uow, payload["n"])
@@ -477,7 +472,7 @@ def test_a_batch_binds_each_events_request_id_while_it_runs_and_then_the_one_bef
     tracing.bind("the worker's own")
     try:
         batch = EventBatch([envelope(n="a", request_id="req-a"), envelope(n="b", request_id="req-b")])
-        assert _batch_runner("handle")(Service(), batch) == [None, None]
+        assert _batch_runner("handle")(Service(uow), batch) == [None, None]
         assert seen == ["req-a", "req-b"]
         assert tracing.current() == "the worker's own"  # not the last event's, for what the worker does next
     finally:
