@@ -503,11 +503,10 @@ def _locked(tx: Transaction, who: dict) -> list[Loaded]:
     session = tx.session
     if "uuid" in who:
         uuid = who["uuid"]
-        found = store.id_by_uuid(session, uuid) if domain.findable(uuid) else None
-        rows = store.lock(session, [found] if found is not None else [])
-        if not rows:
+        row = store.lock_by_uuid(session, uuid) if domain.findable(uuid) else None
+        if row is None:
             raise NotFound(f"Customer {uuid} not found", param="uuid")
-        return _load(session, rows)
+        return _load(session, {row.id: row})
     email = domain.email_address(who.get("email")).lower()
     ids = store.ids_by_email(session, email) if email else []
     rows = {customer_id: row for customer_id, row in store.lock(session, ids).items()
