@@ -43,6 +43,7 @@ from nameko.messaging import QueueConsumer
 
 from roster import metrics, tracing
 from roster import serialization  # noqa: F401  (registers the bus codec)
+from roster import transport  # noqa: F401  (buffers py-amqp's socket reads)
 from roster.database import database_unavailable
 from roster.errors import RosterError, UnprocessableEvent
 from roster.publishing import coalesced_writes

@@ -26,6 +26,7 @@ from nameko.rpc import MethodProxy, Responder, Rpc, RpcConsumer, RpcProxy, get_r
 
 from roster import config, metrics
 from roster import serialization  # noqa: F401  (registers the bus codec)
+from roster import transport  # noqa: F401  (buffers py-amqp's socket reads)
 from roster.database import database_unavailable
 from roster.publishing import SharedChannelPublisher
 from roster.errors import ALL_ERRORS, RosterError, ServiceUnavailable
