@@ -24,6 +24,10 @@ The handler's work must all be in the database (the write lock is held): remote 
 `prepare=`, the name of a service method that takes the batch's payloads not handled before
 and returns, outside any transaction, one value per payload for the handler's second argument
 (an exception instead of a value fails that event alone).
+`bulk=` names a service method that handles all of a batch's events not handled before at once
+(`method(payloads)`, set-based: one statement per table, not per event), in the batch's
+transaction. It must do exactly what the handler would do for each of them: if it raises, the
+batch runs again with the handler, event by event, each in its savepoint.
 
 `when=` names the events a handler cares about (e.g. `changes_any("name")`): any other is
 acknowledged on arrival, before a worker, a transaction or a dedupe mark is spent on it.
@@ -80,12 +84,15 @@ class DurableEventHandler(EventHandler):
     """An event handler on a durable queue with capped retries and a dead-letter queue."""
 
     def __init__(self, source_service: str, event_type: str, when: Callable[[dict], bool] | None = None,
-                 batch: int = 0, prepare: str | None = None, **kwargs):
-        if prepare is not None and not batch:
-            raise TypeError("prepare= is for batch= handlers")
+                 batch: int = 0, prepare: str | None = None, bulk: str | None = None, **kwargs):
+        if (prepare is not None or bulk is not None) and not batch:
+            raise TypeError("prepare= and bulk= are for batch= handlers")
+        if prepare is not None and bulk is not None:
+            raise TypeError("a batch handler takes prepare= or bulk=, not both")
         self.when = when
         self.batch = batch
         self.prepare = prepare
+        self.bulk = bulk
         self._waiting: list = []  # (body, message) that arrived while a batch ran
         self._batch_running = False
         self._batch_entrypoint = None
@@ -106,7 +113,7 @@ class DurableEventHandler(EventHandler):
             self._batch_entrypoint = copy.copy(self)
             self._batch_entrypoint.method_name = f"_roster_batch_{self.method_name}"
             setattr(self.container.service_cls, self._batch_entrypoint.method_name,
-                    _batch_runner(self.method_name, self.prepare))
+                    _batch_runner(self.method_name, self.prepare, self.bulk))
         amqp_uri = self.container.config["AMQP_URI"]
         self.dead_letters = dead_letter_queue(self.container.service_name)
         self.publisher = Publisher(amqp_uri, declare=[self.dead_letters])
@@ -267,9 +274,9 @@ class EventBatch(list):
             self.messages = [message for _, message in taken]
 
 
-def _batch_runner(method_name: str, prepare: str | None = None):
+def _batch_runner(method_name: str, prepare: str | None = None, bulk: str | None = None):
     """The service method a batch worker runs: the handler once per event, in one transaction
-    (after `prepare`, when given, for the events not handled before).
+    (after `prepare`, when given, for the events not handled before), or `bulk` once for them all.
 
     Returns one outcome per event: None (applied, or applied before) or the exc_info it raised.
     """
@@ -285,7 +292,8 @@ def _batch_runner(method_name: str, prepare: str | None = None):
         if prepare is not None:
             items = _prepared(uow, getattr(service, prepare), method_name, batch, outcomes)
         try:  # events rarely fail: first without a savepoint per event
-            done = _handle_batch(uow, handler, method_name, items, isolated=False)
+            done = _handle_batch(uow, handler, method_name, items, isolated=False,
+                                 bulk=getattr(service, bulk) if bulk is not None else None)
         except _BatchAbandoned:  # one failed: all again, each in its savepoint
             done = _handle_batch(uow, handler, method_name, items, isolated=True)
         for (index, _, _), outcome in zip(items, done):
@@ -333,7 +341,7 @@ class _BatchAbandoned(Exception):
     """An event of a batch run without savepoints failed: the batch's transaction is rolled back."""
 
 
-def _handle_batch(uow: UnitOfWork, handler, method_name: str, items: list, isolated: bool) -> list:
+def _handle_batch(uow: UnitOfWork, handler, method_name: str, items: list, isolated: bool, bulk=None) -> list:
     """Handle (index, payload, prepared value) items in one transaction; return their outcomes."""
     outcomes = []
     if not items:
@@ -341,6 +349,9 @@ def _handle_batch(uow: UnitOfWork, handler, method_name: str, items: list, isola
     with uow.batch():
         keys = [_handled_key(method_name, payload) for _, payload, _ in items]
         fresh = uow.mark_handled(keys)  # one statement for the batch, not one per event
+        if bulk is not None:
+            _handle_in_bulk(uow, bulk, items, keys, fresh)
+            return [None] * len(items)
         for (_, payload, prepared), key in zip(items, keys):
             if key not in fresh:  # handled before (or a second copy in this batch)
                 outcomes.append(None)
@@ -349,6 +360,25 @@ def _handle_batch(uow: UnitOfWork, handler, method_name: str, items: list, isola
             with tracing.event_bound(payload):  # its log lines carry its request id
                 outcomes.append(_handle_item(uow, handler, method_name, payload, key, prepared, isolated))
     return outcomes
+
+
+def _handle_in_bulk(uow: UnitOfWork, bulk, items: list, keys: list[str], fresh: set[str]) -> None:
+    """Run `bulk` on the events of `items` not handled before (each once); any failure abandons the batch."""
+    payloads = []
+    for (_, payload, _), key in zip(items, keys):
+        if key in fresh:
+            fresh.discard(key)  # a second copy in this batch is handled by the first
+            payloads.append(payload)
+    if not payloads:
+        return
+    try:
+        with uow.batch_item(_handled_key("bulk", payloads[0]), marked=True, isolated=False):
+            bulk(payloads)
+    except Exception as error:
+        if not isinstance(error, RosterError):  # a bad event is the event-by-event run's to report
+            logger.warning("%s: handling %d events at once failed; handling them one by one",
+                           getattr(bulk, "__name__", bulk), len(payloads), exc_info=True)
+        raise _BatchAbandoned() from error
 
 
 def _handle_item(uow: UnitOfWork, handler, method_name: str, payload: dict, key: str, prepared, isolated: bool):

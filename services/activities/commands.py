@@ -13,6 +13,7 @@ same fact under a new event id both leave one entry. Every new entry is announce
 import uuid as uuid_lib
 from datetime import datetime
 
+from roster import tracing
 from roster.errors import BadRequest, NotFound, UnprocessableEvent, ValidationFailed, invalid
 from roster.pagination import decode_cursor, keyset_page, page_size
 from roster.timestamps import parse, render, utcnow
@@ -66,19 +67,38 @@ def _check_still_there(session, customer_uuid: str, field: str = "customer_uuid"
 
 # ---- the feed's entries --------------------------------------------------------------------------
 
-def _record_entry(tx: Transaction, *, fact: str, customer_uuid: str, type: str, kind: str, date: datetime,
-                  description: str, source_id: str) -> bool:
+def _record_entry(tx: Transaction, **fields) -> bool:
     """Add the feed entry of one fact and announce it; False (and nothing recorded) if it is there already."""
-    entry_uuid = _new_uuid("act_")
-    if not store.add_entry(tx.session, {
-            "uuid": entry_uuid, "fact": fact, "customer_uuid": customer_uuid, "type": type, "kind": kind,
-            "date": date, "description": description, "source_id": source_id, "merged_from": None}):
+    entry = _entry_row(**fields)
+    if not store.add_entry(tx.session, entry):
         return False
-    tx.record("activity_recorded", customer_uuid=customer_uuid, activity={
-        "uuid": entry_uuid, "type": type, "kind": kind, "date": render(date), "description": description,
-        "source_id": source_id,
-    })
+    _announce_entry(tx, entry)
     return True
+
+
+def _record_entries(tx: Transaction, entries: list[tuple[dict, dict]]) -> None:
+    """`_record_entry` for many (event payload, entry fields) at once: one insert; each entry that
+    went in is announced, bound to the request of the event it came from."""
+    rows = [(payload, _entry_row(**fields)) for payload, fields in entries]
+    added = set(store.add_entries(tx.session, [row for _, row in rows]))
+    for payload, row in rows:
+        if row["fact"] in added:
+            added.discard(row["fact"])  # a fact twice in the batch: its first entry went in
+            with tracing.event_bound(payload):
+                _announce_entry(tx, row)
+
+
+def _entry_row(*, fact: str, customer_uuid: str, type: str, kind: str, date: datetime, description: str,
+               source_id: str) -> dict:
+    return {"uuid": _new_uuid("act_"), "fact": fact, "customer_uuid": customer_uuid, "type": type, "kind": kind,
+            "date": date, "description": description, "source_id": source_id, "merged_from": None}
+
+
+def _announce_entry(tx: Transaction, entry: dict) -> None:
+    tx.record("activity_recorded", customer_uuid=entry["customer_uuid"], activity={
+        "uuid": entry["uuid"], "type": entry["type"], "kind": entry["kind"], "date": render(entry["date"]),
+        "description": entry["description"], "source_id": entry["source_id"],
+    })
 
 
 def _note_entry(note: Note) -> dict:
@@ -614,18 +634,50 @@ def on_mrr_movement_recorded(uow: UnitOfWork, payload: dict) -> None:
     with uow.write() as tx:
         if store.movement_retracted(tx.session, movement["uuid"]):
             return
-        target = store.survivor(tx.session, movement.pop("customer_uuid"))
+        target = store.survivor(tx.session, movement["customer_uuid"])
         if target is None:
             return
-        if not store.add_mrr_activity(tx.session, {**movement, "customer_uuid": target}):
+        if not store.add_mrr_activity(tx.session, _mrr_activity_row(movement, target)):
             return  # the same movement under another event id: recorded already
-        _record_entry(tx, fact=f"mrr_movement:{movement['uuid']}", customer_uuid=target, type="mrr_movement",
-                      kind=movement["type"], date=movement["date"],
-                      description=descriptions.mrr_movement(type=movement["type"],
-                                                            description=movement["description"],
-                                                            mrr_movement=movement["mrr_movement"],
-                                                            currency=movement["currency"]),
-                      source_id=movement["uuid"])
+        _record_entry(tx, **_movement_entry(movement, target))
+
+
+def on_mrr_movements_recorded(uow: UnitOfWork, payloads: list[dict]) -> None:
+    """`on_mrr_movement_recorded` for a batch of events at once (roster.handlers, `bulk=`): one
+    statement per table for the usual events, a movement's first copy; the others (a copy of a
+    movement seen before, perhaps retracted) go event by event after them, in the same transaction."""
+    movements = [(payload, domain.movement_from_event(payload)) for payload in payloads]
+    with uow.write() as tx:
+        first_copies = set(store.add_movements(tx.session, [movement["uuid"] for _, movement in movements]))
+        targets = store.survivors(tx.session, [movement["customer_uuid"] for _, movement in movements])
+        usual, others = [], []
+        for payload, movement in movements:
+            if movement["uuid"] in first_copies:
+                first_copies.discard(movement["uuid"])
+                if targets[movement["customer_uuid"]] is not None:
+                    usual.append((payload, movement, targets[movement["customer_uuid"]]))
+            else:
+                others.append(payload)
+        added = set(store.add_mrr_activities(
+            tx.session, [_mrr_activity_row(movement, target) for _, movement, target in usual]))
+        _record_entries(tx, [(payload, _movement_entry(movement, target))
+                             for payload, movement, target in usual if movement["uuid"] in added])
+    for payload in others:
+        with tracing.event_bound(payload):
+            on_mrr_movement_recorded(uow, payload)
+
+
+def _mrr_activity_row(movement: dict, target: str) -> dict:
+    return {**movement, "customer_uuid": target}
+
+
+def _movement_entry(movement: dict, target: str) -> dict:
+    return {"fact": f"mrr_movement:{movement['uuid']}", "customer_uuid": target, "type": "mrr_movement",
+            "kind": movement["type"], "date": movement["date"],
+            "description": descriptions.mrr_movement(type=movement["type"], description=movement["description"],
+                                                     mrr_movement=movement["mrr_movement"],
+                                                     currency=movement["currency"]),
+            "source_id": movement["uuid"]}
 
 
 def on_mrr_movement_retracted(uow: UnitOfWork, payload: dict) -> None:
@@ -641,14 +693,29 @@ def on_mrr_movement_retracted(uow: UnitOfWork, payload: dict) -> None:
 
 
 def on_transaction_recorded(uow: UnitOfWork, payload: dict) -> None:
+    """Add a transaction (payment or refund) to the customer's feed."""
     transaction = domain.transaction_from_event(payload)
     with uow.write() as tx:
         target = store.survivor(tx.session, transaction["customer_uuid"])
         if target is None:
             return
-        _record_entry(tx, fact=f"transaction:{transaction['uuid']}", customer_uuid=target, type="transaction",
-                      kind=transaction["type"], date=transaction["date"],
-                      description=descriptions.transaction(
-                          type=transaction["type"], result=transaction["result"],
-                          amount_in_cents=transaction["amount_in_cents"], currency=transaction["currency"]),
-                      source_id=transaction["uuid"])
+        _record_entry(tx, **_transaction_entry(transaction, target))
+
+
+def on_transactions_recorded(uow: UnitOfWork, payloads: list[dict]) -> None:
+    """`on_transaction_recorded` for a batch of events at once (roster.handlers, `bulk=`): one insert."""
+    transactions = [(payload, domain.transaction_from_event(payload)) for payload in payloads]
+    with uow.write() as tx:
+        targets = store.survivors(tx.session, [transaction["customer_uuid"] for _, transaction in transactions])
+        _record_entries(tx, [(payload, _transaction_entry(transaction, targets[transaction["customer_uuid"]]))
+                             for payload, transaction in transactions
+                             if targets[transaction["customer_uuid"]] is not None])
+
+
+def _transaction_entry(transaction: dict, target: str) -> dict:
+    return {"fact": f"transaction:{transaction['uuid']}", "customer_uuid": target, "type": "transaction",
+            "kind": transaction["type"], "date": transaction["date"],
+            "description": descriptions.transaction(type=transaction["type"], result=transaction["result"],
+                                                    amount_in_cents=transaction["amount_in_cents"],
+                                                    currency=transaction["currency"]),
+            "source_id": transaction["uuid"]}

@@ -142,14 +142,20 @@ class ActivitiesService:
     def handle_contact_created(self, payload):
         commands.on_contact_created(self.uow, payload)
 
-    @event_handler("billing_sync", "mrr_movement_recorded", batch=EVENT_BATCH)
+    @event_handler("billing_sync", "mrr_movement_recorded", batch=EVENT_BATCH, bulk="record_mrr_movements")
     def handle_mrr_movement_recorded(self, payload):
         commands.on_mrr_movement_recorded(self.uow, payload)
+
+    def record_mrr_movements(self, payloads):
+        commands.on_mrr_movements_recorded(self.uow, payloads)
 
     @event_handler("billing_sync", "mrr_movement_retracted", batch=EVENT_BATCH)
     def handle_mrr_movement_retracted(self, payload):
         commands.on_mrr_movement_retracted(self.uow, payload)
 
-    @event_handler("billing_sync", "transaction_recorded", batch=EVENT_BATCH)
+    @event_handler("billing_sync", "transaction_recorded", batch=EVENT_BATCH, bulk="record_transactions")
     def handle_transaction_recorded(self, payload):
         commands.on_transaction_recorded(self.uow, payload)
+
+    def record_transactions(self, payloads):
+        commands.on_transactions_recorded(self.uow, payloads)

@@ -4,7 +4,7 @@ from datetime import datetime
 from sqlalchemy import and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session, selectinload
 
-from roster.database import insert_ignore
+from roster.database import insert_ignore, inserted_keys
 from roster.errors import NotFound
 from roster.uow import batch_memo
 from roster.timestamps import utcnow
@@ -90,6 +90,24 @@ def survivor(session: Session, uuid: str, locked: Customer | None = None) -> str
             memo[key] = _survivor(session, uuid, None)
         return memo[key]
     return _survivor(session, uuid, locked)
+
+
+def survivors(session: Session, uuids) -> dict[str, str | None]:
+    """`survivor` of each of several customers. Those neither merged nor deleted, the usual case, are
+    locked in one statement (in uuid order); the others, and customers not known yet, one by one."""
+    wanted = sorted(set(uuids))
+    memo = batch_memo(session)
+    if memo is None:
+        memo = {}
+    else:
+        wanted = [uuid for uuid in wanted if ("survivor", uuid) not in memo]
+    if wanted:
+        for row in session.scalars(select(Customer).where(Customer.uuid.in_(wanted)).order_by(Customer.uuid)
+                                   .with_for_update().execution_options(populate_existing=True)):
+            if row.deleted_at is None and row.merged_into is None:
+                memo[("survivor", row.uuid)] = row.uuid
+    return {uuid: memo[("survivor", uuid)] if ("survivor", uuid) in memo else survivor(session, uuid)
+            for uuid in set(uuids)}
 
 
 def _survivor(session: Session, uuid: str, locked: Customer | None) -> str | None:
@@ -258,6 +276,11 @@ def add_entry(session: Session, values: dict) -> bool:
     return bool(insert_ignore(session, FeedEntry.__table__, [values], ["fact"]))
 
 
+def add_entries(session: Session, rows: list[dict]) -> list[str]:
+    """Add feed entries in one statement; return the facts of those that went in (not there already)."""
+    return inserted_keys(session, FeedEntry.__table__, rows, ["fact"])
+
+
 def delete_entry(session: Session, fact: str) -> None:
     session.execute(delete(FeedEntry).where(FeedEntry.fact == fact).execution_options(synchronize_session=False))
 
@@ -287,6 +310,17 @@ def mrr_activity(session: Session, uuid: str) -> MrrActivity | None:
 def add_mrr_activity(session: Session, values: dict) -> bool:
     """Add an MRR activity; False (nothing written) if the one of its movement (unique uuid) is there already."""
     return bool(insert_ignore(session, MrrActivity.__table__, [values], ["uuid"]))
+
+
+def add_mrr_activities(session: Session, rows: list[dict]) -> list[str]:
+    """Add MRR activities in one statement; return the uuids of those that went in."""
+    return inserted_keys(session, MrrActivity.__table__, rows, ["uuid"])
+
+
+def add_movements(session: Session, uuids: list[str]) -> list[str]:
+    """Add the rows of movements seen for the first time, in one statement; return their uuids
+    (each is this transaction's until it commits, and not retracted: `movement_retracted`)."""
+    return inserted_keys(session, Movement.__table__, [{"uuid": uuid} for uuid in dict.fromkeys(uuids)], ["uuid"])
 
 
 def movement(session: Session, uuid: str) -> Movement:

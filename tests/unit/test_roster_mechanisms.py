@@ -438,6 +438,71 @@ def test_prepare_is_only_for_batch_handlers():
 
     with pytest.raises(TypeError):
         DurableEventHandler("source", "thing_happened", prepare="prepare")
+    with pytest.raises(TypeError):
+        DurableEventHandler("source", "thing_happened", bulk="bulk")
+    with pytest.raises(TypeError):
+        DurableEventHandler("source", "thing_happened", batch=10, prepare="prepare", bulk="bulk")
+
+
+def add_things(uow, external_ids):
+    """A set-based add_thing: one statement for all of them."""
+    with uow.write() as tx:
+        tx.session.add_all([Thing(source="s", external_id=external_id) for external_id in external_ids])
+        tx.session.flush()
+        for external_id in external_ids:
+            tx.record("thing_added", external_id=external_id)
+
+
+def test_a_bulk_batch_hands_the_events_not_handled_before_to_one_call(uow):
+    from roster.handlers import EventBatch, _batch_runner
+
+    calls = []
+
+    class Service(BatchService):
+        def handle(self, payload):
+            raise AssertionError("the bulk method handles a batch that succeeds")
+
+        def bulk(self, payloads):
+            calls.append([payload["n"] for payload in payloads])
+            add_things(uow, [payload["n"] for payload in payloads])
+
+    run_batch = _batch_runner("handle", bulk="bulk")
+    a = envelope(n="a")
+    assert run_batch(Service(uow), EventBatch([a, envelope(n="b"), a])) == [None, None, None]
+    assert calls == [["a", "b"]]  # a second copy of an event is not handed over again
+    assert run_batch(Service(uow), EventBatch([a, envelope(n="c")])) == [None, None]
+    assert calls[-1] == ["c"]  # handled before: left out
+    with uow.read() as session:
+        assert sorted(session.scalars(select(Thing.external_id))) == ["a", "b", "c"]
+        assert session.scalar(select(func.count()).select_from(uow.tables.processed)) == 3
+    assert [event["external_id"] for event in recorded(uow, "thing_added")] == ["a", "b", "c"]
+
+
+def test_a_bulk_call_that_fails_leaves_nothing_and_the_handler_takes_the_events_one_by_one(uow):
+    from roster.handlers import EventBatch, _batch_runner
+
+    handled = []
+
+    class Service(BatchService):
+        def handle(self, payload):
+            handled.append(payload["n"])
+            if payload["n"] == "poison":
+                raise RuntimeError("cannot")
+            add_thing(uow, payload["n"])
+
+        def bulk(self, payloads):
+            add_things(uow, [payload["n"] for payload in payloads if payload["n"] != "poison"])
+            if any(payload["n"] == "poison" for payload in payloads):
+                raise RuntimeError("cannot")
+
+    outcomes = _batch_runner("handle", bulk="bulk")(
+        Service(uow), EventBatch([envelope(n="a"), envelope(n="poison"), envelope(n="b")]))
+    assert outcomes[0] is None and outcomes[2] is None and outcomes[1][0] is RuntimeError
+    assert handled == ["a", "poison", "b"]  # the bulk call's writes were rolled back: each event once more
+    with uow.read() as session:
+        assert sorted(session.scalars(select(Thing.external_id))) == ["a", "b"]
+        assert session.scalar(select(func.count()).select_from(uow.tables.processed)) == 2  # not the poison one
+    assert [event["external_id"] for event in recorded(uow, "thing_added")] == ["a", "b"]
 
 
 def test_psycopg_converts_a_long_statement_once_not_on_every_execution():
@@ -477,3 +542,4 @@ def test_a_batch_binds_each_events_request_id_while_it_runs_and_then_the_one_bef
         assert tracing.current() == "the worker's own"  # not the last event's, for what the worker does next
     finally:
         tracing.bind(None)
+
