@@ -27,7 +27,7 @@ from gateway.cache import RecordCache
 from gateway.ratelimit import KeyRateLimits, TooManyRequests
 from roster import config, metrics, tracing
 from roster.errors import BadRequest, PayloadTooLarge, RosterError, from_marshmallow
-from roster.rpc import DEADLINE, IDEMPOTENCY_KEY, deadline_after
+from roster.rpc import DEADLINE, IDEMPOTENCY_KEY, SignatureOnce, deadline_after
 from roster.timestamps import parse, render
 
 logger = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class JsonWebServer(WebServer):
         return url_map
 
 
-class ApiEndpoint(HttpRequestHandler):
+class ApiEndpoint(SignatureOnce, HttpRequestHandler):
     server = JsonWebServer()
     keys = ApiKeys()
     rate_limits = KeyRateLimits()

@@ -543,3 +543,27 @@ def test_a_batch_binds_each_events_request_id_while_it_runs_and_then_the_one_bef
     finally:
         tracing.bind(None)
 
+
+def test_an_entrypoint_checks_a_calls_arguments_against_a_signature_worked_out_once(monkeypatch):
+    import inspect
+    from types import SimpleNamespace
+
+    from nameko.exceptions import IncorrectSignature
+
+    from roster.rpc import RosterRpc
+
+    class Service:
+        def create(self, data, flag=False):
+            pass
+
+    worked_out = []
+    signature = inspect.signature
+    monkeypatch.setattr(inspect, "signature", lambda fn: worked_out.append(fn) or signature(fn))
+    entrypoint = RosterRpc()
+    entrypoint.container, entrypoint.method_name = SimpleNamespace(service_cls=Service), "create"
+    entrypoint.check_signature(({},), {})
+    entrypoint.check_signature(({},), {"flag": True})
+    for args, kwargs in [((), {}), (({}, 1, 2), {}), (({},), {"nope": 1}), (({},), {"data": {}})]:
+        with pytest.raises(IncorrectSignature):
+            entrypoint.check_signature(args, kwargs)
+    assert len(worked_out) == 1
