@@ -500,19 +500,50 @@ def _when(value, fallback: dict) -> datetime:
 
 def on_customer_created(uow: UnitOfWork, payload: dict) -> None:
     """Remember the customer's name and external id; its creation opens its feed."""
-    customer = _field(payload, "customer", "customer_created")
-    uuid = _field(customer, "uuid", "customer_created")
-    name, external_id = customer.get("name") or "", customer.get("external_id") or ""
+    customer = _created_customer(payload)
     with uow.write() as tx:
-        if store.add_customer(tx.session, uuid, name=name, external_id=external_id):
-            target = uuid  # the usual case: a row just added is neither merged nor deleted
+        if store.add_customer(tx.session, customer["uuid"], name=customer["name"],
+                              external_id=customer["external_id"]):
+            target = customer["uuid"]  # the usual case: a row just added is neither merged nor deleted
         else:
-            target = _known_customer_created(tx.session, uuid, name, external_id)
+            target = _known_customer_created(tx.session, customer["uuid"], customer["name"], customer["external_id"])
         if target is None:
             return
-        _record_entry(tx, fact=f"customer_created:{uuid}", customer_uuid=target, type="event",
-                      kind="customer_created", date=_when(customer.get("created_at"), payload),
-                      description=descriptions.customer_created(domain.display_name(customer)), source_id=uuid)
+        _record_entry(tx, **_customer_created_entry(customer, target, payload))
+
+
+def on_customers_created(uow: UnitOfWork, payloads: list[dict]) -> None:
+    """`on_customer_created` for a batch of events at once (roster.handlers, `bulk=`): the customers
+    not known yet, the usual case, go in with one insert and their feed entries with another; a
+    customer known already (an earlier event about it came first) is handled event by event after them."""
+    created = [(payload, _created_customer(payload)) for payload in payloads]
+    with uow.write() as tx:
+        added = set(store.add_customers(tx.session, [
+            {key: customer[key] for key in ("uuid", "name", "external_id")} for _, customer in created]))
+        usual, others = [], []
+        for payload, customer in created:
+            if customer["uuid"] in added:
+                added.discard(customer["uuid"])
+                usual.append((payload, _customer_created_entry(customer, customer["uuid"], payload)))
+            else:
+                others.append(payload)
+        _record_entries(tx, usual)
+    for payload in others:
+        with tracing.event_bound(payload):
+            on_customer_created(uow, payload)
+
+
+def _created_customer(payload: dict) -> dict:
+    customer = _field(payload, "customer", "customer_created")
+    return {**customer, "uuid": _field(customer, "uuid", "customer_created"), "name": customer.get("name") or "",
+            "external_id": customer.get("external_id") or ""}
+
+
+def _customer_created_entry(customer: dict, target: str, payload: dict) -> dict:
+    return {"fact": f"customer_created:{customer['uuid']}", "customer_uuid": target, "type": "event",
+            "kind": "customer_created", "date": _when(customer.get("created_at"), payload),
+            "description": descriptions.customer_created(domain.display_name(customer)),
+            "source_id": customer["uuid"]}
 
 
 def _known_customer_created(session, uuid: str, name: str, external_id: str) -> str | None:

@@ -118,9 +118,12 @@ class ActivitiesService:
 
     # ---- events from other services
 
-    @event_handler("customers", "customer_created", batch=EVENT_BATCH)
+    @event_handler("customers", "customer_created", batch=EVENT_BATCH, bulk="record_created_customers")
     def handle_customer_created(self, payload):
         commands.on_customer_created(self.uow, payload)
+
+    def record_created_customers(self, payloads):
+        commands.on_customers_created(self.uow, payloads)
 
     @event_handler("customers", "customer_updated", when=changes_any("name"), batch=EVENT_BATCH)
     def handle_customer_updated(self, payload):

@@ -58,6 +58,11 @@ def add_customer(session: Session, uuid: str, *, name: str, external_id: str) ->
                               ["uuid"]))
 
 
+def add_customers(session: Session, rows: list[dict]) -> list[str]:
+    """`add_customer` for several {uuid, name, external_id} in one statement; return the uuids added."""
+    return inserted_keys(session, Customer.__table__, rows, ["uuid"])
+
+
 def rename_customer(session: Session, uuid: str, name: str) -> None:
     """Set the customer's name, adding its row if there is none."""
     if _set_name(session, uuid, name):

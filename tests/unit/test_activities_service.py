@@ -10,7 +10,7 @@ from roster.events import envelope
 from roster.testing import as_handler, recorded, unit_of_work
 from roster.uow import AlreadyHandled
 from services.activities import commands
-from services.activities.models import Base, FeedEntry, MrrActivity, Note, Task, Thread, ThreadMessage, bookkeeping
+from services.activities.models import Base, Customer, FeedEntry, MrrActivity, Note, Task, Thread, ThreadMessage, bookkeeping
 
 ACME, GLOBEX, INITECH = "cus_acme", "cus_globex", "cus_initech"
 JANE = "con_jane"
@@ -555,70 +555,89 @@ def test_a_bad_activities_filter_is_a_400_naming_it(uow, query, param):
     assert failure.value.param == param
 
 
-# ---- a batch of billing events at once (the handlers' bulk= path) ----------------------------------
+# ---- a batch of events at once (the handlers' bulk= path) ------------------------------------------
 
-def billing_history(uow) -> dict:
-    """What billing events leave behind, without the uuids this service makes up."""
+def history(uow) -> dict:
+    """What the events left behind, without the uuids this service makes up."""
     with uow.read() as session:
         feed = sorted((e.fact, e.customer_uuid, e.type, e.kind, e.date.isoformat(), e.description, e.source_id)
                       for e in session.scalars(select(FeedEntry)))
         activities = sorted((a.uuid, a.customer_uuid, a.type, a.mrr_movement) for a in session.scalars(select(MrrActivity)))
+        customers = sorted((c.uuid, c.name, c.external_id, c.merged_into, c.deleted_at is None)
+                           for c in session.scalars(select(Customer)))
     announced = sorted((event["customer_uuid"], event["activity"]["source_id"], event["activity"]["kind"])
                        for event in recorded(uow, "activity_recorded"))
-    return {"feed": feed, "mrr_activities": activities, "announced": announced}
+    return {"feed": feed, "mrr_activities": activities, "customers": customers, "announced": announced}
 
 
-def test_a_batch_of_billing_events_handled_at_once_leaves_what_handling_them_one_by_one_leaves(tmp_path):
+def handled_both_ways(tmp_path, before: list, handler: str, bulk: str, payloads: list) -> tuple[dict, dict]:
+    """Handle `before` ((handler, payload), one by one), then `payloads` once one by one with
+    `handler` and once in one batch with `bulk`, each on a database of its own; return both histories."""
     from roster.handlers import EventBatch, _batch_runner
-
-    before = [("on_customer_created", customer_created_event(uuid)) for uuid in (ACME, GLOBEX, INITECH)] + [
-        ("on_customer_merged", envelope(from_uuid=GLOBEX, into_uuid=ACME, into_external_id="a", from_external_id="g")),
-        ("on_customer_deleted", envelope(uuid=INITECH, external_ids=[], data_source_uuids=[])),
-        ("on_mrr_movement_retracted", envelope(movement_uuid="mov_retracted"))]
 
     def scene(folder):
         uow = unit_of_work(Base, bookkeeping, folder)
-        for handler, payload in before:
-            handle(uow, handler, payload)
+        for name, payload in before:
+            handle(uow, name, payload)
         return uow
 
-    movements = [movement_event("mov_1"), movement_event("mov_globex", customer_uuid=GLOBEX),
-                 movement_event("mov_gone", customer_uuid=INITECH), movement_event("mov_new", customer_uuid="cus_new"),
-                 movement_event("mov_1"),  # the same movement under another event id
-                 movement_event("mov_retracted"), movement_event("mov_2", type="expansion", mrr_movement=100)]
-    transactions = [transaction_event("tr_1"), transaction_event("tr_gone", customer_uuid=INITECH),
-                    transaction_event("tr_globex", customer_uuid=GLOBEX), transaction_event("tr_1")]
-
     one_by_one = scene(tmp_path / "one")
-    for payload in movements:
-        handle(one_by_one, "on_mrr_movement_recorded", payload)
-    for payload in transactions:
-        handle(one_by_one, "on_transaction_recorded", payload)
+    for payload in payloads:
+        handle(one_by_one, handler, payload)
 
     class Service:
         def __init__(self, uow):
             self.uow = uow
 
-        def handle_movement(self, payload):
+        def handle(self, payload):
             raise AssertionError("the batch goes in bulk")
 
-        handle_transaction = handle_movement
-
-        def record_movements(self, payloads):
-            commands.on_mrr_movements_recorded(self.uow, payloads)
-
-        def record_transactions(self, payloads):
-            commands.on_transactions_recorded(self.uow, payloads)
+        def bulk(self, payloads):
+            getattr(commands, bulk)(self.uow, payloads)
 
     at_once = scene(tmp_path / "bulk")
-    service = Service(at_once)
-    assert _batch_runner("handle_movement", bulk="record_movements")(service, EventBatch(movements)) == [None] * 7
-    assert _batch_runner("handle_transaction", bulk="record_transactions")(
-        service, EventBatch(transactions)) == [None] * 4
+    assert _batch_runner("handle", bulk="bulk")(Service(at_once), EventBatch(payloads)) == [None] * len(payloads)
+    return history(one_by_one), history(at_once)
 
-    expected = billing_history(one_by_one)
-    assert billing_history(at_once) == expected
-    billing = [(customer, source) for customer, source, kind in expected["announced"]
-               if kind in ("new_biz", "expansion", "payment")]
-    assert sorted(billing) == [(ACME, "mov_1"), (ACME, "mov_2"), (ACME, "mov_globex"), (ACME, "tr_1"),
-                               (ACME, "tr_globex"), ("cus_new", "mov_new")]  # once each; gone, retracted: none
+
+BILLING_SCENE = [("on_customer_created", customer_created_event(uuid)) for uuid in (ACME, GLOBEX, INITECH)] + [
+    ("on_customer_merged", envelope(from_uuid=GLOBEX, into_uuid=ACME, into_external_id="a", from_external_id="g")),
+    ("on_customer_deleted", envelope(uuid=INITECH, external_ids=[], data_source_uuids=[])),
+    ("on_mrr_movement_retracted", envelope(movement_uuid="mov_retracted"))]
+
+
+def test_a_batch_of_mrr_movements_handled_at_once_leaves_what_handling_them_one_by_one_leaves(tmp_path):
+    movements = [movement_event("mov_1"), movement_event("mov_globex", customer_uuid=GLOBEX),
+                 movement_event("mov_gone", customer_uuid=INITECH), movement_event("mov_new", customer_uuid="cus_new"),
+                 movement_event("mov_1"),  # the same movement under another event id
+                 movement_event("mov_retracted"), movement_event("mov_2", type="expansion", mrr_movement=100)]
+    expected, at_once = handled_both_ways(tmp_path, BILLING_SCENE, "on_mrr_movement_recorded",
+                                          "on_mrr_movements_recorded", movements)
+    assert at_once == expected
+    billing = sorted((customer, source) for customer, source, kind in expected["announced"]
+                     if kind in ("new_biz", "expansion"))
+    assert billing == [(ACME, "mov_1"), (ACME, "mov_2"), (ACME, "mov_globex"),
+                       ("cus_new", "mov_new")]  # once each; globex's on acme; gone and retracted: none
+
+
+def test_a_batch_of_transactions_handled_at_once_leaves_what_handling_them_one_by_one_leaves(tmp_path):
+    transactions = [transaction_event("tr_1"), transaction_event("tr_gone", customer_uuid=INITECH),
+                    transaction_event("tr_globex", customer_uuid=GLOBEX), transaction_event("tr_1")]
+    expected, at_once = handled_both_ways(tmp_path, BILLING_SCENE, "on_transaction_recorded",
+                                          "on_transactions_recorded", transactions)
+    assert at_once == expected
+    assert sorted((c, s) for c, s, kind in expected["announced"] if kind == "payment") == [
+        (ACME, "tr_1"), (ACME, "tr_globex")]
+
+
+def test_a_batch_of_created_customers_handled_at_once_leaves_what_handling_them_one_by_one_leaves(tmp_path):
+    before = [("on_customer_updated", envelope(uuid=GLOBEX, changes={"name": "Globex Corp"})),
+              ("on_customer_merged", envelope(from_uuid=INITECH, into_uuid=ACME, into_external_id="a",
+                                              from_external_id="i"))]
+    created = [customer_created_event(ACME), customer_created_event(GLOBEX, name="Globex"),
+               customer_created_event(INITECH, name="Initech"), customer_created_event("cus_new", name=""),
+               customer_created_event(ACME)]  # the same customer under another event id
+    expected, at_once = handled_both_ways(tmp_path, before, "on_customer_created", "on_customers_created", created)
+    assert at_once == expected
+    assert sorted((c, s) for c, s, kind in expected["announced"] if kind == "customer_created") == [
+        (ACME, ACME), (ACME, INITECH), (GLOBEX, GLOBEX), ("cus_new", "cus_new")]  # initech's on acme, once each
