@@ -113,7 +113,12 @@ def _postgres_engine(url, schema: str | None) -> Engine:
         with create_engine(url).begin() as connection:
             connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         connect_args["options"] = f"-csearch_path={schema}"
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args)
+    # An INSERT of many rows without RETURNING (a transaction's outbox rows, an import's line
+    # items) goes as multi-row VALUES statements, as with RETURNING: SQLAlchemy's default for
+    # psycopg is executemany, which the server runs as one INSERT per row.
+    engine.dialect.use_insertmanyvalues_wo_returning = True
+    return engine
 
 
 def _quote_check(schema: str) -> None:

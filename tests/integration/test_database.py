@@ -75,3 +75,28 @@ def test_concurrent_commands_with_one_idempotency_key_store_once_and_answer_alik
     answers = list(pool.imap(attempt, range(8)))
     assert answers == [{"external_id": "e1"}] * 8
     assert count(pg_uow) == 1 and len(recorded(pg_uow)) == 1
+
+
+@pytest.mark.skipif(not is_postgres(DATABASE_URL), reason="needs DATABASE_URL pointing at PostgreSQL")
+def test_many_rows_without_returning_go_to_postgres_as_one_multi_row_insert():
+    from sqlalchemy import Column, Integer, MetaData, String, Table, event, func, insert, select
+
+    from tools.isolation import drop_schemas, schema_prefix
+
+    prefix = schema_prefix()
+    engine = make_engine(DATABASE_URL, schema=f"{prefix}_rows")
+    rows = Table("rows", MetaData(), Column("id", Integer, primary_key=True), Column("value", String(20)))
+    rows.create(engine)
+    sent = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, params, context, executemany: sent.append((statement, executemany)))
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(rows), [{"value": f"v{n}"} for n in range(20)])
+            assert connection.scalar(select(func.count()).select_from(rows)) == 20
+        [(statement, _), _count] = sent
+        # psycopg's executemany would run 20 INSERTs on the server, one per row
+        assert statement.count("(%(value__") == 20  # one statement, twenty rows
+    finally:
+        engine.dispose()
+        drop_schemas(DATABASE_URL, prefix)
