@@ -192,10 +192,11 @@ def import_invoices(uow: UnitOfWork, customer_uuid: str, invoices, *, customers)
         raise invalid("invoices", "must be a non-empty list of invoices")
     if len(invoices) > validation.MAX_INVOICES_PER_REQUEST:
         raise invalid("invoices", f"at most {validation.MAX_INVOICES_PER_REQUEST} invoices per request")
-    customer = customers.get_customer(customer_uuid)  # 404 when there is no such customer
+    customer = _customer_reference(uow, customer_uuid, customers)
     cleaned = [validation.clean_invoice(data) for data in invoices]
     with uow.write() as tx, tx.session.no_autoflush:  # the events' rows go in once, at commit
-        books = _open_books(tx.session, customer_uuid, customer.get("external_id") or None)
+        books = _open_books(tx.session, customer_uuid, customer.get("external_id") or None,
+                            customer.get("data_source_uuid") or None)
         ledger = Ledger(tx)
         importer = InvoiceImport(ledger, books, default_source=customer.get("data_source_uuid") or None,
                                  customer_external_id=customer.get("external_id") or None)
@@ -214,9 +215,19 @@ def import_invoices(uow: UnitOfWork, customer_uuid: str, invoices, *, customers)
         return tx.result({"invoices": answers, "failed": failed})
 
 
-def _open_books(session, customer_uuid: str, external_id: str | None):
+def _customer_reference(uow: UnitOfWork, customer_uuid: str, customers) -> dict:
+    """The customer's external id and data source: billing's own copy after its first import
+    (they never change; a deleted or merged-away customer's row is gone), else the customers
+    service's answer (a 404 when there is no such customer). An import of a known customer
+    costs no call to the customers service."""
+    with uow.read() as session:
+        known = store.customer_reference(session, customer_uuid)
+    return known if known is not None else customers.get_customer(customer_uuid)
+
+
+def _open_books(session, customer_uuid: str, external_id: str | None, data_source_uuid: str | None = None):
     """Return the customer's locked row; 404 when the customer is known to be gone."""
-    books = store.lock_customer(session, customer_uuid, external_id)
+    books = store.lock_customer(session, customer_uuid, external_id, data_source_uuid)
     if books is None:
         raise NotFound(f"Customer {customer_uuid} not found", param="uuid")
     return books

@@ -101,6 +101,9 @@ class Customer(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uuid: Mapped[str] = mapped_column(String(40), unique=True)
     external_id: Mapped[str | None] = mapped_column(String(500))
+    # The customer's data source as the customers service said at an import (neither it nor the
+    # external id ever changes): set, billing need not ask again (commands.import_invoices).
+    data_source_uuid: Mapped[str | None] = mapped_column(String(40))
     state: Mapped[dict] = mapped_column(JSON, default=dict)  # movements.CustomerState.to_dict()
     mrr: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[str | None] = mapped_column(String(20))

@@ -131,7 +131,8 @@ def ensure_customer(session: Session, uuid: str, external_id: str | None = None)
     }], ["uuid"])
 
 
-def lock_customer(session: Session, uuid: str, external_id: str | None = None) -> Customer | None:
+def lock_customer(session: Session, uuid: str, external_id: str | None = None,
+                  data_source_uuid: str | None = None) -> Customer | None:
     """Return this customer's row locked until the transaction ends, created if needed; None
     when the customer is known to be gone (deleted or merged away: its row went with it)."""
     row = _locked_customer(session, uuid)
@@ -142,7 +143,18 @@ def lock_customer(session: Session, uuid: str, external_id: str | None = None) -
         row = _locked_customer(session, uuid)
     if external_id and row.external_id != external_id:
         row.external_id = external_id
+    if data_source_uuid and row.data_source_uuid != data_source_uuid:
+        row.data_source_uuid = data_source_uuid
     return row
+
+
+def customer_reference(session: Session, uuid: str) -> dict | None:
+    """Return {uuid, external_id, data_source_uuid} of a customer an import learnt them of, in one
+    read; None if billing has not (or the customer is gone: its row went with it)."""
+    row = session.execute(select(Customer.external_id, Customer.data_source_uuid)
+                          .where(Customer.uuid == uuid, Customer.data_source_uuid.is_not(None))).first()
+    return None if row is None else {"uuid": uuid, "external_id": row.external_id,
+                                     "data_source_uuid": row.data_source_uuid}
 
 
 def _locked_customer(session: Session, uuid: str) -> Customer | None:

@@ -437,6 +437,19 @@ def test_deleting_an_invoice_recomputes_its_customer(service, plan, cus):
         service.get_invoice(made["invoices"][2]["uuid"])
 
 
+def test_only_a_customers_first_import_asks_the_customers_service(service, plan, cus, customers, source):
+    service.import_invoices(cus, [invoice(plan, "i1", 1, 5000)])
+    service.import_invoices(cus, [invoice(plan, "i2", 2, 5000)])
+    answer = service.import_invoices(cus, [{**invoice(plan, "i3", 3, 5000), "data_source_uuid": None}])
+
+    assert customers.asked == [cus]  # its external id and data source are billing's to remember
+    imported = service.get_invoice(answer["invoices"][0]["uuid"])
+    assert (imported["customer_external_id"], imported["data_source_uuid"]) == ("ext-cus_1", source)
+    with pytest.raises(NotFound):  # a customer billing never saw is still the customers service's to know
+        service.import_invoices("cus_nobody", [invoice(plan, "n1", 1, 5000)])
+    assert customers.asked == [cus, "cus_nobody"]
+
+
 def test_a_deleted_customer_loses_its_billing_data_and_cannot_import_again(service, plan, cus, customers):
     service.import_invoices(cus, [invoice(plan, "i1", 1, 5000)])
     payload = {"event_id": "e-del", "uuid": cus, "external_ids": ["x"], "data_source_uuids": []}
@@ -448,6 +461,7 @@ def test_a_deleted_customer_loses_its_billing_data_and_cannot_import_again(servi
     assert len(events(service, "mrr_movement_retracted")) == 1
     with pytest.raises(NotFound):  # the customers service still answered: the delete overtook it
         service.import_invoices(cus, [invoice(plan, "i2", 2, 5000)])
+    assert customers.asked == [cus, cus]  # what billing remembered of it went with its row: asked again
 
 
 def test_a_merge_moves_the_books_and_a_redelivery_changes_nothing(service, plan, cus):
