@@ -289,16 +289,9 @@ def insert_rows(session: Session, model, rows: list[dict]) -> list[int]:
 
 
 def add_rows(session: Session, model, rows: list[dict]) -> None:
-    """Insert rows whose ids nobody needs back.
-
-    On PostgreSQL through the multi-row INSERT of `insert_rows` (one round trip; psycopg's
-    executemany sends a statement per row); on SQLite as an executemany, a loop in C.
-    """
-    if not rows:
-        return
-    if session.get_bind().dialect.name == "postgresql":
-        insert_rows(session, model, rows)
-    else:
+    """Insert rows whose ids nobody needs back: on PostgreSQL one multi-row INSERT (the engine's
+    setting, roster.database), on SQLite an executemany, a loop in C."""
+    if rows:
         session.execute(insert(model.__table__), rows)
 
 
