@@ -47,13 +47,19 @@ class Outcome:
 
 
 def write_until(platform: PrivatePlatform, ds: str, stop: threading.Event, outcome: Outcome, renames: bool = True):
-    """One client: create a customer, rename it, again, until `stop`; record what got a 2xx."""
+    """One client: create a customer, rename it, again, until `stop`; record what got a 2xx.
+
+    Each write carries an Idempotency-Key, as the README asks of writes: when the broker drops
+    a service's connection after a write committed but before its request was acknowledged,
+    the request is delivered again and runs again; with the key it answers the first attempt's
+    answer (without one, a create would answer 422 "already used" for a customer it stored)."""
     session = requests.Session()
     try:
         while not stop.is_set():
             external_id = unique("w")
             try:
                 answer = platform.request("POST", "/v1/customers", session=session, timeout=15,
+                                          headers={"Idempotency-Key": external_id},
                                           json={"data_source_uuid": ds, "external_id": external_id, "name": "new"})
             except requests.RequestException:
                 outcome.saw(0)
@@ -69,7 +75,7 @@ def write_until(platform: PrivatePlatform, ds: str, stop: threading.Event, outco
             name = unique("name")
             try:
                 answer = platform.request("PATCH", f"/v1/customers/{uuid}", session=session, timeout=15,
-                                          json={"name": name})
+                                          headers={"Idempotency-Key": name}, json={"name": name})
             except requests.RequestException:
                 outcome.saw(0)
                 continue
