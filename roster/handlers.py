@@ -25,8 +25,8 @@ The handler's work must all be in the database (the write lock is held): remote 
 and returns, outside any transaction, one value per payload for the handler's second argument
 (an exception instead of a value fails that event alone).
 `bulk=` names a service method that handles all of a batch's events not handled before at once
-(`method(payloads)`, set-based: one statement per table, not per event), in the batch's
-transaction. It must do exactly what the handler would do for each of them: if it raises, the
+(`method(payloads)`, or `method(payloads, values)` with `prepare=`: set-based, one statement per
+table, not per event), in the batch's transaction. It must do exactly what the handler would do for each of them: if it raises, the
 batch runs again with the handler, event by event, each in its savepoint.
 
 `when=` names the events a handler cares about (e.g. `changes_any("name")`): any other is
@@ -87,8 +87,6 @@ class DurableEventHandler(EventHandler):
                  batch: int = 0, prepare: str | None = None, bulk: str | None = None, **kwargs):
         if (prepare is not None or bulk is not None) and not batch:
             raise TypeError("prepare= and bulk= are for batch= handlers")
-        if prepare is not None and bulk is not None:
-            raise TypeError("a batch handler takes prepare= or bulk=, not both")
         self.when = when
         self.batch = batch
         self.prepare = prepare
@@ -363,17 +361,22 @@ def _handle_batch(uow: UnitOfWork, handler, method_name: str, items: list, isola
 
 
 def _handle_in_bulk(uow: UnitOfWork, bulk, items: list, keys: list[str], fresh: set[str]) -> None:
-    """Run `bulk` on the events of `items` not handled before (each once); any failure abandons the batch."""
-    payloads = []
-    for (_, payload, _), key in zip(items, keys):
+    """Run `bulk` on the events of `items` not handled before (each once), with their prepared values
+    when the batch was prepared; any failure abandons the batch."""
+    payloads, values = [], []
+    for (_, payload, value), key in zip(items, keys):
         if key in fresh:
             fresh.discard(key)  # a second copy in this batch is handled by the first
             payloads.append(payload)
+            values.append(value)
     if not payloads:
         return
     try:
         with uow.batch_item(_handled_key("bulk", payloads[0]), marked=True, isolated=False):
-            bulk(payloads)
+            if values[0] is NOT_PREPARED:
+                bulk(payloads)
+            else:
+                bulk(payloads, values)
     except Exception as error:
         if not isinstance(error, RosterError):  # a bad event is the event-by-event run's to report
             logger.warning("%s: handling %d events at once failed; handling them one by one",

@@ -115,6 +115,31 @@ def store_created(uow: UnitOfWork, payload: dict, prepared: Prepared | None) -> 
         _store(uow, prepared.snapshot, prepared.resolved, cached_before=prepared.cached_before)
 
 
+def store_created_many(uow: UnitOfWork, payloads: list[dict], prepared: list) -> None:
+    """Cache a batch's new customers' avatars, resolved by `resolve_created`, as `store_created`
+    would one by one: the usual new customers in one insert, each announced under its own event's
+    request id; the rest (an avatar cached meanwhile, a customer gone) through `_store`."""
+    first, rest, seen = [], [], set()
+    for payload, value in zip(payloads, prepared):
+        if value is None:
+            continue
+        uuid = value.snapshot.customer_uuid
+        (rest if value.cached_before or uuid in seen else first).append((payload, value))
+        seen.add(uuid)
+    with uow.write() as tx:
+        rows = [_avatar_values(value.snapshot, value.resolved) for _, value in first]
+        inserted = store.insert_many_unless_gone(tx.session, rows)
+        for (payload, value), values in zip(first, rows):
+            if values["customer_uuid"] in inserted:
+                with tracing.event_bound(payload):
+                    tx.record("avatar_resolved", **resolved_event(CachedAvatar(**values)))
+            else:
+                rest.append((payload, value))
+        for payload, value in rest:
+            with tracing.event_bound(payload):
+                _store(uow, value.snapshot, value.resolved, cached_before=value.cached_before)
+
+
 def _created_snapshot(payload: dict) -> Snapshot:
     customer = _field(payload, "customer", dict)
     _field(customer, "uuid", str)
@@ -223,12 +248,7 @@ def _store(uow: UnitOfWork, snapshot: Snapshot, resolved: Resolved, *, cached_be
     there: lock it first rather than try to insert one.
     """
     avatar = resolved.avatar
-    values = {
-        **{field: snapshot.inputs.get(field) for field in domain.REFRESH_FIELDS},
-        "customer_uuid": snapshot.customer_uuid, "source": avatar.source, "content_type": avatar.content_type,
-        "body": avatar.body, "etag": avatar.etag, "fetched_at": utcnow(), "incomplete": resolved.incomplete,
-        "claimed_until": None, "customer_updated_at": snapshot.version,
-    }
+    values = _avatar_values(snapshot, resolved)
     with uow.write() as tx:
         row = None
         if cached_before:
@@ -249,6 +269,17 @@ def _store(uow: UnitOfWork, snapshot: Snapshot, resolved: Resolved, *, cached_be
             setattr(row, name, value)
         if changed:
             tx.record("avatar_resolved", **resolved_event(row))
+
+
+def _avatar_values(snapshot: Snapshot, resolved: Resolved) -> dict:
+    """The cached avatar row of a resolved avatar."""
+    avatar = resolved.avatar
+    return {
+        **{field: snapshot.inputs.get(field) for field in domain.REFRESH_FIELDS},
+        "customer_uuid": snapshot.customer_uuid, "source": avatar.source, "content_type": avatar.content_type,
+        "body": avatar.body, "etag": avatar.etag, "fetched_at": utcnow(), "incomplete": resolved.incomplete,
+        "claimed_until": None, "customer_updated_at": snapshot.version,
+    }
 
 
 def _remember(uow: UnitOfWork, snapshot: Snapshot) -> None:

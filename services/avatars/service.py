@@ -27,7 +27,8 @@ class AvatarsService:
     def get_avatar(self, customer_uuid: str) -> dict:
         return commands.get_avatar(self.uow, customer_uuid)
 
-    @event_handler("customers", "customer_created", batch=EVENT_BATCH, prepare="resolve_created_avatars")
+    @event_handler("customers", "customer_created", batch=EVENT_BATCH, prepare="resolve_created_avatars",
+                   bulk="store_created_avatars")
     def handle_customer_created(self, payload, prepared=NOT_PREPARED):
         if prepared is NOT_PREPARED:  # called on its own, not by a batch
             commands.on_customer_created(self.uow, payload, fetchers=self.sources.fetchers)
@@ -36,6 +37,9 @@ class AvatarsService:
 
     def resolve_created_avatars(self, payloads):
         return commands.resolve_created(self.uow, payloads, fetchers=self.sources.fetchers)
+
+    def store_created_avatars(self, payloads, prepared):
+        commands.store_created_many(self.uow, payloads, prepared)
 
     @event_handler("customers", "customer_updated", when=changes_any(*REFRESH_FIELDS))
     def handle_customer_updated(self, payload):

@@ -9,6 +9,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
+from roster.database import inserted_keys
 from services.avatars import domain
 from services.avatars.models import CachedAvatar, GoneCustomer, bookkeeping
 
@@ -74,6 +75,22 @@ def insert_unless_gone(session: Session, values: dict) -> bool:
     """
     statement = _inserting_unless_gone(session.get_bind().dialect.name, tuple(values))
     return session.execute(statement, values).first() is not None
+
+
+def insert_many_unless_gone(session: Session, rows: list[dict]) -> set[str]:
+    """Insert the first cached avatars of these customers, skipping those with one already and
+    those gone; return the customer uuids whose avatar went in. Two statements for them all:
+    the insert, then the removal of what it put in for customers marked gone (by the time of
+    that removal, later than insert_unless_gone's check)."""
+    inserted = set(inserted_keys(session, CachedAvatar.__table__, rows, ["customer_uuid"]))
+    if not inserted:
+        return inserted
+    avatars = CachedAvatar.__table__
+    removed = session.scalars(
+        delete(avatars).where(avatars.c.customer_uuid.in_(inserted),
+                              avatars.c.customer_uuid.in_(select(GoneCustomer.uuid)))
+        .returning(avatars.c.customer_uuid))
+    return inserted.difference(removed)
 
 
 @lru_cache(maxsize=None)

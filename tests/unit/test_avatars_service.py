@@ -222,14 +222,19 @@ def test_an_event_without_its_customer_is_unprocessable(uow, fetchers, payload):
         commands.on_customer_created(uow, envelope(**payload), fetchers=fetchers)
 
 
-def created_batch(uow, fetchers, payloads):
-    """Run customer_created events as the service's batch worker does: resolve, then store in one transaction."""
-    service = worker_factory(AvatarsService, uow=uow, sources=Sources(fetchers, timedelta(days=7)))
-    return _batch_runner("handle_customer_created", "resolve_created_avatars")(service, EventBatch(payloads))
+@pytest.fixture(params=["store_created_avatars", None], ids=["in-bulk", "one-by-one"])
+def created_batch(request):
+    """Run customer_created events as the service's batch worker does: resolve, then store in one
+    transaction, all at once (`bulk=`) or event by event (what a batch falls back to)."""
+    def run(uow, fetchers, payloads):
+        service = worker_factory(AvatarsService, uow=uow, sources=Sources(fetchers, timedelta(days=7)))
+        return _batch_runner("handle_customer_created", "resolve_created_avatars", request.param)(
+            service, EventBatch(payloads))
+    return run
 
 
 def test_a_batch_of_new_customers_resolves_each_outside_the_transaction_and_stores_them(uow, fetchers, clearbit,
-                                                                                       gravatar):
+                                                                                       gravatar, created_batch):
     engine = uow.sessions.kw["bind"]
     seen = []
     clearbit.during_fetch = gravatar.during_fetch = lambda: seen.append(engine.pool.checkedout())
@@ -247,13 +252,14 @@ def test_a_batch_of_new_customers_resolves_each_outside_the_transaction_and_stor
     assert commands.get_avatar(uow, third)["source"] == "initials"
     assert stored(uow, OTHER) is None  # gone before its creation was handled
     assert sorted(event["customer_uuid"] for event in recorded(uow, "avatar_resolved")) == sorted([UUID, third])
+    assert {event["customer_uuid"]: event.get("request_id") for event in recorded(uow, "avatar_resolved")}[UUID] == "req-1"
     asked = len(clearbit.asked) + len(gravatar.asked)
     assert created_batch(uow, fetchers, payloads[:3]) == [None, None, None]  # redelivered
     assert len(clearbit.asked) + len(gravatar.asked) == asked  # nothing fetched again
     assert len(recorded(uow, "avatar_resolved")) == 2
 
 
-def test_a_batch_resolves_its_remote_avatars_concurrently(uow, fetchers, clearbit):
+def test_a_batch_resolves_its_remote_avatars_concurrently(uow, fetchers, clearbit, created_batch):
     import eventlet
 
     running, most, traced = [0], [0], {}
@@ -277,14 +283,28 @@ def test_a_batch_resolves_its_remote_avatars_concurrently(uow, fetchers, clearbi
     assert {commands.get_avatar(uow, uuid)["source"] for uuid in uuids} == {"clearbit"}
 
 
-def test_a_deletion_during_a_batchs_fetches_wins(uow, fetchers, clearbit):
+def test_a_deletion_during_a_batchs_fetches_wins(uow, fetchers, clearbit, created_batch):
     clearbit.during_fetch = lambda: commands.on_customer_deleted(uow, envelope(uuid=UUID))
     assert created_batch(uow, fetchers, [envelope(customer=customer())]) == [None]
     assert stored(uow) is None and recorded(uow, "avatar_resolved") == []
 
 
+def test_a_batch_naming_a_customer_twice_or_one_cached_meanwhile_stores_one_avatar_each(uow, fetchers, clearbit,
+                                                                                       created_batch):
+    other_payload = envelope(customer=customer(uuid=OTHER, website_url="https://other.com"))
+    clearbit.answers["other.com"] = Image("image/png", PNG + b"other")
+    meanwhile = []  # while the batch fetches, OTHER's avatar is cached by another worker
+    clearbit.during_fetch = lambda: meanwhile or meanwhile.append(created(uow, {}, customer(uuid=OTHER)))
+    twice = [envelope(customer=customer()), envelope(customer=customer()), other_payload]
+    assert created_batch(uow, fetchers, twice) == [None, None, None]
+    assert stored(uow).source == "clearbit"
+    assert stored(uow, OTHER).source == "clearbit"  # resolved from the same version of the customer, later
+    announced = [event["customer_uuid"] for event in recorded(uow, "avatar_resolved")]
+    assert announced.count(UUID) == 1 and announced.count(OTHER) == 2  # the initial, then the logo
+
+
 def test_a_batched_creation_overtaken_by_an_update_does_not_bring_back_old_fields(uow, fetchers, clearbit,
-                                                                                  customers):
+                                                                                  customers, created_batch):
     customers.customers[UUID] = customer(updated_at=T1, website_url="https://acme.org")
     clearbit.answers["acme.org"] = Image("image/png", PNG + b"org")
     updated(uow, fetchers, customers, {"website_url": "https://acme.org"})

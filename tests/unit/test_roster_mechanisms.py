@@ -440,8 +440,6 @@ def test_prepare_is_only_for_batch_handlers():
         DurableEventHandler("source", "thing_happened", prepare="prepare")
     with pytest.raises(TypeError):
         DurableEventHandler("source", "thing_happened", bulk="bulk")
-    with pytest.raises(TypeError):
-        DurableEventHandler("source", "thing_happened", batch=10, prepare="prepare", bulk="bulk")
 
 
 def add_things(uow, external_ids):
@@ -476,6 +474,34 @@ def test_a_bulk_batch_hands_the_events_not_handled_before_to_one_call(uow):
         assert sorted(session.scalars(select(Thing.external_id))) == ["a", "b", "c"]
         assert session.scalar(select(func.count()).select_from(uow.tables.processed)) == 3
     assert [event["external_id"] for event in recorded(uow, "thing_added")] == ["a", "b", "c"]
+
+
+def test_a_prepared_bulk_batch_gets_each_events_value_and_fails_the_unprepared_alone(uow):
+    from roster.handlers import EventBatch, _batch_runner
+
+    calls, handled = [], []
+
+    class Service(BatchService):
+        def prepare(self, payloads):
+            return [ValueError("no") if p["n"] == "bad" else p["n"].upper() for p in payloads]
+
+        def handle(self, payload, value):
+            handled.append(value)
+            add_thing(uow, value)
+
+        def bulk(self, payloads, values):
+            calls.append(([payload["n"] for payload in payloads], values))
+            add_things(uow, values)
+
+    run_batch = _batch_runner("handle", "prepare", "bulk")
+    a = envelope(n="a")
+    outcomes = run_batch(Service(uow), EventBatch([a, envelope(n="bad"), envelope(n="b"), a]))
+    assert outcomes[0] is None and outcomes[2] is None and outcomes[3] is None and outcomes[1][0] is ValueError
+    assert calls == [(["a", "b"], ["A", "B"])] and handled == []  # each value beside its event, once
+    assert run_batch(Service(uow), EventBatch([a, envelope(n="c")])) == [None, None]
+    assert calls[-1] == (["c"], ["C"])  # handled before: neither prepared nor handed over again
+    with uow.read() as session:
+        assert sorted(session.scalars(select(Thing.external_id))) == ["A", "B", "C"]
 
 
 def test_a_bulk_call_that_fails_leaves_nothing_and_the_handler_takes_the_events_one_by_one(uow):
