@@ -19,7 +19,7 @@ from roster.pagination import decode_cursor, keyset_page, page_size
 from roster.timestamps import parse, render, utcnow
 from roster.uow import Transaction, UnitOfWork
 from services.activities import descriptions, domain, store
-from services.activities.models import FeedEntry, Note, Opportunity, Task, Thread, ThreadMessage
+from services.activities.models import Customer, FeedEntry, Note, Opportunity, Task, Thread, ThreadMessage
 from services.activities.schemas import (
     dump_entry,
     dump_mrr_activity,
@@ -535,8 +535,21 @@ def on_customers_created(uow: UnitOfWork, payloads: list[dict]) -> None:
 
 def _created_customer(payload: dict) -> dict:
     customer = _field(payload, "customer", "customer_created")
-    return {**customer, "uuid": _field(customer, "uuid", "customer_created"), "name": customer.get("name") or "",
-            "external_id": customer.get("external_id") or ""}
+    if not isinstance(customer, dict):
+        raise UnprocessableEvent("customer_created: customer is not an object", param="customer")
+    return {**customer, "uuid": _label(customer, "uuid", "customer_created", required=True),
+            "name": _label(customer, "name", "customer_created"),
+            "external_id": _label(customer, "external_id", "customer_created")}
+
+
+def _label(fields: dict, name: str, event: str, *, required: bool = False) -> str:
+    """The customer's `name`, `uuid` or `external_id` from an event, for its column of the customers
+    table: "" when absent; anything but a string that fits is a malformed event, not a retry."""
+    value = _field(fields, name, event) if required else fields.get(name) or ""
+    limit = Customer.__table__.c[name].type.length
+    if not isinstance(value, str) or len(value) > limit:
+        raise UnprocessableEvent(f"{event}: {name} must be a string of at most {limit} characters", param=name)
+    return value
 
 
 def _customer_created_entry(customer: dict, target: str, payload: dict) -> dict:
@@ -558,11 +571,14 @@ def _known_customer_created(session, uuid: str, name: str, external_id: str) -> 
 def on_customer_updated(uow: UnitOfWork, payload: dict) -> None:
     """Keep the customer's name current (the global activity list shows it)."""
     changes = payload.get("changes") or {}
+    if not isinstance(changes, dict):
+        raise UnprocessableEvent("customer_updated: changes is not an object", param="changes")
     if "name" not in changes:
         return
-    uuid = _field(payload, "uuid", "customer_updated")
+    uuid = _label(payload, "uuid", "customer_updated", required=True)
+    name = _label(changes, "name", "customer_updated")
     with uow.write() as tx:
-        store.rename_customer(tx.session, uuid, changes["name"] or "")
+        store.rename_customer(tx.session, uuid, name)
 
 
 def on_customer_merged(uow: UnitOfWork, payload: dict) -> None:

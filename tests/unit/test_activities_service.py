@@ -516,6 +516,14 @@ def test_a_creation_handled_after_the_customers_deletion_records_nothing(uow):
     ("on_mrr_movement_recorded", envelope(customer_uuid=ACME)),
     ("on_transaction_recorded", transaction_event(result="pending")),
     ("on_customer_merged", envelope(from_uuid=ACME)),
+    ("on_customer_updated", envelope(uuid=ACME, changes={"name": 42})),
+    ("on_customer_updated", envelope(uuid=ACME, changes={"name": "x" * 501})),
+    ("on_customer_updated", envelope(uuid=ACME, changes=["name"])),
+    ("on_customer_updated", envelope(uuid="c" * 41, changes={"name": "Acme"})),
+    ("on_customer_created", envelope(customer={"uuid": ACME, "name": ["Acme"]})),
+    ("on_customer_created", envelope(customer={"uuid": ACME, "external_id": 7})),
+    ("on_customer_created", envelope(customer={"uuid": 7})),
+    ("on_customer_created", envelope(customer="Acme")),
 ])
 def test_a_malformed_event_is_unprocessable(uow, handler, event):
     with pytest.raises(UnprocessableEvent):
