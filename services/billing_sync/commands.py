@@ -192,45 +192,41 @@ def import_invoices(uow: UnitOfWork, customer_uuid: str, invoices, *, customers)
         raise invalid("invoices", "must be a non-empty list of invoices")
     if len(invoices) > validation.MAX_INVOICES_PER_REQUEST:
         raise invalid("invoices", f"at most {validation.MAX_INVOICES_PER_REQUEST} invoices per request")
-    customer = _customer_reference(uow, customer_uuid, customers)
     cleaned = [validation.clean_invoice(data) for data in invoices]
     with uow.write() as tx, tx.session.no_autoflush:  # the events' rows go in once, at commit
-        books = _open_books(tx.session, customer_uuid, customer.get("external_id") or None,
-                            customer.get("data_source_uuid") or None)
-        ledger = Ledger(tx)
-        importer = InvoiceImport(ledger, books, default_source=customer.get("data_source_uuid") or None,
-                                 customer_external_id=customer.get("external_id") or None)
-        invoice_ids, outcomes = importer.run(cleaned)
-        if invoice_ids:
-            ledger.settle(books)
-        ledger.close()
-        answers = []
-        for outcome, raw in zip(outcomes, invoices):
-            if outcome.ok:
-                answers.append(outcome.answer)
-            else:
-                external_id = raw.get("external_id") if isinstance(raw, dict) else None
-                answers.append({"external_id": external_id, "errors": outcome.problems})
-        failed = sum(1 for outcome in outcomes if not outcome.ok)
-        return tx.result({"invoices": answers, "failed": failed})
+        books = store.lock_known_customer(tx.session, customer_uuid)
+        if books is not None:  # the usual case: billing knows the customer from an earlier import
+            return _import_into(tx, books, books.external_id, books.data_source_uuid, cleaned, invoices)
+    # its first import (or the first since it was deleted or merged away): the customers
+    # service says whether it exists, and its external id and data source, which never change
+    customer = customers.get_customer(customer_uuid)
+    external_id, data_source_uuid = customer.get("external_id") or None, customer.get("data_source_uuid") or None
+    with uow.write() as tx, tx.session.no_autoflush:
+        books = store.lock_customer(tx.session, customer_uuid, external_id, data_source_uuid)
+        if books is None:
+            raise NotFound(f"Customer {customer_uuid} not found", param="uuid")
+        return _import_into(tx, books, external_id, data_source_uuid, cleaned, invoices)
 
 
-def _customer_reference(uow: UnitOfWork, customer_uuid: str, customers) -> dict:
-    """The customer's external id and data source: billing's own copy after its first import
-    (they never change; a deleted or merged-away customer's row is gone), else the customers
-    service's answer (a 404 when there is no such customer). An import of a known customer
-    costs no call to the customers service."""
-    with uow.read() as session:
-        known = store.customer_reference(session, customer_uuid)
-    return known if known is not None else customers.get_customer(customer_uuid)
-
-
-def _open_books(session, customer_uuid: str, external_id: str | None, data_source_uuid: str | None = None):
-    """Return the customer's locked row; 404 when the customer is known to be gone."""
-    books = store.lock_customer(session, customer_uuid, external_id, data_source_uuid)
-    if books is None:
-        raise NotFound(f"Customer {customer_uuid} not found", param="uuid")
-    return books
+def _import_into(tx, books, external_id: str | None, data_source_uuid: str | None, cleaned: list,
+                 invoices: list) -> dict:
+    """Import the cleaned invoices into the locked customer `books`; return the answer (stored
+    with the request's idempotency key)."""
+    ledger = Ledger(tx)
+    importer = InvoiceImport(ledger, books, default_source=data_source_uuid, customer_external_id=external_id)
+    invoice_ids, outcomes = importer.run(cleaned)
+    if invoice_ids:
+        ledger.settle(books)
+    ledger.close()
+    answers = []
+    for outcome, raw in zip(outcomes, invoices):
+        if outcome.ok:
+            answers.append(outcome.answer)
+        else:
+            external = raw.get("external_id") if isinstance(raw, dict) else None
+            answers.append({"external_id": external, "errors": outcome.problems})
+    failed = sum(1 for outcome in outcomes if not outcome.ok)
+    return tx.result({"invoices": answers, "failed": failed})
 
 
 def list_invoices(uow: UnitOfWork, filters: dict, cursor: str | None = None, per_page=None, *,

@@ -148,13 +148,11 @@ def lock_customer(session: Session, uuid: str, external_id: str | None = None,
     return row
 
 
-def customer_reference(session: Session, uuid: str) -> dict | None:
-    """Return {uuid, external_id, data_source_uuid} of a customer an import learnt them of, in one
-    read; None if billing has not (or the customer is gone: its row went with it)."""
-    row = session.execute(select(Customer.external_id, Customer.data_source_uuid)
-                          .where(Customer.uuid == uuid, Customer.data_source_uuid.is_not(None))).first()
-    return None if row is None else {"uuid": uuid, "external_id": row.external_id,
-                                     "data_source_uuid": row.data_source_uuid}
+def lock_known_customer(session: Session, uuid: str) -> Customer | None:
+    """Return this customer's row locked until the transaction ends if an import learnt its
+    external id and data source (one statement); None if billing has not, or the customer is gone."""
+    row = _locked_customer(session, uuid)
+    return row if row is not None and row.data_source_uuid is not None else None
 
 
 def _locked_customer(session: Session, uuid: str) -> Customer | None:
