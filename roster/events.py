@@ -2,8 +2,9 @@
 
 A service records each event in its `outbox` table in the transaction that makes the change
 (`roster.uow`). The relay publishes committed rows in id order and marks them published. Several
-processes of one service never publish the same rows at once: on PostgreSQL a relay locks the
-rows it publishes (`FOR UPDATE SKIP LOCKED`, in the transaction that then marks them); on SQLite
+processes of one service never publish the same rows at once: on PostgreSQL a relay marks and
+locks the rows it publishes in one statement (`UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP
+LOCKED) RETURNING`), publishes them, then commits (a failure rolls the mark back); on SQLite
 one relay per database file works at a time (`RelayLock`), so reading the rows takes no write
 lock. A crash between publishing and marking republishes the batch later (at least once;
 consumers dedupe on `event_id`). A row the broker can never take (`publish_batch` says which:
@@ -124,7 +125,13 @@ class OutboxRelay:
                    .where(rows.published_at.is_(None), rows.failed_at.is_(None))
                    .order_by(rows.id).limit(BATCH_SIZE))
         self._pending_statement = pending
-        self._locking_pending_statement = pending.with_for_update(skip_locked=True)
+        # PostgreSQL: mark the rows published and lock them until the transaction ends, in one
+        # statement; rows another relay holds are skipped; a failed publish rolls the mark back
+        unlocked = select(rows.id).where(rows.published_at.is_(None), rows.failed_at.is_(None)) \
+            .order_by(rows.id).limit(BATCH_SIZE).with_for_update(skip_locked=True)
+        self._claim_statement = (update(rows).where(rows.id.in_(unlocked.scalar_subquery()))
+                                 .values(published_at=bindparam("now"))
+                                 .returning(rows.id, rows.event_type, rows.payload))
         ids = rows.id.in_(bindparam("ids", expanding=True))
         self._publish_statement = update(rows).where(ids).values(published_at=bindparam("now"))
 
@@ -145,10 +152,11 @@ class OutboxRelay:
             # a crash rolls the transaction back and they are published again later
             with engine.connect() as connection:
                 with connection.begin():
-                    batch = self._read(connection, self._locking_pending_statement)
+                    batch = sorted(self._read(connection, self._claim_statement, {"now": utcnow()}),
+                                   key=lambda event: event.id)
                     if batch:
                         refused = self.publish_batch(batch)
-                        self._settle(connection, batch, refused)
+                        self._settle(connection, [], refused)  # the rest are marked already
         else:
             with self._relay_lock(engine):
                 with engine.connect() as connection:
@@ -171,8 +179,8 @@ class OutboxRelay:
         return self._exclusive
 
     @staticmethod
-    def _read(connection, statement) -> list[PendingEvent]:
-        return [PendingEvent(*row) for row in connection.execute(statement)]
+    def _read(connection, statement, parameters: dict | None = None) -> list[PendingEvent]:
+        return [PendingEvent(*row) for row in connection.execute(statement, parameters)]
 
     def _count(self, batch: list[PendingEvent], refused: list[tuple[PendingEvent, str]]) -> None:
         refused_ids = {event.id for event, _ in refused}
@@ -193,7 +201,7 @@ class OutboxRelay:
             connection.execute(self._publish_statement, {"ids": published, "now": now})
         for event, reason in refused:
             connection.execute(update(self.rows).where(self.rows.id == event.id)
-                               .values(failed_at=now, error=reason[:2000]))
+                               .values(published_at=None, failed_at=now, error=reason[:2000]))
             logger.error("outbox %s: quarantined event %s (%s): %s",
                          self.service, event.id, event.event_type, reason)
         self.quarantined += len(refused)

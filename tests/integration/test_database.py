@@ -100,3 +100,36 @@ def test_many_rows_without_returning_go_to_postgres_as_one_multi_row_insert():
     finally:
         engine.dispose()
         drop_schemas(DATABASE_URL, prefix)
+
+
+def relays_in_id_order_once_and_again_after_a_failed_publish(uow):
+    import orjson
+
+    from roster.events import OutboxRelay
+    from tests.unit.test_roster_mechanisms import add_thing
+
+    for name in ("a", "b", "c"):
+        add_thing(uow, name)
+
+    def broker_away(batch):
+        raise ConnectionError("broker away")
+
+    with pytest.raises(ConnectionError):
+        OutboxRelay(uow.sessions, uow.tables.outbox, broker_away, service="things").publish_pending()
+    sent = []
+    relay = OutboxRelay(uow.sessions, uow.tables.outbox, lambda batch: sent.extend(batch) or [], service="things")
+    assert relay.publish_pending() == 3  # the failed publish left them unpublished
+    assert [orjson.loads(event.payload)["external_id"] for event in sent] == ["a", "b", "c"]
+    assert relay.publish_pending() == 0 and relay.backlog() == 0
+
+
+def test_the_outbox_relay_on_sqlite_publishes_in_order_and_a_failed_publish_leaves_the_rows(tmp_path):
+    from roster.testing import unit_of_work
+    from tests.unit.test_roster_mechanisms import RULES, Base, tables
+
+    relays_in_id_order_once_and_again_after_a_failed_publish(unit_of_work(Base, tables, tmp_path, unique_rules=RULES))
+
+
+@pytest.mark.skipif(not is_postgres(DATABASE_URL), reason="needs DATABASE_URL pointing at PostgreSQL")
+def test_the_outbox_relay_on_postgres_publishes_in_order_and_a_failed_publish_leaves_the_rows(pg_uow):
+    relays_in_id_order_once_and_again_after_a_failed_publish(pg_uow)

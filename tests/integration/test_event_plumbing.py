@@ -165,6 +165,7 @@ def test_a_row_the_broker_refuses_is_quarantined_and_does_not_block_later_rows(c
         quarantined = session.scalars(select(tables.outbox).where(tables.outbox.failed_at.is_not(None))).all()
     assert texts() == ["behind it"]
     assert len(quarantined) == 1 and "exceeds" in quarantined[0].error
+    assert quarantined[0].published_at is None  # refused, not published
 
 
 def test_two_processes_of_one_service_publish_each_row_once(containers, amqp_uri):
