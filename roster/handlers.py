@@ -26,8 +26,9 @@ and returns, outside any transaction, one value per payload for the handler's se
 (an exception instead of a value fails that event alone).
 `bulk=` names a service method that handles all of a batch's events not handled before at once
 (`method(payloads)`, or `method(payloads, values)` with `prepare=`: set-based, one statement per
-table, not per event), in the batch's transaction. It must do exactly what the handler would do for each of them: if it raises, the
-batch runs again with the handler, event by event, each in its savepoint.
+table, not per event), in the batch's transaction. It must do exactly what the handler would do
+for each of them: if it raises, the batch runs again with the handler, event by event, each in
+its savepoint.
 
 `when=` names the events a handler cares about (e.g. `changes_any("name")`): any other is
 acknowledged on arrival, before a worker, a transaction or a dedupe mark is spent on it.
