@@ -543,10 +543,10 @@ def _created_customer(payload: dict) -> dict:
 
 
 def _label(fields: dict, name: str, event: str, *, required: bool = False) -> str:
-    """The customer's `name`, `uuid` or `external_id` from an event, for its column of the customers
-    table: "" when absent; anything but a string that fits is a malformed event, not a retry."""
+    """A customer's `name`, `uuid` or `external_id` (or a contact's uuid) from an event, for its
+    column: "" when absent; anything but a string that fits is a malformed event, not a retry."""
     value = _field(fields, name, event) if required else fields.get(name) or ""
-    limit = Customer.__table__.c[name].type.length
+    limit = (Customer.__table__.c[name] if name in Customer.__table__.c else Note.__table__.c.contact_uuid).type.length
     if not isinstance(value, str) or len(value) > limit:
         raise UnprocessableEvent(f"{event}: {name} must be a string of at most {limit} characters", param=name)
     return value
@@ -673,6 +673,23 @@ def on_contact_created(uow: UnitOfWork, payload: dict) -> None:
                       description=descriptions.contact_created(contact.get("first_name"), contact.get("last_name"),
                                                                contact.get("email")),
                       source_id=contact_uuid)
+
+
+def on_contact_merged(uow: UnitOfWork, payload: dict) -> None:
+    """Give the merged-away contact's notes, calls and tasks to the surviving contact; with their feed
+    entries, to its customer when that is another one (wherever merges took it)."""
+    from_uuid = _label(payload, "from_uuid", "contact_merged", required=True)
+    into_uuid = _label(payload, "into_uuid", "contact_merged", required=True)
+    customer_uuid = _label(payload, "customer_uuid", "contact_merged", required=True)
+    with uow.write() as tx:
+        store.move_contact_records(tx.session, from_uuid, into_uuid, store.survivor(tx.session, customer_uuid))
+
+
+def on_contact_deleted(uow: UnitOfWork, payload: dict) -> None:
+    """A deleted contact's notes, calls and tasks stay, as its customer's own."""
+    contact_uuid = _label(payload, "uuid", "contact_deleted", required=True)
+    with uow.write() as tx:
+        store.move_contact_records(tx.session, contact_uuid, None, None)
 
 
 def on_mrr_movement_recorded(uow: UnitOfWork, payload: dict) -> None:

@@ -145,6 +145,14 @@ class ActivitiesService:
     def handle_contact_created(self, payload):
         commands.on_contact_created(self.uow, payload)
 
+    @event_handler("contacts", "contact_merged")
+    def handle_contact_merged(self, payload):
+        commands.on_contact_merged(self.uow, payload)
+
+    @event_handler("contacts", "contact_deleted")
+    def handle_contact_deleted(self, payload):
+        commands.on_contact_deleted(self.uow, payload)
+
     @event_handler("billing_sync", "mrr_movement_recorded", batch=EVENT_BATCH, bulk="record_mrr_movements")
     def handle_mrr_movement_recorded(self, payload):
         commands.on_mrr_movement_recorded(self.uow, payload)

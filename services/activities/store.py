@@ -155,6 +155,22 @@ def entries_of_sources(session: Session, source_ids: set[str]) -> list[FeedEntry
                                 .order_by(FeedEntry.id).with_for_update().execution_options(populate_existing=True)))
 
 
+def move_contact_records(session: Session, contact_uuid: str, into_contact: str | None,
+                         into_customer: str | None) -> None:
+    """Give the notes and tasks of a contact to `into_contact` (None: to no contact, their customer's
+    own); those not on `into_customer` (None: stay where they are) move there with their feed entries."""
+    moved = set()
+    for model in (Note, Task):
+        for row in session.scalars(select(model).where(model.contact_uuid == contact_uuid).order_by(model.id)
+                                   .with_for_update().execution_options(populate_existing=True)):
+            row.contact_uuid = into_contact
+            if into_customer is not None and row.customer_uuid != into_customer:
+                row.customer_uuid = into_customer
+                moved.add(row.uuid)
+    for entry in entries_of_sources(session, moved):
+        entry.customer_uuid = into_customer
+
+
 def delete_customer_data(session: Session, uuid: str) -> None:
     """Delete everything of one customer."""
     threads = select(Thread.id).where(Thread.customer_uuid == uuid)

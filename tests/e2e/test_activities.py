@@ -33,6 +33,22 @@ def new_contact(owner, data_source):
 
 # ---- notes and call logs ------------------------------------------------------------------------
 
+def test_a_merged_or_deleted_contacts_calls_follow_the_survivor_or_stay_with_the_customer(owner, new_customer,
+                                                                                          new_contact):
+    customer, other = new_customer(), new_customer()
+    jane, john, bob = new_contact(customer), new_contact(customer, first_name="John"), new_contact(other)
+    call = chartmogul.Contact.createEntityNote(owner, uuid=jane.uuid, data={"type": "call", "text": "Pricing"}).get()
+    contact_calls = lambda contact: [n.uuid for n in chartmogul.Contact.entityNotes(owner, uuid=contact.uuid).get().entries]  # noqa: E731
+
+    chartmogul.Contact.merge(owner, into_uuid=john.uuid, from_uuid=jane.uuid).get()
+    eventually(lambda: contact_calls(john) == [call.uuid])
+    chartmogul.Contact.merge(owner, into_uuid=bob.uuid, from_uuid=john.uuid).get()  # onto another customer
+    eventually(lambda: contact_calls(bob) == [call.uuid])
+    chartmogul.Contact.destroy(owner, uuid=bob.uuid).get()
+    eventually(lambda: [n.uuid for n in chartmogul.Customer.entityNotes(owner, uuid=other.uuid).get().entries]
+               == [call.uuid])
+
+
 def test_entity_notes_with_the_official_client(owner, http, new_customer, new_contact):
     customer = new_customer()
     contact = new_contact(customer)

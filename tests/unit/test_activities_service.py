@@ -457,6 +457,55 @@ def test_a_contact_created_is_an_event_of_its_customer(uow):
     assert entry["description"] == "Contact created: Jane Doe (jane@acme.example)"
 
 
+JOHN, BOB = "con_john", "con_bob"
+
+
+def contact_records(uow, ports, contact=JANE):
+    """A call and a completed task on `contact`; return their uuids."""
+    of_contact = {"associated_object_identifier": {"associated_object": "contact", "method": "uuid", "value": contact}}
+    call = commands.create_note(uow, {**of_contact, "type": "call", "text": "Discussed pricing"}, **ports)
+    task = commands.create_task(uow, {**{k: v for k, v in TASK.items() if k != "customer_uuid"}, **of_contact,
+                                      "completed_at": "2024-04-01T00:00:00Z"}, **ports)
+    return call["uuid"], task["task_uuid"]
+
+
+def of_contact(uow, contact):
+    return ([note["uuid"] for note in commands.list_notes(uow, {"contact_uuid": contact})["entries"]],
+            [task["task_uuid"] for task in commands.list_tasks(uow, {"contact_uuid": contact})["entries"]])
+
+
+def test_a_merged_away_contacts_notes_and_tasks_go_to_the_surviving_contact(uow, ports):
+    call, task = contact_records(uow, ports)
+    handle(uow, "on_contact_merged", envelope(into_uuid=JOHN, from_uuid=JANE, customer_uuid=ACME, contact={}))
+
+    assert of_contact(uow, JOHN) == ([call], [task]) and of_contact(uow, JANE) == ([], [])
+    assert {entry["source_id"] for entry in feed_of(uow, ACME)} == {call, task}  # still on the same customer
+
+
+def test_a_contact_merged_into_another_customers_contact_takes_its_records_and_their_feed_entries_along(uow, ports):
+    call, task = contact_records(uow, ports)
+    handle(uow, "on_customer_merged", envelope(from_uuid=GLOBEX, into_uuid=INITECH))  # BOB's customer moved on
+    handle(uow, "on_contact_merged", envelope(into_uuid=BOB, from_uuid=JANE, customer_uuid=GLOBEX, contact={}))
+
+    assert of_contact(uow, BOB) == ([call], [task])
+    assert feed_of(uow, ACME) == []
+    assert {entry["source_id"] for entry in feed_of(uow, INITECH)} >= {call, task}
+    assert [note["uuid"] for note in commands.list_notes(uow, {"any_customer_uuid": INITECH})["entries"]] == [call]
+
+
+def test_a_deleted_contacts_notes_and_tasks_stay_with_its_customer(uow, ports):
+    call, task = contact_records(uow, ports)
+    payload = envelope(uuid=JANE, customer_uuid=ACME, data_source_uuid="ds_1", external_id=None, reason="deleted")
+    handle(uow, "on_contact_deleted", payload)
+
+    assert of_contact(uow, JANE) == ([], [])
+    assert [note["uuid"] for note in commands.list_notes(uow, {"customer_uuid": ACME})["entries"]] == [call]
+    assert [entry["task_uuid"] for entry in commands.list_tasks(uow, {"customer_uuid": ACME})["entries"]] == [task]
+    assert {entry["source_id"] for entry in feed_of(uow, ACME)} == {call, task}
+    with pytest.raises(AlreadyHandled):
+        handle(uow, "on_contact_deleted", payload)
+
+
 def test_a_rename_reaches_the_activity_list_even_before_the_creation(uow):
     handle(uow, "on_customer_updated", envelope(uuid=ACME, changes={"name": "Acme Renamed"}))
     handle(uow, "on_customer_created", customer_created_event(ACME, name="Acme Inc"))
@@ -524,6 +573,9 @@ def test_a_creation_handled_after_the_customers_deletion_records_nothing(uow):
     ("on_customer_created", envelope(customer={"uuid": ACME, "external_id": 7})),
     ("on_customer_created", envelope(customer={"uuid": 7})),
     ("on_customer_created", envelope(customer="Acme")),
+    ("on_contact_merged", envelope(into_uuid=JOHN, customer_uuid=ACME)),
+    ("on_contact_merged", envelope(into_uuid=JOHN, from_uuid=["x"], customer_uuid=ACME)),
+    ("on_contact_deleted", envelope(uuid="c" * 61)),
 ])
 def test_a_malformed_event_is_unprocessable(uow, handler, event):
     with pytest.raises(UnprocessableEvent):
