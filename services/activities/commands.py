@@ -676,19 +676,24 @@ def on_contact_created(uow: UnitOfWork, payload: dict) -> None:
 
 
 def on_contact_merged(uow: UnitOfWork, payload: dict) -> None:
-    """Give the merged-away contact's notes, calls and tasks to the surviving contact; with their feed
-    entries, to its customer when that is another one (wherever merges took it)."""
+    """Give the merged-away contact's notes, calls and tasks to the surviving contact (or to where it
+    went since: merged on, or deleted) and, with their feed entries, to its customer when that is
+    another one (wherever customer merges took it)."""
     from_uuid = _label(payload, "from_uuid", "contact_merged", required=True)
     into_uuid = _label(payload, "into_uuid", "contact_merged", required=True)
     customer_uuid = _label(payload, "customer_uuid", "contact_merged", required=True)
     with uow.write() as tx:
-        store.move_contact_records(tx.session, from_uuid, into_uuid, store.survivor(tx.session, customer_uuid))
+        store.mark_contact_gone(tx.session, from_uuid, merged_into=into_uuid, customer_uuid=customer_uuid)
+        into_uuid, customer_uuid = store.contact_survivor(tx.session, into_uuid, customer_uuid)
+        customer = store.survivor(tx.session, customer_uuid) if into_uuid is not None else None
+        store.move_contact_records(tx.session, from_uuid, into_uuid, customer)
 
 
 def on_contact_deleted(uow: UnitOfWork, payload: dict) -> None:
     """A deleted contact's notes, calls and tasks stay, as its customer's own."""
     contact_uuid = _label(payload, "uuid", "contact_deleted", required=True)
     with uow.write() as tx:
+        store.mark_contact_gone(tx.session, contact_uuid)
         store.move_contact_records(tx.session, contact_uuid, None, None)
 
 

@@ -35,6 +35,18 @@ class Customer(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class GoneContact(Base):
+    """A contact deleted or merged away (its contact_deleted or contact_merged was handled): a merge
+    into it handled later (the events come on separate queues) follows it to where it went."""
+
+    __tablename__ = "gone_contacts"
+
+    uuid: Mapped[str] = mapped_column(String(60), primary_key=True)
+    merged_into: Mapped[str | None] = mapped_column(String(60))  # None: deleted
+    customer_uuid: Mapped[str | None] = mapped_column(String(40))  # merged_into's customer
+    gone_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class Note(Base):
     """A note or a call log, on a customer or on one of its contacts."""
 

@@ -11,6 +11,7 @@ from roster.timestamps import utcnow
 from services.activities.models import (
     Customer,
     FeedEntry,
+    GoneContact,
     Movement,
     MrrActivity,
     Note,
@@ -153,6 +154,28 @@ def entries_of_sources(session: Session, source_ids: set[str]) -> list[FeedEntry
         return []
     return list(session.scalars(select(FeedEntry).where(FeedEntry.source_id.in_(source_ids))
                                 .order_by(FeedEntry.id).with_for_update().execution_options(populate_existing=True)))
+
+
+def mark_contact_gone(session: Session, uuid: str, *, merged_into: str | None = None,
+                      customer_uuid: str | None = None) -> None:
+    """Remember that a contact was deleted (or merged into `merged_into`, on `customer_uuid`)."""
+    insert_ignore(session, GoneContact.__table__, [{"uuid": uuid, "merged_into": merged_into,
+                                                    "customer_uuid": customer_uuid, "gone_at": utcnow()}], ["uuid"])
+
+
+def contact_survivor(session: Session, uuid: str, customer_uuid: str) -> tuple[str | None, str]:
+    """Return (the contact that now holds contact `uuid`, its customer): `uuid` itself unless it was
+    merged on (followed) or deleted (None)."""
+    seen = set()
+    while uuid not in seen:  # merges of contacts never form a cycle; a forged event may
+        seen.add(uuid)
+        gone = session.get(GoneContact, uuid)
+        if gone is None:
+            return uuid, customer_uuid
+        if gone.merged_into is None:
+            return None, customer_uuid
+        uuid, customer_uuid = gone.merged_into, gone.customer_uuid or customer_uuid
+    return uuid, customer_uuid
 
 
 def move_contact_records(session: Session, contact_uuid: str, into_contact: str | None,

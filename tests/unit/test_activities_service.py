@@ -493,6 +493,20 @@ def test_a_contact_merged_into_another_customers_contact_takes_its_records_and_t
     assert [note["uuid"] for note in commands.list_notes(uow, {"any_customer_uuid": INITECH})["entries"]] == [call]
 
 
+def test_a_merge_into_a_contact_merged_on_or_deleted_first_follows_it(uow, ports):
+    """The events come on separate queues: a merge may be handled after what happened to its survivor."""
+    call, task = contact_records(uow, ports)
+    handle(uow, "on_contact_merged", envelope(into_uuid=BOB, from_uuid=JOHN, customer_uuid=GLOBEX, contact={}))
+    handle(uow, "on_contact_merged", envelope(into_uuid=JOHN, from_uuid=JANE, customer_uuid=ACME, contact={}))
+    assert of_contact(uow, BOB) == ([call], [task]) and of_contact(uow, JOHN) == ([], [])
+    assert {entry["source_id"] for entry in feed_of(uow, GLOBEX)} == {call, task}
+
+    handle(uow, "on_contact_deleted", envelope(uuid="con_gone", customer_uuid=GLOBEX))
+    handle(uow, "on_contact_merged", envelope(into_uuid="con_gone", from_uuid=BOB, customer_uuid=GLOBEX, contact={}))
+    assert of_contact(uow, "con_gone") == ([], []) and of_contact(uow, BOB) == ([], [])
+    assert [note["uuid"] for note in commands.list_notes(uow, {"customer_uuid": GLOBEX})["entries"]] == [call]
+
+
 def test_a_deleted_contacts_notes_and_tasks_stay_with_its_customer(uow, ports):
     call, task = contact_records(uow, ports)
     payload = envelope(uuid=JANE, customer_uuid=ACME, data_source_uuid="ds_1", external_id=None, reason="deleted")
