@@ -120,6 +120,7 @@ def main() -> int:
     env = {**os.environ, "AMQP_URI": amqp_uri, "DATA_DIR": str(workdir / "data"), "GATEWAY_PORT": str(port),
            "GATEWAY_HOST": "127.0.0.1", "API_KEYS": f"{API_KEY}:owner", "LOG_LEVEL": "WARNING",
            "DATABASE_SCHEMA_PREFIX": prefix, "SYNC_WORKERS": "0",
+           "CONNECTOR_ALLOWED_HOSTS": "127.0.0.1",  # the fake billing system's host
            # new customers make the avatars service look for logos: nowhere outside this machine
            "CLEARBIT_LOGO_URL": "http://127.0.0.1:9", "GRAVATAR_URL": "http://127.0.0.1:9", "AVATAR_FETCH_TIMEOUT": "1"}
     stack = Stack(env, ROOT, workdir / "logs")

@@ -17,7 +17,7 @@ from roster.errors import NotFound, ValidationFailed, invalid
 from roster.pagination import decode_cursor, keyset_page, page_size
 from roster.timestamps import render_date, utcnow
 from roster.uow import UnitOfWork
-from services.billing_sync import domain, store, sync_jobs, validation
+from services.billing_sync import domain, settings, store, sync_jobs, validation
 from services.billing_sync.importer import InvoiceImport, record_transaction
 from services.billing_sync.ledger import Ledger, metrics_of
 from services.billing_sync.metrics import arr_series, customer_count_series, mrr_series
@@ -39,7 +39,7 @@ def create_data_source(uow: UnitOfWork, data: dict) -> dict:
     {base_url, api_key}); return it (the key is stored, never returned)."""
     name = domain.clean_name(data.get("name"))
     system = domain.clean_system(data.get("system"))
-    connection = domain.clean_connection(system, data.get("connection"))
+    connection = domain.clean_connection(system, data.get("connection"), settings.connector_hosts())
     with uow.write() as tx:
         source = DataSource(uuid=f"ds_{uuid_lib.uuid4()}", name=name, system=system, status="idle", **connection)
         tx.session.add(source)

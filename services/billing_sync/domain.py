@@ -5,6 +5,7 @@ figures may next change by time alone (a due date passing, a future-dated line o
 """
 from collections.abc import Iterable
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from roster.errors import invalid
 from services.billing_sync.invoices import Invoice
@@ -43,9 +44,10 @@ def clean_system(value) -> str:
     return value
 
 
-def clean_connection(system: str, value) -> dict:
+def clean_connection(system: str, value, allowed_hosts: frozenset[str] = frozenset({"*"})) -> dict:
     """Return `{base_url, api_key}` a connector source needs (none for the Import API); a 422
-    names the field. The key's value never appears in a message."""
+    names the field. The base URL's host must be one of `allowed_hosts` (`*`: any). The key's
+    value never appears in a message."""
     if system not in CONNECTOR_SYSTEMS:
         if value not in (None, {}):
             raise invalid("connection", f"an {system} data source takes no connection settings")
@@ -59,6 +61,9 @@ def clean_connection(system: str, value) -> dict:
     if not base_url.startswith(("http://", "https://")) or len(base_url) > BASE_URL_MAX or any(
             ch.isspace() or ch == "\x00" for ch in base_url) or "://" == base_url[-3:]:
         raise invalid("connection.base_url", f"must be an http(s) URL of at most {BASE_URL_MAX} characters")
+    problem = connector_host_problem(base_url, allowed_hosts)
+    if problem:
+        raise invalid("connection.base_url", problem)
     api_key = value.get("api_key")
     if not isinstance(api_key, str) or not api_key.strip():
         raise invalid("connection.api_key", "is required")
@@ -68,6 +73,23 @@ def clean_connection(system: str, value) -> dict:
     if unknown:
         raise invalid(f"connection.{unknown[0]}", "is not a connection setting")
     return {"base_url": base_url, "api_key": api_key.strip()}
+
+
+def connector_host_problem(base_url: str, allowed_hosts: frozenset[str]) -> str | None:
+    """Why the platform may not call `base_url` (its host is not allowed, or it carries a user
+    name or password); None when it may."""
+    try:
+        parts = urlsplit(base_url)
+        host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        return "must be an http(s) URL with a valid host and port"
+    if not host or parts.username is not None or parts.password is not None:
+        return "must name a host, without a user name or password"
+    if "*" not in allowed_hosts and host not in allowed_hosts:
+        return (f"host {host} is not one this platform may call "
+                f"(CONNECTOR_ALLOWED_HOSTS: {', '.join(sorted(allowed_hosts)) or 'none'})")
+    return None
 
 
 def main_cause(movement_type: str, causes: Iterable[Cause]) -> Cause | None:

@@ -30,3 +30,16 @@ def sync_rpc_timeout() -> float:
 def sync_max_attempts() -> int:
     """Return how often a job whose run broke (a service or the database away) is tried (SYNC_MAX_ATTEMPTS)."""
     return max(1, int(os.environ.get("SYNC_MAX_ATTEMPTS") or 5))
+
+
+DEFAULT_CONNECTOR_HOSTS = "api.stripe.com"
+
+
+def connector_hosts() -> frozenset[str]:
+    """Return the hosts a connector data source's base_url may name (CONNECTOR_ALLOWED_HOSTS,
+    comma-separated, default api.stripe.com; `*` allows any). The owner of a key sets base_url,
+    and the platform sends the billing system's API key there: without the list it would call
+    whatever the network behind it holds."""
+    raw = os.environ.get("CONNECTOR_ALLOWED_HOSTS")
+    return frozenset(host.strip().lower() for host in (raw if raw is not None else DEFAULT_CONNECTOR_HOSTS).split(",")
+                     if host.strip())

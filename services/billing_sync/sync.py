@@ -23,7 +23,7 @@ from sqlalchemy import select
 from roster.errors import RosterError, ServiceUnavailable
 from roster.timestamps import parse
 from roster.uow import UnitOfWork
-from services.billing_sync import commands, jobs, store, sync_jobs
+from services.billing_sync import commands, domain, jobs, settings, store, sync_jobs
 from services.billing_sync.connectors import stripe
 from services.billing_sync.connectors.errors import (
     ConnectorError, MalformedObject, UnknownPlan, UpstreamNotFound, UpstreamRejected, UpstreamUnavailable,
@@ -103,6 +103,9 @@ def _reason(failure: Exception) -> str:
 def _client(ticket: sync_jobs.Ticket, ports: Ports) -> stripe.StripeClient:
     if not ticket.base_url or not ticket.api_key:
         raise JobFailed("the data source has no connection settings (base_url, api_key)")
+    problem = domain.connector_host_problem(ticket.base_url, settings.connector_hosts())
+    if problem:  # stored before the list changed
+        raise JobFailed(f"connection.base_url {problem}")
     return ports.client_factory(ticket.base_url, ticket.api_key)
 
 

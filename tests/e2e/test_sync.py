@@ -105,6 +105,9 @@ def test_a_connector_source_keeps_its_key_and_refuses_bad_settings(http, billing
     bad_url = http.post("/v1/data_sources", json={"name": "x", "system": "Stripe",
                                                   "connection": {"base_url": "ftp://x", "api_key": "k"}})
     assert bad_url.status_code == 422 and bad_url.json()["param"] == "connection.base_url"
+    internal = http.post("/v1/data_sources", json={"name": "x", "system": "Stripe", "connection": {
+        "base_url": "http://169.254.169.254/latest", "api_key": "k"}})  # not in CONNECTOR_ALLOWED_HOSTS
+    assert internal.status_code == 422 and "169.254.169.254" in internal.json()["message"]
     assert http.post(f"/v1/data_sources/{source['uuid']}/sync", role="read_only").status_code == 403
     plain = http.post("/v1/data_sources", json={"name": unique("Import")}).json()
     assert http.post(f"/v1/data_sources/{plain['uuid']}/sync").status_code == 422

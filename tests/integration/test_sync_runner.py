@@ -2,6 +2,7 @@
 a real local billing server (tools/fake_billing.py) and hand-written customers/contacts services that
 record what they were asked (the real ones implement the same contract, docs/sync.md)."""
 import csv
+import dataclasses
 import itertools
 
 import pytest
@@ -163,6 +164,19 @@ def test_an_unreachable_billing_system_fails_the_job_with_the_reason(uow, billin
     shown = sync_jobs.get_job(uow, job["id"])
     assert shown["state"] == "failed" and "billing system refused: HTTP 401" in shown["reason"]
     assert "sk_wrong" not in repr(shown)
+
+
+def test_a_source_whose_host_was_taken_off_the_allowed_list_is_not_called(uow, billing, ports, monkeypatch):
+    source = commands.create_data_source(uow, {"name": "S", "system": "Stripe",
+                                               "connection": {"base_url": billing.url, "api_key": DEFAULT_API_KEY}})
+    monkeypatch.setenv("CONNECTOR_ALLOWED_HOSTS", "api.stripe.com")
+    called = []
+    ports = (dataclasses.replace(ports[0], client_factory=lambda *args: called.append(args)), ports[1])
+    job = sync_jobs.request_source_sync(uow, source["uuid"])
+    drain(uow, ports, job)
+    shown = sync_jobs.get_job(uow, job["id"])
+    assert shown["state"] == "failed" and "is not one this platform may call" in shown["reason"]
+    assert called == []
 
 
 def test_a_csv_file_imports_good_rows_and_reports_bad_ones_by_line(uow, ports, tmp_path, monkeypatch):

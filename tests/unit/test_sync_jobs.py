@@ -81,6 +81,38 @@ def test_connection_settings_are_checked_by_field(connection, param):
     assert "sk_" not in refused.value.message
 
 
+STRIPE = frozenset({"api.stripe.com"})
+
+
+@pytest.mark.parametrize("base_url", [
+    "http://169.254.169.254/latest", "http://127.0.0.1:8080", "https://api.stripe.com.evil.example",
+    "https://evil.example/api.stripe.com", "https://user:pw@api.stripe.com", "https://api.stripe.com:x",
+    "https://[::1]/v1",
+])
+def test_a_connection_may_only_name_an_allowed_host(base_url):
+    with pytest.raises(ValidationFailed) as refused:
+        domain.clean_connection("Stripe", {"base_url": base_url, "api_key": "sk_test"}, STRIPE)
+    assert refused.value.param == "connection.base_url"
+
+
+def test_an_allowed_host_in_any_case_and_port_is_taken_and_star_allows_any():
+    for base_url in ("https://api.stripe.com", "https://API.Stripe.com:443/v1/"):
+        assert domain.clean_connection("Stripe", {"base_url": base_url, "api_key": "k"}, STRIPE)["api_key"] == "k"
+    assert domain.clean_connection("Stripe", {"base_url": "http://10.0.0.7:12111", "api_key": "k"},
+                                   frozenset({"*"}))["base_url"] == "http://10.0.0.7:12111"
+    refused = domain.connector_host_problem("http://10.0.0.7", frozenset())
+    assert "CONNECTOR_ALLOWED_HOSTS: none" in refused
+
+
+def test_the_allowed_hosts_come_from_the_environment(monkeypatch):
+    from services.billing_sync import settings
+
+    monkeypatch.delenv("CONNECTOR_ALLOWED_HOSTS", raising=False)
+    assert settings.connector_hosts() == {"api.stripe.com"}
+    monkeypatch.setenv("CONNECTOR_ALLOWED_HOSTS", " Stripe-Mock , 127.0.0.1,")
+    assert settings.connector_hosts() == {"stripe-mock", "127.0.0.1"}
+
+
 def test_only_known_systems():
     assert domain.clean_system(None) == "Import API"
     with pytest.raises(ValidationFailed) as refused:
