@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from tools.isolation import create_vhost, delete_vhost, drop_schemas, is_postgres, schema_prefix
@@ -85,6 +86,50 @@ def cpu_report(before: dict, after: dict, count: int, unit: str) -> list[str]:
             if "whole" not in name:
                 platform += used
     lines.append(f"    {'services + gateway':<26} {platform / count * 1000:>6.2f} ms per {unit}")
+    return lines
+
+
+# What the platform counted: how many workers ran (and so how many events a batch worker took on
+# average), which RPCs were made, how the gateway cache did. Read off each process's /metrics.
+COUNTERS = ("roster_worker_duration_seconds_count", "roster_events_handled_total",
+            "roster_rpc_client_duration_seconds_count", "roster_gateway_cache_reads_total",
+            "roster_events_published_total")
+METRICS_PORT = 19100  # services at METRICS_PORT + 1 ...; the gateway on its own port
+
+
+def metrics_urls(stack, gateway_base: str) -> list[str]:
+    """The /metrics addresses of a platform started with METRICS_PORT (tools/stack.metrics_port)."""
+    ports = {stack.metrics_port(name) for name in stack.processes} - {None}
+    return [f"{gateway_base}/metrics"] + [f"http://127.0.0.1:{port}/metrics" for port in sorted(ports)]
+
+
+def read_counters(urls: list[str]) -> Counter:
+    """Sum the COUNTERS samples, by name and labels, over these /metrics pages."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: Counter = Counter()
+    for url in urls:
+        try:
+            text = requests.get(url, timeout=5).text
+        except requests.RequestException:
+            continue
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in COUNTERS:
+                    found[(sample.name, tuple(sorted(sample.labels.items())))] += sample.value
+    return found
+
+
+def counters_report(before: Counter, after: Counter) -> list[str]:
+    """Lines of what was counted between two `read_counters`, with events per worker of batch handlers."""
+    lines = []
+    for (name, labels), value in sorted(after.items()):
+        grown = value - before.get((name, labels), 0)
+        if grown >= 1:
+            shown = {key: label for key, label in labels if key not in ("outcome", "kind")}
+            lines.append(f"    {grown:>9,.0f}  {name.removeprefix('roster_').removesuffix('_total')} "
+                         f"{' '.join(f'{key}={label}' for key, label in shown.items())}")
     return lines
 
 

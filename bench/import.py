@@ -17,7 +17,9 @@ until its `mrr` is the expected one (the customers service's projection of
 `customer_metrics_changed`); with `--visible-through billing-rpc`, billing's own
 `customer_metrics` RPC instead (what that projection is fed from). The end-to-end clock stops when every
 customer is visible; the first/last 1,000 rates count import answers only. It also prints
-the CPU each process used per invoice, and times `GET /v1/metrics/mrr` over 24 months by month.
+the CPU each process used per invoice, what the platform counted (workers, events handled, RPCs,
+gateway cache reads: a batch handler's events per worker is how well it batched), and times
+`GET /v1/metrics/mrr` over 24 months by month.
 
 `--history-probe` instead times the service layer alone: one more invoice for customers that
 already have 1 to 60, with the number of SQL statements each costs.
@@ -39,7 +41,8 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 import requests  # noqa: E402
 
-from bench.common import cpu_seconds, process_cpu  # noqa: E402
+from bench.common import (METRICS_PORT, counters_report, cpu_seconds, metrics_urls, process_cpu,  # noqa: E402
+                          read_counters)
 from tools.isolation import create_vhost, delete_vhost, drop_schemas, is_postgres, schema_prefix  # noqa: E402
 from tools.stack import DEFAULT_AMQP_URI, Stack, StackError, ensure_rabbitmq, free_port  # noqa: E402
 
@@ -97,7 +100,8 @@ class Bench:
         try:
             env = {**os.environ, "AMQP_URI": self.amqp_uri, "DATA_DIR": str(self.workdir / "data"),
                    "GATEWAY_PORT": str(self.port), "GATEWAY_HOST": "127.0.0.1", "API_KEYS": f"{API_KEY}:owner",
-                   "LOG_LEVEL": "WARNING", "DATABASE_SCHEMA_PREFIX": self.schema_prefix}
+                   "LOG_LEVEL": "WARNING", "DATABASE_SCHEMA_PREFIX": self.schema_prefix,
+                   "METRICS_PORT": str(METRICS_PORT)}
             self.stack = Stack(env, ROOT, self.workdir / "logs")
             self.stack.start()
             self.stack.wait_ready(timeout=90)
@@ -136,6 +140,7 @@ class Bench:
         print(f"bench: importing {total:,} invoices ({months} per customer, {per_request} per request, "
               f"{args.concurrency} clients, database {'PostgreSQL' if is_postgres(os.environ.get('DATABASE_URL')) else 'SQLite'})",
               flush=True)
+        counters_before = read_counters(metrics_urls(self.stack, self.base))
         cpu_before = self.cpu_seconds()
         start = time.monotonic()
         threads = [threading.Thread(target=self.client, args=(work, plans, months, start)) for _ in
@@ -153,6 +158,9 @@ class Bench:
         cpu_after = self.cpu_seconds()
         self.report(total, elapsed)
         self.report_cpu(cpu_before, cpu_after, total)
+        counted = counters_report(counters_before, read_counters(metrics_urls(self.stack, self.base)))
+        print("\n  What the platform counted (a batch worker's events: events handled / its workers)")
+        print("\n".join(counted))
         self.time_metrics(http)
 
     def cpu_seconds(self) -> dict[str, float]:
