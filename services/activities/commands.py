@@ -537,16 +537,16 @@ def _created_customer(payload: dict) -> dict:
     customer = _field(payload, "customer", "customer_created")
     if not isinstance(customer, dict):
         raise UnprocessableEvent("customer_created: customer is not an object", param="customer")
-    return {**customer, "uuid": _label(customer, "uuid", "customer_created", required=True),
-            "name": _label(customer, "name", "customer_created"),
-            "external_id": _label(customer, "external_id", "customer_created")}
+    return {**customer, "uuid": _label(customer, "uuid", "customer_created", Customer.uuid, required=True),
+            "name": _label(customer, "name", "customer_created", Customer.name),
+            "external_id": _label(customer, "external_id", "customer_created", Customer.external_id)}
 
 
-def _label(fields: dict, name: str, event: str, *, required: bool = False) -> str:
-    """A customer's `name`, `uuid` or `external_id` (or a contact's uuid) from an event, for its
-    column: "" when absent; anything but a string that fits is a malformed event, not a retry."""
+def _label(fields: dict, name: str, event: str, column, *, required: bool = False) -> str:
+    """A text field of an event that this service stores in `column`: "" when absent; anything but
+    a string that fits the column is a malformed event, not a retry."""
     value = _field(fields, name, event) if required else fields.get(name) or ""
-    limit = (Customer.__table__.c[name] if name in Customer.__table__.c else Note.__table__.c.contact_uuid).type.length
+    limit = column.type.length
     if not isinstance(value, str) or len(value) > limit:
         raise UnprocessableEvent(f"{event}: {name} must be a string of at most {limit} characters", param=name)
     return value
@@ -575,8 +575,8 @@ def on_customer_updated(uow: UnitOfWork, payload: dict) -> None:
         raise UnprocessableEvent("customer_updated: changes is not an object", param="changes")
     if "name" not in changes:
         return
-    uuid = _label(payload, "uuid", "customer_updated", required=True)
-    name = _label(changes, "name", "customer_updated")
+    uuid = _label(payload, "uuid", "customer_updated", Customer.uuid, required=True)
+    name = _label(changes, "name", "customer_updated", Customer.name)
     with uow.write() as tx:
         store.rename_customer(tx.session, uuid, name)
 
@@ -679,9 +679,9 @@ def on_contact_merged(uow: UnitOfWork, payload: dict) -> None:
     """Give the merged-away contact's notes, calls and tasks to the surviving contact (or to where it
     went since: merged on, or deleted) and, with their feed entries, to its customer when that is
     another one (wherever customer merges took it)."""
-    from_uuid = _label(payload, "from_uuid", "contact_merged", required=True)
-    into_uuid = _label(payload, "into_uuid", "contact_merged", required=True)
-    customer_uuid = _label(payload, "customer_uuid", "contact_merged", required=True)
+    from_uuid = _label(payload, "from_uuid", "contact_merged", Note.contact_uuid, required=True)
+    into_uuid = _label(payload, "into_uuid", "contact_merged", Note.contact_uuid, required=True)
+    customer_uuid = _label(payload, "customer_uuid", "contact_merged", Customer.uuid, required=True)
     with uow.write() as tx:
         store.mark_contact_gone(tx.session, from_uuid, merged_into=into_uuid, customer_uuid=customer_uuid)
         into_uuid, customer_uuid = store.contact_survivor(tx.session, into_uuid, customer_uuid)
@@ -691,7 +691,7 @@ def on_contact_merged(uow: UnitOfWork, payload: dict) -> None:
 
 def on_contact_deleted(uow: UnitOfWork, payload: dict) -> None:
     """A deleted contact's notes, calls and tasks stay, as its customer's own."""
-    contact_uuid = _label(payload, "uuid", "contact_deleted", required=True)
+    contact_uuid = _label(payload, "uuid", "contact_deleted", Note.contact_uuid, required=True)
     with uow.write() as tx:
         store.mark_contact_gone(tx.session, contact_uuid)
         store.move_contact_records(tx.session, contact_uuid, None, None)

@@ -590,6 +590,7 @@ def test_a_creation_handled_after_the_customers_deletion_records_nothing(uow):
     ("on_contact_merged", envelope(into_uuid=JOHN, customer_uuid=ACME)),
     ("on_contact_merged", envelope(into_uuid=JOHN, from_uuid=["x"], customer_uuid=ACME)),
     ("on_contact_deleted", envelope(uuid="c" * 61)),
+    ("on_contact_merged", envelope(into_uuid=JOHN, from_uuid=JANE, customer_uuid="c" * 41)),
 ])
 def test_a_malformed_event_is_unprocessable(uow, handler, event):
     with pytest.raises(UnprocessableEvent):
