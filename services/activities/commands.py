@@ -56,13 +56,21 @@ def _existing_customer(customers, customer_uuid: str, field: str = "customer_uui
         raise invalid(field, f"no customer {customer_uuid} exists")
 
 
-def _check_still_there(session, customer_uuid: str, field: str = "customer_uuid") -> None:
-    """Refuse a customer deleted or merged away since it was asked about (its event already handled)."""
+def _check_still_there(session, customer_uuid: str, field: str = "customer_uuid",
+                       contact_uuid: str | None = None) -> None:
+    """Refuse a customer (or contact) deleted or merged away since it was asked about (its event
+    already handled). The customer's row lock orders this with the handlers of those events."""
     now = store.survivor(session, customer_uuid)
     if now is None:
         raise invalid(field, f"customer {customer_uuid} was deleted")
     if now != customer_uuid:
         raise invalid(field, f"customer {customer_uuid} was merged into {now}")
+    if contact_uuid is not None:
+        contact, _ = store.contact_survivor(session, contact_uuid, customer_uuid)
+        if contact is None:
+            raise invalid(field, f"contact {contact_uuid} was deleted")
+        if contact != contact_uuid:
+            raise invalid(field, f"contact {contact_uuid} was merged into {contact}")
 
 
 # ---- the feed's entries --------------------------------------------------------------------------
@@ -129,7 +137,7 @@ def create_note(uow: UnitOfWork, data: dict, *, customers, contacts) -> dict:
     target = domain.association(data)
     customer_uuid = _owner_customer(target, customers=customers, contacts=contacts)
     with uow.write() as tx:
-        _check_still_there(tx.session, customer_uuid, target.field)
+        _check_still_there(tx.session, customer_uuid, target.field, target.uuid if target.kind == "contact" else None)
         now = utcnow()
         note = Note(uuid=_new_uuid("note_"), customer_uuid=customer_uuid,
                     contact_uuid=target.uuid if target.kind == "contact" else None,
@@ -270,7 +278,7 @@ def create_task(uow: UnitOfWork, data: dict, *, customers, contacts) -> dict:
     target = domain.association(data)
     customer_uuid = _owner_customer(target, customers=customers, contacts=contacts)
     with uow.write() as tx:
-        _check_still_there(tx.session, customer_uuid, target.field)
+        _check_still_there(tx.session, customer_uuid, target.field, target.uuid if target.kind == "contact" else None)
         now = utcnow()
         task = Task(uuid=_new_uuid(), customer_uuid=customer_uuid,
                     contact_uuid=target.uuid if target.kind == "contact" else None,
@@ -692,7 +700,10 @@ def on_contact_merged(uow: UnitOfWork, payload: dict) -> None:
 def on_contact_deleted(uow: UnitOfWork, payload: dict) -> None:
     """A deleted contact's notes, calls and tasks stay, as its customer's own."""
     contact_uuid = _label(payload, "uuid", "contact_deleted", Note.contact_uuid, required=True)
+    customer_uuid = _label(payload, "customer_uuid", "contact_deleted", Customer.uuid)
     with uow.write() as tx:
+        if customer_uuid:  # its lock orders this with a note or task being added to the contact
+            store.survivor(tx.session, customer_uuid)
         store.mark_contact_gone(tx.session, contact_uuid)
         store.move_contact_records(tx.session, contact_uuid, None, None)
 

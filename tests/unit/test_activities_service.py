@@ -507,6 +507,18 @@ def test_a_merge_into_a_contact_merged_on_or_deleted_first_follows_it(uow, ports
     assert [note["uuid"] for note in commands.list_notes(uow, {"customer_uuid": GLOBEX})["entries"]] == [call]
 
 
+def test_a_note_or_task_for_a_contact_deleted_or_merged_away_meanwhile_is_refused(uow, ports):
+    """The contacts service still knew the contact when asked; its event was handled before the write."""
+    handle(uow, "on_contact_merged", envelope(into_uuid=JOHN, from_uuid=JANE, customer_uuid=ACME, contact={}))
+    with pytest.raises(ValidationFailed, match=f"contact {JANE} was merged into {JOHN}"):
+        contact_records(uow, ports)
+    handle(uow, "on_contact_deleted", envelope(uuid=JOHN, customer_uuid=ACME))
+    ports["contacts"].contacts[JOHN] = ACME
+    with pytest.raises(ValidationFailed, match=f"contact {JOHN} was deleted"):
+        contact_records(uow, ports, contact=JOHN)
+    assert count(uow, Note) == 0 and count(uow, Task) == 0
+
+
 def test_a_deleted_contacts_notes_and_tasks_stay_with_its_customer(uow, ports):
     call, task = contact_records(uow, ports)
     payload = envelope(uuid=JANE, customer_uuid=ACME, data_source_uuid="ds_1", external_id=None, reason="deleted")
