@@ -16,11 +16,12 @@ from sqlalchemy.orm import sessionmaker
 
 from roster import migrations
 from roster.database import make_engine
+from roster.errors import ValidationFailed
 from roster.events import envelope
 from roster.testing import as_handler
 from roster.uow import UnitOfWork
 from services.activities import commands, store
-from services.activities.models import Base, FeedEntry, MrrActivity, bookkeeping
+from services.activities.models import Base, FeedEntry, MrrActivity, Note, bookkeeping
 from tools.isolation import drop_schemas, is_postgres
 
 HOLD_SECONDS = 0.5
@@ -113,3 +114,43 @@ def test_a_merge_during_the_recording_of_a_fact_about_the_merged_customer_moves_
 
     assert commands.feed(uow, "cus_from")["entries"] == []
     assert sorted(e["kind"] for e in commands.feed(uow, "cus_into")["entries"]) == ["customer_merged", "new_biz"]
+
+
+class Contacts:
+    def get_contact(self, uuid):
+        return {"uuid": uuid, "customer_uuid": "cus_c"}
+
+
+def call_on(contact_uuid):
+    return {"associated_object_identifier": {"associated_object": "contact", "method": "uuid", "value": contact_uuid},
+            "type": "call", "text": "Pricing"}
+
+
+def test_a_contact_deleted_while_a_call_is_logged_on_it_leaves_the_call_with_its_customer(uow, hold):
+    def log_call():
+        hold("survivor")
+        commands.create_note(uow, call_on("con_x"), customers=None, contacts=Contacts())
+
+    race(log_call, lambda: run(uow, "on_contact_deleted", envelope(uuid="con_x", customer_uuid="cus_c")))
+
+    [call] = commands.list_notes(uow, {"customer_uuid": "cus_c"})["entries"]
+    assert call["associated_object"] == "customer"  # the deletion waited for it, then kept it as the customer's
+
+
+def test_a_call_logged_while_its_contact_is_deleted_is_refused(uow, hold):
+    refused = []
+
+    def log_call():
+        try:
+            commands.create_note(uow, call_on("con_y"), customers=None, contacts=Contacts())
+        except ValidationFailed as error:
+            refused.append(error.message)
+
+    def delete():
+        hold("mark_contact_gone")  # marked, not committed: the call must wait for the customer's lock
+        run(uow, "on_contact_deleted", envelope(uuid="con_y", customer_uuid="cus_c"))
+
+    race(delete, log_call)
+
+    assert refused and "contact con_y was deleted" in refused[0]
+    assert count(uow, Note) == 0
