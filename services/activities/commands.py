@@ -690,7 +690,10 @@ def on_contact_merged(uow: UnitOfWork, payload: dict) -> None:
     from_uuid = _label(payload, "from_uuid", "contact_merged", Note.contact_uuid, required=True)
     into_uuid = _label(payload, "into_uuid", "contact_merged", Note.contact_uuid, required=True)
     customer_uuid = _label(payload, "customer_uuid", "contact_merged", Customer.uuid, required=True)
+    from_customer = _label(payload, "from_customer_uuid", "contact_merged", Customer.uuid)
     with uow.write() as tx:
+        # the customers' locks order this with a note or task being added to either contact
+        store.lock_customers(tx.session, {from_customer or customer_uuid, customer_uuid})
         store.mark_contact_gone(tx.session, from_uuid, merged_into=into_uuid, customer_uuid=customer_uuid)
         into_uuid, customer_uuid = store.contact_survivor(tx.session, into_uuid, customer_uuid)
         customer = store.survivor(tx.session, customer_uuid) if into_uuid is not None else None

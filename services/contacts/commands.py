@@ -164,7 +164,7 @@ def merge_contacts(uow: UnitOfWork, into_uuid: str, from_uuid: str) -> dict:
         tx.session.flush()
         merged = dump_contact(into)
         tx.record("contact_merged", into_uuid=into.uuid, from_uuid=from_uuid,
-                  customer_uuid=into.customer_uuid, contact=merged)
+                  customer_uuid=into.customer_uuid, from_customer_uuid=merged_from.customer_uuid, contact=merged)
         return tx.result(merged)
 
 

@@ -154,3 +154,15 @@ def test_a_call_logged_while_its_contact_is_deleted_is_refused(uow, hold):
 
     assert refused and "contact con_y was deleted" in refused[0]
     assert count(uow, Note) == 0
+
+
+def test_a_contact_merged_onto_another_customer_while_a_call_is_logged_on_it_takes_the_call_along(uow, hold):
+    def log_call():
+        hold("survivor")
+        commands.create_note(uow, call_on("con_m"), customers=None, contacts=Contacts())
+
+    race(log_call, lambda: run(uow, "on_contact_merged", envelope(
+        into_uuid="con_n", from_uuid="con_m", customer_uuid="cus_n", from_customer_uuid="cus_c", contact={})))
+
+    [call] = commands.list_notes(uow, {"contact_uuid": "con_n"})["entries"]
+    assert call["customer_uuid"] == "cus_n" and commands.feed(uow, "cus_c")["entries"] == []

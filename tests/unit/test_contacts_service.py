@@ -213,6 +213,7 @@ def test_merge_keeps_into_fills_its_gaps_and_deletes_from(service, outbox):
         service.get_contact(merged_from["uuid"])
     [event] = outbox.of_type("contact_merged")
     assert (event["into_uuid"], event["from_uuid"]) == (into["uuid"], merged_from["uuid"])
+    assert event["customer_uuid"] == event["from_customer_uuid"] == into["customer_uuid"]
 
 
 def test_merge_errors_name_the_missing_side(service):
