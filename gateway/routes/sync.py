@@ -97,3 +97,8 @@ class SyncRoutes:
     @api("GET", "/v1/sync_jobs/<job_id>", response=schemas.SyncJobOut(), summary="A sync job: state, counts, errors")
     def get_sync_job(self, request, job_id):
         return self.billing_rpc.get_sync_job(job_id)
+
+    @api("POST", "/v1/sync_jobs/<job_id>/cancel", permission=WRITE, response=schemas.SyncJobOut(),
+         summary="Cancel a pending or running sync job and its unfinished customers' jobs (422 once it has ended)")
+    def cancel_sync_job(self, request, job_id):
+        return self.billing_rpc.cancel_sync_job(job_id)

@@ -1,7 +1,7 @@
 """Sync job rules as plain functions: states, who may run a job, progress, errors, stats. No I/O.
 
 A job is `pending` when queued, `running` once a worker claimed it, then `succeeded` or
-`failed` (with `reason`). Objects the job could not import are counted in `failed` and listed
+`failed` (with `reason`), or `cancelled` when asked to stop before it ended. Objects the job could not import are counted in `failed` and listed
 in `errors` (the first MAX_ERRORS of them), without failing the job: a job fails only when it
 could not do its work at all (the billing system unreachable, the customer itself unusable).
 """
@@ -10,8 +10,9 @@ from datetime import datetime
 
 SOURCE_SYNC, CUSTOMER_RESYNC, CSV_IMPORT = "source_sync", "customer_resync", "csv_import"
 KINDS = (SOURCE_SYNC, CUSTOMER_RESYNC, CSV_IMPORT)
-PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
-FINISHED = (SUCCEEDED, FAILED)
+PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED = "pending", "running", "succeeded", "failed", "cancelled"
+FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+CANCELLED_REASON = "cancelled on request"
 MAX_ERRORS = 100  # per job: enough to act on, small enough for one answer
 MAX_MESSAGE = 500
 CONNECTOR_SYSTEMS = frozenset({"Stripe"})
@@ -94,11 +95,11 @@ def should_log_progress(done: int, *, every: int = 100) -> bool:
 
 
 def stats(rows: list[tuple[str, int, datetime | None]], now: datetime) -> dict:
-    """Return the backlog `{pending, running, succeeded, failed, oldest_pending_age_seconds}`.
+    """Return the backlog `{pending, running, succeeded, failed, cancelled, oldest_pending_age_seconds}`.
 
     `rows` are (state, count, oldest created_at of that state) per state.
     """
-    counts = {PENDING: 0, RUNNING: 0, SUCCEEDED: 0, FAILED: 0}
+    counts = {PENDING: 0, RUNNING: 0, SUCCEEDED: 0, FAILED: 0, CANCELLED: 0}
     oldest = None
     for state, count, created in rows:
         counts[state] = counts.get(state, 0) + int(count)

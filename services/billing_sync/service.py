@@ -61,6 +61,10 @@ class BillingSyncService:
         return sync_jobs.get_job(self.uow, job_id)
 
     @rpc
+    def cancel_sync_job(self, job_id: str) -> dict:
+        return sync_jobs.cancel(self.uow, job_id)
+
+    @rpc
     def sync_job_stats(self) -> dict:
         return sync_jobs.job_stats(self.uow)
 

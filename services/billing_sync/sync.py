@@ -77,6 +77,9 @@ def run_job(uow: UnitOfWork, message: dict, delivery: dict, ports: Ports, *,
 def _run(uow: UnitOfWork, ticket: sync_jobs.Ticket, ports: Ports, *, final_attempt: bool) -> str | None:
     try:
         counts = RUNNERS[ticket.kind](uow, ticket, ports)
+    except sync_jobs.JobStopped:
+        log.info("%s %s stopped: cancelled meanwhile", ticket.kind, ticket.uuid)
+        return jobs.CANCELLED
     except JobFailed as failure:
         return sync_jobs.finish(uow, ticket.uuid, reason=str(failure))
     except (ConnectorError, RosterError) as failure:

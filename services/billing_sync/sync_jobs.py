@@ -21,6 +21,10 @@ from services.billing_sync.models import DataSource, SyncJob
 log = logging.getLogger(__name__)
 
 
+class JobStopped(Exception):
+    """The job a worker runs was cancelled (or its data source deleted) meanwhile: stop its work."""
+
+
 @dataclass(frozen=True)
 class Ticket:
     """What a worker needs to run a claimed job."""
@@ -142,6 +146,27 @@ def get_job(uow: UnitOfWork, uuid: str) -> dict:
         return dump_job(job, session.get(DataSource, job.data_source_id).uuid, parent.uuid if parent else None)
 
 
+def cancel(uow: UnitOfWork, uuid: str) -> dict:
+    """Cancel a pending or running job and its unfinished children (a source sync's customers);
+    return it. A worker running it stops at its next progress report; 422 if it has ended."""
+    with uow.write() as tx:
+        job = _locked(tx.session, uuid)
+        if job is None:
+            raise NotFound(f"Sync job {uuid} not found", param="id")
+        if job.state in jobs.FINISHED:
+            raise invalid("id", f"the job has ended ({job.state}): there is nothing to cancel")
+        children = select(SyncJob.id).where(SyncJob.parent_id == job.id, SyncJob.state.not_in(jobs.FINISHED))
+        now = utcnow()
+        tx.session.execute(update(SyncJob).where(SyncJob.id.in_(children.scalar_subquery()))
+                           .values(state=jobs.CANCELLED, reason=jobs.CANCELLED_REASON, finished_at=now,
+                                   progress_at=now).execution_options(synchronize_session=False))
+        _close(tx, job, jobs.CANCELLED_REASON, state=jobs.CANCELLED)
+        if job.parent_id is not None:
+            _child_finished(tx, job)
+        parent = tx.session.get(SyncJob, job.parent_id) if job.parent_id else None
+        return dump_job(job, tx.session.get(DataSource, job.data_source_id).uuid, parent.uuid if parent else None)
+
+
 def job_stats(uow: UnitOfWork) -> dict:
     """Return the backlog: jobs per state and the age of the oldest pending one."""
     with uow.read() as session:
@@ -191,12 +216,20 @@ def claim(uow: UnitOfWork, uuid: str, *, taking_over: bool) -> Ticket | None:
 
 def report(uow: UnitOfWork, uuid: str, *, processed: int = 0, failed: int = 0, errors=(), total: int | None = None,
            cursor: str | None = None, customer_uuid: str | None = None) -> None:
-    """Add to a running job's counts and errors; set its total, resume cursor or customer."""
+    """Add to a running job's counts and errors; set its total, resume cursor or customer.
+    JobStopped when the job was cancelled (or its source deleted) meanwhile."""
     with uow.write() as tx:
-        job = _locked(tx.session, uuid)
-        if job is not None:
-            _add(job, processed=processed, failed=failed, errors=errors, total=total, cursor=cursor,
-                 customer_uuid=customer_uuid)
+        job = _running(tx.session, uuid)
+        _add(job, processed=processed, failed=failed, errors=errors, total=total, cursor=cursor,
+             customer_uuid=customer_uuid)
+
+
+def _running(session, uuid: str) -> SyncJob:
+    """The job's locked row while it runs; JobStopped once it has ended or is gone."""
+    job = _locked(session, uuid)
+    if job is None or job.state in jobs.FINISHED:
+        raise JobStopped(uuid)
+    return job
 
 
 def _add(job: SyncJob, *, processed: int = 0, failed: int = 0, errors=(), total: int | None = None,
@@ -238,8 +271,8 @@ def finish(uow: UnitOfWork, uuid: str, *, reason: str | None = None, counts: dic
         return job.state
 
 
-def _close(tx, job: SyncJob, reason: str | None) -> None:
-    job.state = jobs.finished_state(failed_reason=reason)
+def _close(tx, job: SyncJob, reason: str | None, state: str | None = None) -> None:
+    job.state = state or jobs.finished_state(failed_reason=reason)
     job.reason = reason[:2000] if reason else None
     job.finished_at = job.progress_at = utcnow()
     source_uuid = tx.session.get(DataSource, job.data_source_id).uuid
@@ -278,10 +311,11 @@ def _close_parent_if_done(tx, parent: SyncJob) -> None:
 
 
 def add_children(uow: UnitOfWork, parent_uuid: str, external_ids: list[str]) -> list[str]:
-    """Create a pending customer_resync child per customer id not yet queued; return the new ones' uuids."""
+    """Create a pending customer_resync child per customer id not yet queued; return the new ones'
+    uuids. JobStopped when the parent was cancelled meanwhile."""
     with uow.write() as tx:
-        parent = _locked(tx.session, parent_uuid)
-        if parent is None or not external_ids:
+        parent = _running(tx.session, parent_uuid)
+        if not external_ids:
             return []
         now = utcnow()
         rows = [{"uuid": str(uuid_lib.uuid4()), "kind": jobs.CUSTOMER_RESYNC, "data_source_id": parent.data_source_id,

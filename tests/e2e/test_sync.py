@@ -14,7 +14,7 @@ from kombu import Connection, Exchange, Queue, binding
 from tests.e2e.support import eventually, unique
 from tools.fake_billing import DEFAULT_API_KEY, BillingModel, FakeBilling, unix
 
-FINISHED = ("succeeded", "failed")
+FINISHED = ("succeeded", "failed", "cancelled")
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +206,29 @@ def test_the_billing_api_failing_ends_the_job_failed_with_the_reason(http, billi
     assert stats["failed"] >= 1 and set(stats) >= {"pending", "running", "failed", "oldest_pending_age_seconds"}
     for log in stack.log_dir.glob("*.log"):  # the billing API key is stored, never logged
         assert DEFAULT_API_KEY not in log.read_text(errors="replace"), log
+
+
+def test_a_cancelled_source_sync_stops_and_cancels_its_customers_jobs(http):
+    slow = FakeBilling(BillingModel(), latency=0.3).start()
+    try:
+        for n in range(6):
+            slow.model.add_customer(f"Slow {n}", f"slow{n}@example.com")
+        source = stripe_source(http, slow)
+        job = http.post(f"/v1/data_sources/{source['uuid']}/sync").json()
+        assert http.post(f"/v1/sync_jobs/{job['id']}/cancel", role="read_only").status_code == 403
+        cancelled = http.post(f"/v1/sync_jobs/{job['id']}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled", cancelled.text
+        again = http.post(f"/v1/sync_jobs/{job['id']}/cancel")
+        assert again.status_code == 422 and "cancelled" in again.json()["message"]
+        assert http.post(f"/v1/sync_jobs/{unique()}/cancel").status_code == 404
+        # whatever the workers were doing, nothing of this source is left to run
+        eventually(lambda: http.get(f"/v1/data_sources/{source['uuid']}",
+                                    params={"with_processing_status": "true"}).json()["processing_status"]["pending"]
+                   == 0, timeout=30)
+        assert http.get(f"/v1/sync_jobs/{job['id']}").json()["state"] == "cancelled"
+        assert http.get("/v1/sync_jobs/stats").json()["cancelled"] >= 1
+    finally:
+        slow.stop()
 
 
 def test_a_worker_killed_mid_job_loses_nothing(http, stack, tmp_path):

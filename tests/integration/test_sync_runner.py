@@ -179,6 +179,29 @@ def test_a_source_whose_host_was_taken_off_the_allowed_list_is_not_called(uow, b
     assert called == []
 
 
+def test_a_source_sync_cancelled_while_it_lists_stops_and_its_queued_customers_never_run(uow, billing, ports,
+                                                                                         monkeypatch):
+    for name in ("Ada", "Bob", "Cy"):
+        billing.model.add_customer(name, f"{name.lower()}@example.com")
+    source = commands.create_data_source(uow, {"name": "S", "system": "Stripe",
+                                               "connection": {"base_url": billing.url, "api_key": DEFAULT_API_KEY}})
+    job = sync_jobs.request_source_sync(uow, source["uuid"])
+    monkeypatch.setattr(sync, "CHILD_BATCH", 1)  # a transaction per customer listed
+    queued = []
+
+    def enqueue(message):  # the user cancels as soon as the first customer is queued
+        queued.append(message)
+        if len(queued) == 1:
+            sync_jobs.cancel(uow, job["id"])
+
+    ports = (dataclasses.replace(ports[0], enqueue=enqueue), queued)
+    assert sync.run_job(uow, {"job_id": job["id"]}, {"redelivered": False, "attempt": 1}, ports[0]) == "cancelled"
+    assert len(queued) == 1  # the listing stopped at its next batch
+    assert sync.run_job(uow, queued[0], {"redelivered": False, "attempt": 1}, ports[0]) is None  # never claimed
+    assert ports[0].customers.calls == 0
+    assert sync_jobs.get_job(uow, queued[0]["job_id"])["state"] == "cancelled"
+
+
 def test_a_csv_file_imports_good_rows_and_reports_bad_ones_by_line(uow, ports, tmp_path, monkeypatch):
     monkeypatch.setattr(csv_sync, "CHECKPOINT_ROWS", 500)
     path = tmp_path / "upload.csv"

@@ -53,7 +53,7 @@ def test_progress_line_shows_done_of_total_and_rate():
 def test_stats_count_states_and_age_the_oldest_pending():
     rows = [("pending", 3, T0), ("running", 2, T0 - timedelta(hours=1)), ("failed", 1, T0)]
     assert jobs.stats(rows, T0 + timedelta(seconds=90)) == {
-        "pending": 3, "running": 2, "succeeded": 0, "failed": 1, "oldest_pending_age_seconds": 90.0}
+        "pending": 3, "running": 2, "succeeded": 0, "failed": 1, "cancelled": 0, "oldest_pending_age_seconds": 90.0}
     assert jobs.stats([], T0)["oldest_pending_age_seconds"] == 0.0
 
 
@@ -165,6 +165,61 @@ def test_a_job_runs_once_resumes_after_a_redelivery_and_finishes_with_an_event(u
     assert event["job_id"] == job["id"] and event["state"] == "succeeded" and event["counts"]["processed"] == 3
     with pytest.raises(NotFound):
         sync_jobs.get_job(uow, "nope")
+
+
+def test_a_cancelled_job_is_never_claimed_and_its_running_worker_stops_at_its_next_report(uow, stripe):
+    pending = sync_jobs.request_customer_resync(uow, {"uuid": "cus_1", "data_source_uuid": stripe["uuid"],
+                                                      "external_id": "cus_A"})
+    assert sync_jobs.cancel(uow, pending["id"])["state"] == "cancelled"
+    assert sync_jobs.claim(uow, pending["id"], taking_over=True) is None
+
+    running = sync_jobs.request_customer_resync(uow, {"uuid": "cus_2", "data_source_uuid": stripe["uuid"],
+                                                      "external_id": "cus_B"})
+    sync_jobs.claim(uow, running["id"], taking_over=False)
+    sync_jobs.report(uow, running["id"], processed=2)
+    cancelled = sync_jobs.cancel(uow, running["id"])
+    assert (cancelled["state"], cancelled["reason"], cancelled["counts"]["processed"]) == \
+        ("cancelled", jobs.CANCELLED_REASON, 2)
+    with pytest.raises(sync_jobs.JobStopped):
+        sync_jobs.report(uow, running["id"], processed=1)
+    assert sync_jobs.finish(uow, running["id"]) == "cancelled"  # the worker's last word changes nothing
+    assert [event["state"] for event in recorded_fields(uow, "sync_job_finished")] == ["cancelled", "cancelled"]
+    assert sync_jobs.job_stats(uow)["cancelled"] == 2
+
+    with pytest.raises(ValidationFailed) as ended:
+        sync_jobs.cancel(uow, running["id"])
+    assert "ended (cancelled)" in ended.value.message
+    with pytest.raises(NotFound):
+        sync_jobs.cancel(uow, "nope")
+
+
+def test_cancelling_a_source_sync_cancels_its_unfinished_children_and_stops_its_listing(uow, stripe):
+    parent = sync_jobs.request_source_sync(uow, stripe["uuid"])
+    sync_jobs.claim(uow, parent["id"], taking_over=False)
+    done, running, waiting = sync_jobs.add_children(uow, parent["id"], ["cus_A", "cus_B", "cus_C"])
+    sync_jobs.claim(uow, done, taking_over=False)
+    sync_jobs.finish(uow, done)
+    sync_jobs.claim(uow, running, taking_over=False)
+
+    sync_jobs.cancel(uow, parent["id"])
+
+    states = {uuid: sync_jobs.get_job(uow, uuid)["state"] for uuid in (done, running, waiting)}
+    assert states == {done: "succeeded", running: "cancelled", waiting: "cancelled"}
+    assert sync_jobs.claim(uow, waiting, taking_over=False) is None
+    with pytest.raises(sync_jobs.JobStopped):
+        sync_jobs.add_children(uow, parent["id"], ["cus_D"])
+    assert len(recorded_fields(uow, "sync_job_finished")) == 2  # the finished child and the parent
+
+
+def test_a_cancelled_child_counts_as_failed_in_its_parent(uow, stripe):
+    parent = sync_jobs.request_source_sync(uow, stripe["uuid"])
+    sync_jobs.claim(uow, parent["id"], taking_over=False)
+    [child] = sync_jobs.add_children(uow, parent["id"], ["cus_A"])
+    sync_jobs.mark_listed(uow, parent["id"])
+    sync_jobs.cancel(uow, child)
+    shown = sync_jobs.get_job(uow, parent["id"])
+    assert shown["state"] == "failed" and shown["counts"]["failed"] == 1  # its only customer did not sync
+    assert shown["errors"][0]["message"] == jobs.CANCELLED_REASON
 
 
 def test_a_source_sync_finishes_with_its_last_child_whatever_the_order(uow, stripe):
