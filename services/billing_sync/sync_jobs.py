@@ -150,12 +150,17 @@ def cancel(uow: UnitOfWork, uuid: str) -> dict:
     """Cancel a pending or running job and its unfinished children (a source sync's customers);
     return it. A worker running it stops at its next progress report; 422 if it has ended."""
     with uow.write() as tx:
+        found = tx.session.scalar(select(SyncJob.id).where(SyncJob.uuid == uuid))
+        if found is None:
+            raise NotFound(f"Sync job {uuid} not found", param="id")
+        # the children's rows before the job's own: a finishing child locks itself, then its parent
+        children = select(SyncJob.id).where(SyncJob.parent_id == found, SyncJob.state.not_in(jobs.FINISHED))
+        tx.session.execute(children.order_by(SyncJob.id).with_for_update())
         job = _locked(tx.session, uuid)
-        if job is None:
+        if job is None:  # its data source was deleted meanwhile
             raise NotFound(f"Sync job {uuid} not found", param="id")
         if job.state in jobs.FINISHED:
             raise invalid("id", f"the job has ended ({job.state}): there is nothing to cancel")
-        children = select(SyncJob.id).where(SyncJob.parent_id == job.id, SyncJob.state.not_in(jobs.FINISHED))
         now = utcnow()
         tx.session.execute(update(SyncJob).where(SyncJob.id.in_(children.scalar_subquery()))
                            .values(state=jobs.CANCELLED, reason=jobs.CANCELLED_REASON, finished_at=now,

@@ -56,3 +56,29 @@ def test_children_finishing_together_finish_their_parent_once_with_exact_counts(
     assert done["state"] == "succeeded" and done["counts"] == {"processed": 18, "failed": 6, "total": 24}
     finished = [event for event in recorded_fields(uow, "sync_job_finished") if event["job_id"] == parent["id"]]
     assert len(finished) == 1
+
+
+def test_a_source_sync_cancelled_while_its_children_finish_ends_once_without_a_deadlock(uow, source):
+    for _ in range(3):
+        parent = sync_jobs.request_source_sync(uow, source["uuid"])
+        sync_jobs.claim(uow, parent["id"], taking_over=False)
+        children = sync_jobs.add_children(uow, parent["id"], [f"cus_{n}" for n in range(16)])
+        sync_jobs.mark_listed(uow, parent["id"])
+        for child in children:
+            sync_jobs.claim(uow, child, taking_over=False)
+
+        def finish(child):
+            return sync_jobs.finish(uow, child, counts={"processed": 1, "total": 1})
+
+        with ThreadPoolExecutor(8) as pool:
+            finishing = [pool.submit(finish, child) for child in children]
+            cancelled = pool.submit(sync_jobs.cancel, uow, parent["id"])
+            states = [future.result() for future in finishing]
+            try:
+                assert cancelled.result()["state"] == "cancelled"
+            except Exception as error:  # every child finished first: the parent had ended
+                assert "has ended (succeeded)" in str(error) and states.count("succeeded") == 16
+        shown = {sync_jobs.get_job(uow, child)["state"] for child in children}
+        assert shown <= {"succeeded", "cancelled"}
+        finished = [event for event in recorded_fields(uow, "sync_job_finished") if event["job_id"] == parent["id"]]
+        assert len(finished) == 1
