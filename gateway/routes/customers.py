@@ -66,9 +66,10 @@ class CustomerRoutes:
          response=schemas.CustomerWithOverridesOut(),
          summary="Retrieve a customer (with_overrides=true adds `overrides`)")
     def get_customer(self, request, uuid, query):
-        if query.get("with_overrides"):
-            customer = self.customers_rpc.get_customer(uuid, True)
-            return 200, {**customer_wire(customer), "overrides": customer["overrides"]}, revision_headers(customer)
+        if query.get("with_overrides") or query.get("attributes_with_history") is not None:
+            customer = self.customers_rpc.get_customer(uuid, bool(query.get("with_overrides")),
+                                                       query.get("attributes_with_history"))
+            return 200, {**customer_wire(customer), **_options(customer)}, revision_headers(customer)
         customer = self.customers_rpc.get_customer(uuid)
         return 200, customer_wire(customer), revision_headers(customer)
 
@@ -107,9 +108,10 @@ class CustomerRoutes:
          response=schemas.AttributesWithOverridesOut(),
          summary="A customer's attributes (with_overrides=true adds `overrides`)")
     def get_customer_attributes(self, request, uuid, query):
-        if query.get("with_overrides"):
-            customer = self.customers_rpc.get_customer(uuid, True)
-            return {**customer["attributes"], "overrides": customer["overrides"]}
+        if query.get("with_overrides") or query.get("attributes_with_history") is not None:
+            customer = self.customers_rpc.get_customer(uuid, bool(query.get("with_overrides")),
+                                                       query.get("attributes_with_history"))
+            return {**customer["attributes"], **_options(customer)}
         return self.customers_rpc.get_customer(uuid)["attributes"]
 
     @api("POST", f"{C}/<uuid>/attributes/tags", permission=WRITE, body=schemas.TagsIn(),
@@ -180,3 +182,8 @@ class CustomerRoutes:
     def _changed_entries(self, customers: list[dict]) -> dict:
         self.cache.invalidate(*(customer["uuid"] for customer in customers))
         return {"entries": customers_wire(customers)}
+
+
+def _options(customer: dict) -> dict:
+    """The top-level keys a retrieve adds when asked: `overrides`, `historical_values`."""
+    return {name: customer[name] for name in ("overrides", "historical_values") if name in customer}

@@ -105,7 +105,9 @@ class CustomerListQuery(Lenient):
 
 class RetrieveQuery(Lenient):
     with_overrides = fields.Boolean(metadata={"description": "add the top-level `overrides`"})
-    attributes_with_history = fields.String(metadata={"description": "accepted; no history is kept"})
+    attributes_with_history = fields.String(metadata={
+        "description": "custom.<key>[,custom.<key>]: add the top-level `historical_values` of those custom "
+                       "attributes (the latest 100 values each, oldest first)"})
 
 
 class CustomerSearchQuery(Lenient):
@@ -168,8 +170,13 @@ class AttributesOut(Schema):
     custom = fields.Dict()
 
 
+HISTORY_DOC = ('only with attributes_with_history: {"custom": {key: [{value, update_performed_at, '
+               'update_performed_by, initial}]}}, oldest first; value null where the attribute was removed')
+
+
 class AttributesWithOverridesOut(AttributesOut):
     overrides = fields.Dict(metadata={"description": "only with with_overrides=true: " + OVERRIDES_DOC})
+    historical_values = fields.Dict(metadata={"description": HISTORY_DOC})
 
 
 class CustomerOut(Schema):
@@ -210,6 +217,7 @@ class CustomerWithOverridesOut(CustomerOut):
     """A retrieved customer; top-level `overrides` only with `with_overrides=true` (ChartMogul 4.11)."""
 
     overrides = fields.Dict(metadata={"description": "only with with_overrides=true: " + OVERRIDES_DOC})
+    historical_values = fields.Dict(metadata={"description": HISTORY_DOC})
 
 
 class CustomerPage(Schema):

@@ -55,12 +55,18 @@ class Loaded:
 
 # ---- queries ------------------------------------------------------------------------------
 
-def get_customer(uow: UnitOfWork, uuid: str, with_overrides: bool = False) -> dict:
-    """Return one customer (with its `overrides` if asked); 404 if there is none."""
+def get_customer(uow: UnitOfWork, uuid: str, with_overrides: bool = False, attributes_with_history=None) -> dict:
+    """Return one customer (with its `overrides` if asked, and with `historical_values` of the
+    custom attributes `attributes_with_history` names: "custom.key[,custom.other]"); 404 if
+    there is none."""
     with uow.read() as session:
         customer = store.read_by_uuid(session, uuid) if domain.findable(uuid) else None
         if customer is not None and with_overrides:
             customer["overrides"] = store.overrides_of(session, customer["id"])
+        if customer is not None and attributes_with_history is not None:
+            keys = domain.history_keys(attributes_with_history)
+            customer["historical_values"] = {"custom": store.attribute_history(session, customer["id"], keys,
+                                                                               domain.HISTORY_VALUES_MAX)}
     if customer is None:
         raise NotFound(f"Customer {uuid} not found", param="uuid")
     return customer
@@ -627,6 +633,9 @@ def _write_attributes(tx: Transaction, customer: Loaded, attributes: dict[str, A
     tx.session.execute(statement.on_conflict_do_update(
         index_elements=["customer_id", "key"],
         set_={column: statement.excluded[column] for column in ("type", "value", "source")}))
+    store.add_attribute_changes(tx.session, customer.row.id, [
+        (key, attribute.value, attribute.source, key not in customer.custom) for key, attribute in attributes.items()
+        if key not in customer.custom or customer.custom[key].value != attribute.value])
     customer.custom.update(attributes)
 
 
@@ -634,5 +643,7 @@ def _remove_attributes(tx: Transaction, customer: Loaded, keys: list[str]) -> No
     if keys:
         tx.session.execute(delete(CustomAttribute).where(
             CustomAttribute.customer_id == customer.row.id, CustomAttribute.key.in_(keys)))
+        store.add_attribute_changes(tx.session, customer.row.id, [
+            (key, None, customer.custom[key].source, False) for key in keys if key in customer.custom])
     for key in keys:
         customer.custom.pop(key, None)

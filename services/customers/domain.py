@@ -82,6 +82,28 @@ def text(value, field: str, *, max_length: int, required: bool = False) -> str |
     return value
 
 
+HISTORY_KEYS_MAX = 50  # custom attributes one retrieve may ask the history of
+HISTORY_VALUES_MAX = 100  # the latest values answered per attribute (all are kept)
+
+
+def history_keys(value) -> list[str]:
+    """The custom attribute keys `attributes_with_history` names ("custom.key,custom.other", keys
+    case-sensitive); a 422 for anything else, naming it."""
+    if not isinstance(value, str) or not value.strip():
+        raise invalid("attributes_with_history", "must name custom attributes: custom.<key>[,custom.<key>]")
+    keys = []
+    for part in (piece.strip() for piece in value.split(",")):
+        scope, _, key = part.partition(".")
+        if scope != "custom" or not CUSTOM_KEY.match(key):
+            raise invalid("attributes_with_history", f"{part[:210]!r} is not custom.<key> (only custom "
+                                                     "attributes keep a history)")
+        if key not in keys:
+            keys.append(key)
+    if len(keys) > HISTORY_KEYS_MAX:
+        raise invalid("attributes_with_history", f"at most {HISTORY_KEYS_MAX} attributes")
+    return keys
+
+
 def findable(value, max_length: int = DATA_SOURCE_UUID_MAX) -> bool:
     """Return whether `value` could name a stored row (a uuid with NUL or too long never does)."""
     return isinstance(value, str) and 0 < len(value) <= max_length and "\x00" not in value

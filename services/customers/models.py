@@ -1,7 +1,7 @@
 """The customers service's tables. Only this service reads or writes them."""
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from roster.database import UtcDateTime
@@ -89,6 +89,22 @@ class CustomAttribute(Base):
     type: Mapped[str] = mapped_column(String(20))
     value: Mapped[object] = mapped_column(JSON, nullable=True)
     source: Mapped[str] = mapped_column(String(100), default="API")
+
+
+class CustomAttributeChange(Base):
+    """One value a custom attribute took (None: removed), for `attributes_with_history`. Goes with
+    its customer."""
+
+    __tablename__ = "customer_custom_attribute_changes"
+    __table_args__ = (Index("ix_custom_attribute_changes_customer_key", "customer_id", "key", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(200))
+    value: Mapped[object] = mapped_column(JSON, nullable=True)
+    performed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    performed_by: Mapped[str] = mapped_column(String(100))  # the value's source: API, a billing system...
+    initial: Mapped[bool] = mapped_column(Boolean, default=False)  # the attribute's first value
 
 
 class MergedCustomer(Base):

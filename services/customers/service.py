@@ -31,8 +31,8 @@ class CustomersService:
         return commands.discard_customer(self.uow, uuid)
 
     @rpc
-    def get_customer(self, uuid: str, with_overrides: bool = False) -> dict:
-        return commands.get_customer(self.uow, uuid, with_overrides)
+    def get_customer(self, uuid: str, with_overrides: bool = False, attributes_with_history=None) -> dict:
+        return commands.get_customer(self.uow, uuid, with_overrides, attributes_with_history)
 
     @rpc
     def get_survivor(self, uuid: str) -> dict:

@@ -1,11 +1,12 @@
 """Queries on the customers service's tables: select, lock, page. No commits, no rules, no writes."""
 from collections import defaultdict
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from roster.database import lock_rows
-from services.customers.models import CustomAttribute, Customer, ExternalId, MergedCustomer, Tag
+from roster.timestamps import render, utcnow
+from services.customers.models import CustomAttribute, CustomAttributeChange, Customer, ExternalId, MergedCustomer, Tag
 from services.customers.schemas import ATTRIBUTE_FIELDS, PROFILE_FIELDS, TIME_FIELDS, customer_dict
 
 CUSTOMER_COLUMNS = [getattr(Customer, field) for field in PROFILE_FIELDS + TIME_FIELDS + ATTRIBUTE_FIELDS]
@@ -55,6 +56,31 @@ def ids_in_data_source(session: Session, data_source_uuid: str) -> list[int]:
     """Return the ids of customers holding an external id of this data source."""
     return list(session.scalars(
         select(ExternalId.customer_id).where(ExternalId.data_source_uuid == data_source_uuid).distinct()))
+
+
+def add_attribute_changes(session: Session, customer_id: int, changes: list[tuple[str, object, str, bool]]) -> None:
+    """Remember values custom attributes took: (key, value or None when removed, source, initial)."""
+    if changes:
+        now = utcnow()
+        session.execute(insert(CustomAttributeChange), [
+            {"customer_id": customer_id, "key": key, "value": value, "performed_at": now,
+             "performed_by": source or "API", "initial": initial} for key, value, source, initial in changes])
+
+
+def attribute_history(session: Session, customer_id: int, keys: list[str], latest: int) -> dict[str, list[dict]]:
+    """Return {key: the last `latest` values it took, oldest first} of these custom attributes."""
+    found: dict[str, list[dict]] = {key: [] for key in keys}
+    if keys:
+        changes = CustomAttributeChange
+        recent = func.row_number().over(partition_by=changes.key, order_by=changes.id.desc()).label("recent")
+        ranked = (select(changes.id, changes.key, changes.value, changes.performed_at, changes.performed_by,
+                         changes.initial, recent)
+                  .where(changes.customer_id == customer_id, changes.key.in_(keys)).subquery())
+        rows = session.execute(select(ranked).where(ranked.c.recent <= latest).order_by(ranked.c.id))
+        for row in rows:
+            found[row.key].append({"value": row.value, "update_performed_at": render(row.performed_at),
+                                   "update_performed_by": row.performed_by, "initial": row.initial})
+    return found
 
 
 def overrides_of(session: Session, customer_id: int) -> dict:

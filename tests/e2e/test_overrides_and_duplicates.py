@@ -30,6 +30,25 @@ def stripe_record(source_uuid, external_id, **fields):
             "attributes": {"stripe": {"plan": "pro"}}, **fields}
 
 
+def test_attribute_history_with_the_official_client(owner, source, http):
+    customer = chartmogul.Customer.create(owner, data={
+        "data_source_uuid": source.uuid, "external_id": unique("cus"), "name": "History",
+        "attributes": {"custom": [{"type": "String", "key": "salesRep", "value": "Ann"}]}}).get()
+    chartmogul.CustomAttributes.update(owner, uuid=customer.uuid, data={"custom": {"salesRep": "Bob"}}).get()
+
+    retrieved = chartmogul.Customer.retrieve(owner, uuid=customer.uuid, with_overrides=True,
+                                             attributes_with_history="custom.salesRep").get()
+    values = retrieved.historical_values["custom"]["salesRep"]
+    assert [(v["value"], v["update_performed_by"], v["initial"]) for v in values] == [("Ann", "API", True),
+                                                                                    ("Bob", "API", False)]
+    assert retrieved.overrides == {} and chartmogul.Customer.retrieve(owner, uuid=customer.uuid).get() \
+        .historical_values is None  # only when asked
+    attributes = chartmogul.Attributes.retrieve(owner, uuid=customer.uuid, attributes_with_history="custom.salesRep").get()
+    assert attributes.custom == {"salesRep": "Bob"} and len(attributes.historical_values["custom"]["salesRep"]) == 2
+    bad = http.get(f"/v1/customers/{customer.uuid}", params={"attributes_with_history": "tags"})
+    assert bad.status_code == 422 and bad.json()["param"] == "attributes_with_history"
+
+
 def test_overrides_round_trip_through_the_client_and_a_sync_respects_them(owner, source, rpc):
     external_id = unique("cus")
     synced = rpc.customers.sync_customer(stripe_record(source.uuid, external_id))

@@ -114,6 +114,46 @@ def test_tags_and_custom_attributes_by_email_reach_every_customer_with_it(servic
         service.add_tags_by_email("nobody@x.io", ["x"])
 
 
+def history(service, uuid, asked="custom.plan,custom.seats"):
+    return service.get_customer(uuid, False, asked)["historical_values"]["custom"]
+
+
+def test_custom_attribute_values_are_kept_with_who_set_them_and_answered_when_asked(service):
+    customer = create(service, attributes={"custom": [{"type": "String", "key": "plan", "value": "free"}]})
+    uuid = customer["uuid"]
+    assert "historical_values" not in service.get_customer(uuid)
+    service.update_custom_attributes(uuid, {"plan": "pro"})
+    service.update_custom_attributes(uuid, {"plan": "pro"})  # the same value: no change to remember
+    service.add_custom_attributes(uuid, [{"type": "Integer", "key": "seats", "value": 4, "source": "Salesforce"}])
+    service.remove_custom_attributes(uuid, ["plan"])
+
+    found = history(service, uuid)
+    assert [(v["value"], v["update_performed_by"], v["initial"]) for v in found["plan"]] == [
+        ("free", "API", True), ("pro", "API", False), (None, "API", False)]
+    assert [(v["value"], v["update_performed_by"], v["initial"]) for v in found["seats"]] == [(4, "Salesforce", True)]
+    assert all(v["update_performed_at"].endswith("Z") for v in found["plan"])
+    assert history(service, uuid, "custom.Plan") == {"Plan": []}  # keys are case-sensitive
+
+
+def test_only_the_latest_values_are_answered_oldest_first(service, monkeypatch):
+    from services.customers import domain
+
+    monkeypatch.setattr(domain, "HISTORY_VALUES_MAX", 3)
+    uuid = create(service)["uuid"]
+    for n in range(6):
+        service.update_custom_attributes(uuid, {"plan": f"v{n}"})
+    assert [v["value"] for v in history(service, uuid, "custom.plan")["plan"]] == ["v3", "v4", "v5"]
+
+
+@pytest.mark.parametrize("asked", ["", "tags", "custom.", "custom.a b", "stripe.plan", "custom.x,tags",
+                                   ",".join(f"custom.k{n}" for n in range(51))])
+def test_a_history_request_that_names_no_custom_attribute_is_a_422(service, asked):
+    uuid = create(service)["uuid"]
+    with pytest.raises(ValidationFailed) as refused:
+        service.get_customer(uuid, False, asked)
+    assert refused.value.param == "attributes_with_history"
+
+
 # ---- rules enforced by the service itself (issue 6 item 6) --------------------------------
 
 @pytest.mark.parametrize("fields, param", [
