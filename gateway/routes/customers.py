@@ -66,12 +66,8 @@ class CustomerRoutes:
          response=schemas.CustomerWithOverridesOut(),
          summary="Retrieve a customer (with_overrides=true adds `overrides`)")
     def get_customer(self, request, uuid, query):
-        if query.get("with_overrides") or query.get("attributes_with_history") is not None:
-            customer = self.customers_rpc.get_customer(uuid, bool(query.get("with_overrides")),
-                                                       query.get("attributes_with_history"))
-            return 200, {**customer_wire(customer), **_options(customer)}, revision_headers(customer)
-        customer = self.customers_rpc.get_customer(uuid)
-        return 200, customer_wire(customer), revision_headers(customer)
+        customer = self._retrieve(uuid, query)
+        return 200, {**customer_wire(customer), **_options(customer)}, revision_headers(customer)
 
     @api("PATCH,PUT", f"{C}/<uuid>", permission=WRITE, body=schemas.CustomerUpdate(), write_key="uuid",
          response=schemas.CustomerOut(), summary="Update a customer (PUT is an alias of PATCH)")
@@ -108,11 +104,15 @@ class CustomerRoutes:
          response=schemas.AttributesWithOverridesOut(),
          summary="A customer's attributes (with_overrides=true adds `overrides`)")
     def get_customer_attributes(self, request, uuid, query):
+        customer = self._retrieve(uuid, query)
+        return {**customer["attributes"], **_options(customer)}
+
+    def _retrieve(self, uuid: str, query: dict) -> dict:
+        """The customer, with `overrides` and `historical_values` when the query asks for them."""
         if query.get("with_overrides") or query.get("attributes_with_history") is not None:
-            customer = self.customers_rpc.get_customer(uuid, bool(query.get("with_overrides")),
-                                                       query.get("attributes_with_history"))
-            return {**customer["attributes"], **_options(customer)}
-        return self.customers_rpc.get_customer(uuid)["attributes"]
+            return self.customers_rpc.get_customer(uuid, bool(query.get("with_overrides")),
+                                                   query.get("attributes_with_history"))
+        return self.customers_rpc.get_customer(uuid)
 
     @api("POST", f"{C}/<uuid>/attributes/tags", permission=WRITE, body=schemas.TagsIn(),
          response=schemas.TagsOut(), summary="Add tags to a customer")

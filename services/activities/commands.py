@@ -693,10 +693,11 @@ def on_contact_merged(uow: UnitOfWork, payload: dict) -> None:
     from_customer = _label(payload, "from_customer_uuid", "contact_merged", Customer.uuid)
     with uow.write() as tx:
         # the customers' locks order this with a note or task being added to either contact
-        store.lock_customers(tx.session, {from_customer or customer_uuid, customer_uuid})
+        locked = store.lock_customers(tx.session, {from_customer or customer_uuid, customer_uuid})
         store.mark_contact_gone(tx.session, from_uuid, merged_into=into_uuid, customer_uuid=customer_uuid)
         into_uuid, customer_uuid = store.contact_survivor(tx.session, into_uuid, customer_uuid)
-        customer = store.survivor(tx.session, customer_uuid) if into_uuid is not None else None
+        customer = store.survivor(tx.session, customer_uuid, locked=locked.get(customer_uuid)) \
+            if into_uuid is not None else None
         store.move_contact_records(tx.session, from_uuid, into_uuid, customer)
 
 
@@ -706,7 +707,7 @@ def on_contact_deleted(uow: UnitOfWork, payload: dict) -> None:
     customer_uuid = _label(payload, "customer_uuid", "contact_deleted", Customer.uuid)
     with uow.write() as tx:
         if customer_uuid:  # its lock orders this with a note or task being added to the contact
-            store.survivor(tx.session, customer_uuid)
+            store.lock_customers(tx.session, [customer_uuid])
         store.mark_contact_gone(tx.session, contact_uuid)
         store.move_contact_records(tx.session, contact_uuid, None, None)
 

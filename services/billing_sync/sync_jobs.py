@@ -142,8 +142,7 @@ def get_job(uow: UnitOfWork, uuid: str) -> dict:
         job = session.scalars(select(SyncJob).where(SyncJob.uuid == uuid)).first()
         if job is None:
             raise NotFound(f"Sync job {uuid} not found", param="id")
-        parent = session.get(SyncJob, job.parent_id) if job.parent_id else None
-        return dump_job(job, session.get(DataSource, job.data_source_id).uuid, parent.uuid if parent else None)
+        return _dumped(session, job)
 
 
 def cancel(uow: UnitOfWork, uuid: str) -> dict:
@@ -168,8 +167,13 @@ def cancel(uow: UnitOfWork, uuid: str) -> dict:
         _close(tx, job, jobs.CANCELLED_REASON, state=jobs.CANCELLED)
         if job.parent_id is not None:
             _child_finished(tx, job)
-        parent = tx.session.get(SyncJob, job.parent_id) if job.parent_id else None
-        return dump_job(job, tx.session.get(DataSource, job.data_source_id).uuid, parent.uuid if parent else None)
+        return _dumped(tx.session, job)
+
+
+def _dumped(session, job: SyncJob) -> dict:
+    """`dump_job` of a stored job, with its data source's and parent's uuids."""
+    parent = session.get(SyncJob, job.parent_id) if job.parent_id else None
+    return dump_job(job, session.get(DataSource, job.data_source_id).uuid, parent.uuid if parent else None)
 
 
 def job_stats(uow: UnitOfWork) -> dict:
