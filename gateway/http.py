@@ -95,12 +95,17 @@ def check_plain(value, limit: int = MAX_JSON_DEPTH) -> None:
             raise BadRequest(f"{path}: text may not contain NUL characters", param=path or None)
 
 
+def refuse_nul(values: dict) -> None:
+    """400 naming the first query or path parameter with a NUL character (no database stores one)."""
+    for name, value in values.items():
+        if "\x00" in name or (isinstance(value, str) and "\x00" in value):
+            raise BadRequest(f"{name}: text may not contain NUL characters", param=name)
+
+
 def load_query(schema, request: Request) -> dict:
     """Return the query string loaded through `schema`; a value of the wrong type is a 400."""
     args = request.args.to_dict()
-    for name, value in args.items():
-        if "\x00" in value or "\x00" in name:
-            raise BadRequest(f"{name}: text may not contain NUL characters", param=name)
+    refuse_nul(args)
     try:
         return schema.load(args)
     except ValidationError as err:
@@ -266,6 +271,7 @@ class ApiEndpoint(SignatureOnce, HttpRequestHandler):
 
     def get_entrypoint_parameters(self, request):
         kwargs = dict(request.path_values)
+        refuse_nul(kwargs)
         if self.query_schema is not None:
             kwargs["query"] = load_query(self.query_schema, request)
         if self.body_schema is not None:

@@ -125,8 +125,11 @@ def test_invalid_utf8_and_nul_characters_are_400(http, ds, stored, raw):
     assert stored() == before
 
 
-def test_a_nul_in_the_query_string_is_400(http, ds):
+def test_a_nul_in_the_query_string_or_the_path_is_400(http, ds):
     assert_error(http.get(f"/v1/customers?data_source_uuid={ds}&external_id=a%00b"), 400, "external_id")
+    assert_error(http.get("/v1/sync_jobs/a%00b"), 400, "job_id")
+    assert_error(http.post("/v1/sync_jobs/a%00b/cancel"), 400, "job_id")
+    assert_error(http.get("/v1/customers/cus_a%00b"), 400, "uuid")
 
 
 def _email(length: int) -> str:
