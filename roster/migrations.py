@@ -188,3 +188,15 @@ def upgrade_bookkeeping_to_claims() -> None:
         batch.alter_column("payload", existing_type=sa.JSON(), type_=sa.Text(), existing_nullable=False,
                            postgresql_using="payload::text")
     op.create_index("ix_processed_events_processed_at", "processed_events", ["processed_at"])
+
+
+def add_pending_outbox_index() -> None:
+    """Migration step every service shares: the partial index of the outbox rows waiting to be
+    published (`roster.uow.OutboxRowMixin`), which the relay reads in id order."""
+    import sqlalchemy as sa
+    from alembic import op
+
+    from roster.uow import OUTBOX_PENDING
+
+    op.create_index("ix_outbox_pending", "outbox", ["id"], postgresql_where=sa.text(OUTBOX_PENDING),
+                    sqlite_where=sa.text(OUTBOX_PENDING))
