@@ -14,11 +14,12 @@ from functools import lru_cache
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import DateTime, bindparam, create_engine, event, select, text
+from sqlalchemy import DateTime, bindparam, column, create_engine, event, select, text, true, values
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 # psycopg's C extension waits for the server in C, which would block every green thread of
@@ -110,8 +111,13 @@ def _postgres_engine(url, schema: str | None) -> Engine:
     connect_args = {}
     if schema:
         _quote_check(schema)
-        with create_engine(url).begin() as connection:
+        once = create_engine(url, poolclass=NullPool)
+        with once.begin() as connection:
+            # processes of one service start together, and two CREATE SCHEMA IF NOT EXISTS at
+            # once fail in one of them with a unique violation: one at a time
+            connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('roster: create schema'))"))
             connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        once.dispose()
         connect_args["options"] = f"-csearch_path={schema}"
     engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args)
     # An INSERT of many rows without RETURNING (a transaction's outbox rows, an import's line
@@ -169,6 +175,27 @@ def _locking_select(model):
     """The statement lock_rows runs for `model`, built once (building it costs more than running it)."""
     return (select(model).where(model.id.in_(bindparam("ids", expanding=True))).order_by(model.id)
             .with_for_update().execution_options(populate_existing=True))
+
+
+def matching_pairs(session: Session, statement, first, second, pairs):
+    """Return `statement` narrowed to rows whose (`first`, `second`) columns, a unique key such as
+    (data source, external id), hold one of `pairs`. On SQLite it may also match other combinations of the
+    values asked for: callers keep the pairs they asked for.
+
+    PostgreSQL gets `statement` as a LATERAL subquery run once per pair of a VALUES list: with
+    both columns equal, one probe of their index is the cheapest plan whatever the statistics
+    say. With `first IN (...) AND second IN (...)`, or a join with the list, it planned, for a
+    table grown since its last ANALYZE (a first import, before autovacuum comes by), a scan of
+    every row holding the `first` value: each import cost more than the one before.
+    An ORM statement's entities come back with `select(Entity).from_statement(...)`.
+    """
+    pairs = list(pairs)
+    if session.get_bind().dialect.name == "postgresql":
+        wanted = values(column("first", first.type), column("second", second.type), name="wanted_pairs").data(pairs)
+        # LIMIT keeps the planner from flattening the subquery into a join (the pair is a unique key)
+        matched = statement.where(first == wanted.c.first, second == wanted.c.second).limit(1).lateral("matched")
+        return select(matched).select_from(wanted).join(matched, true())
+    return statement.where(first.in_({a for a, _ in pairs}), second.in_({b for _, b in pairs}))
 
 
 def insert_ignore(session: Session, table, rows: list[dict], conflict_columns: list[str]) -> int:

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from roster.database import insert_ignore, lock_rows
+from roster.database import insert_ignore, lock_rows, matching_pairs
 from roster.errors import NotFound
 from roster.timestamps import utcnow
 from services.billing_sync import invoices as engine
@@ -248,10 +248,8 @@ def existing_transaction_keys(session: Session, keys: set[tuple[int, str]]) -> s
 def _existing_keys(session: Session, model, keys: set[tuple[int, str]]) -> set[tuple[int, str]]:
     if not keys:
         return set()
-    sources = {source for source, _ in keys}
-    external_ids = {external_id for _, external_id in keys}
-    rows = session.execute(select(model.data_source_id, model.external_id).where(
-        model.data_source_id.in_(sources), model.external_id.in_(external_ids)))
+    rows = session.execute(matching_pairs(session, select(model.data_source_id, model.external_id),
+                                          model.data_source_id, model.external_id, keys))
     return {(source, external_id) for source, external_id in rows} & keys
 
 
@@ -259,11 +257,9 @@ def subscriptions_by_key(session: Session, keys: set[tuple[int, str]]) -> dict[t
     """Return {(data source id, external id): subscription} of those that exist."""
     if not keys:
         return {}
-    sources = {source for source, _ in keys}
-    external_ids = {external_id for _, external_id in keys}
-    rows = session.scalars(select(Subscription).where(
-        Subscription.data_source_id.in_(sources), Subscription.external_id.in_(external_ids)))
-    return {(row.data_source_id, row.external_id): row for row in rows}
+    rows = session.scalars(select(Subscription).from_statement(matching_pairs(
+        session, select(Subscription), Subscription.data_source_id, Subscription.external_id, keys)))
+    return {key: row for row in rows if (key := (row.data_source_id, row.external_id)) in keys}
 
 
 def rate_on(session: Session, currency: str, day: date) -> tuple[date, Decimal] | None:

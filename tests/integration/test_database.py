@@ -133,3 +133,84 @@ def test_the_outbox_relay_on_sqlite_publishes_in_order_and_a_failed_publish_leav
 @pytest.mark.skipif(not is_postgres(DATABASE_URL), reason="needs DATABASE_URL pointing at PostgreSQL")
 def test_the_outbox_relay_on_postgres_publishes_in_order_and_a_failed_publish_leaves_the_rows(pg_uow):
     relays_in_id_order_once_and_again_after_a_failed_publish(pg_uow)
+
+
+def pairs_table():
+    from sqlalchemy import Column, Integer, MetaData, String, Table, UniqueConstraint
+
+    return Table("keyed", MetaData(), Column("id", Integer, primary_key=True), Column("source", Integer),
+                 Column("external_id", String(100)), UniqueConstraint("source", "external_id"),
+                 postgresql_with={"autovacuum_enabled": "false"})
+
+
+def finds_exactly_the_pairs_asked_for(engine):
+    from sqlalchemy import insert, select
+    from sqlalchemy.orm import Session
+
+    from roster.database import matching_pairs
+
+    keyed = pairs_table()
+    keyed.create(engine)
+    with Session(engine) as session:
+        session.execute(insert(keyed), [{"source": s, "external_id": f"e-{n}"} for s in (1, 2) for n in range(50)])
+        asked = {(1, "e-3"), (2, "e-4"), (1, "absent"), (3, "e-3")}
+        statement = matching_pairs(session, select(keyed.c.source, keyed.c.external_id), keyed.c.source,
+                                   keyed.c.external_id, asked)
+        assert {tuple(row) for row in session.execute(statement)} & asked == {(1, "e-3"), (2, "e-4")}
+        assert matching_pairs(session, select(keyed), keyed.c.source, keyed.c.external_id, []) is not None
+
+
+def test_matching_pairs_on_sqlite_finds_the_pairs_asked_for(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path}/pairs.db")
+    finds_exactly_the_pairs_asked_for(engine)
+    engine.dispose()
+
+
+@pytest.mark.skipif(not is_postgres(DATABASE_URL), reason="needs DATABASE_URL pointing at PostgreSQL")
+def test_matching_pairs_on_postgres_probes_the_index_per_pair_though_the_statistics_are_stale():
+    from sqlalchemy import insert, select
+    from sqlalchemy.orm import Session
+
+    from roster.database import matching_pairs
+    from tools.isolation import drop_schemas, schema_prefix
+
+    prefix = schema_prefix()
+    engine = make_engine(DATABASE_URL, schema=f"{prefix}_pairs")
+    try:
+        finds_exactly_the_pairs_asked_for(engine)
+        keyed = pairs_table()
+        with Session(engine) as session:
+            session.execute(text("TRUNCATE keyed"))
+            session.execute(insert(keyed), [{"source": 1, "external_id": "first"}])
+            session.execute(text("ANALYZE keyed"))  # statistics of a one-row table, as after a first import
+            session.execute(insert(keyed), [{"source": 1, "external_id": f"e-{n}"} for n in range(5000)])
+            statement = matching_pairs(session, select(keyed.c.source, keyed.c.external_id), keyed.c.source,
+                                       keyed.c.external_id, {(1, "e-10"), (1, "e-20"), (1, "absent")})
+            sql = statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
+            plan = "\n".join(row[0] for row in session.execute(text(f"EXPLAIN ANALYZE {sql}")))
+            assert len(session.execute(statement).all()) == 2
+        # one index probe per pair: not every row of source 1 read and filtered
+        assert "Index Cond" in plan and "external_id" in plan.split("Index Cond")[1].split("\n")[0], plan
+        assert "Rows Removed by Filter" not in plan, plan
+    finally:
+        engine.dispose()
+        drop_schemas(DATABASE_URL, prefix)
+
+
+@pytest.mark.skipif(not is_postgres(DATABASE_URL), reason="needs DATABASE_URL pointing at PostgreSQL")
+def test_processes_of_one_service_starting_at_once_all_get_its_schema():
+    # CREATE SCHEMA IF NOT EXISTS run at once by two sessions fails in one with a unique
+    # violation: a service's processes (billing and its sync workers) start together
+    from tools.isolation import drop_schemas, schema_prefix
+
+    prefix = schema_prefix()
+    try:
+        for attempt in range(5):
+            pool = eventlet.GreenPool()
+            engines = list(pool.imap(lambda _: make_engine(DATABASE_URL, schema=f"{prefix}_race{attempt}"), range(8)))
+            for engine in engines:
+                with engine.connect() as connection:
+                    assert connection.scalar(text("SELECT current_schema()")) == f"{prefix}_race{attempt}"
+                engine.dispose()
+    finally:
+        drop_schemas(DATABASE_URL, prefix)
