@@ -14,7 +14,8 @@ from functools import lru_cache
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import DateTime, bindparam, column, create_engine, event, select, text, true, values
+from sqlalchemy import DateTime, bindparam, column, create_engine, event, func, select, text, true
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
@@ -177,25 +178,41 @@ def _locking_select(model):
             .with_for_update().execution_options(populate_existing=True))
 
 
-def matching_pairs(session: Session, statement, first, second, pairs):
-    """Return `statement` narrowed to rows whose (`first`, `second`) columns, a unique key such as
-    (data source, external id), hold one of `pairs`. On SQLite it may also match other combinations of the
-    values asked for: callers keep the pairs they asked for.
+def matching_pairs(session: Session, model, pairs, columns: tuple[str, ...] = (),
+                   key: tuple[str, str] = ("data_source_id", "external_id")):
+    """Return the rows of `model` whose `key` columns, a unique key such as (data source, external
+    id), hold one of `pairs`: entities, or rows of `columns` when named. On SQLite it may also
+    return other combinations of the values asked for: callers keep the pairs they asked for.
 
-    PostgreSQL gets `statement` as a LATERAL subquery run once per pair of a VALUES list: with
+    PostgreSQL runs the lookup as a LATERAL subquery once per pair (unnest of two arrays): with
     both columns equal, one probe of their index is the cheapest plan whatever the statistics
-    say. With `first IN (...) AND second IN (...)`, or a join with the list, it planned, for a
-    table grown since its last ANALYZE (a first import, before autovacuum comes by), a scan of
+    say. With `first IN (...) AND second IN (...)`, or a join with a VALUES list, it planned, for
+    a table grown since its last ANALYZE (a first import, before autovacuum comes by), a scan of
     every row holding the `first` value: each import cost more than the one before.
-    An ORM statement's entities come back with `select(Entity).from_statement(...)`.
     """
     pairs = list(pairs)
-    if session.get_bind().dialect.name == "postgresql":
-        wanted = values(column("first", first.type), column("second", second.type), name="wanted_pairs").data(pairs)
-        # LIMIT keeps the planner from flattening the subquery into a join (the pair is a unique key)
-        matched = statement.where(first == wanted.c.first, second == wanted.c.second).limit(1).lateral("matched")
-        return select(matched).select_from(wanted).join(matched, true())
-    return statement.where(first.in_({a for a, _ in pairs}), second.in_({b for _, b in pairs}))
+    statement = _pairs_statement(model, columns, key, session.get_bind().dialect.name)
+    parameters = {"pair_firsts": [a for a, _ in pairs], "pair_seconds": [b for _, b in pairs]}
+    return session.execute(statement, parameters) if columns else session.scalars(statement, parameters)
+
+
+@lru_cache(maxsize=None)
+def _pairs_statement(model, columns: tuple[str, ...], key: tuple[str, str], dialect: str):
+    """The statement of matching_pairs, built once: the pairs are its parameters, so it is
+    compiled once too (building and compiling it cost more than running it)."""
+    first, second = (getattr(model, name) for name in key)
+    statement = select(*(getattr(model, name) for name in columns)) if columns else select(model)
+    if dialect != "postgresql":
+        return statement.where(first.in_(bindparam("pair_firsts", expanding=True)),
+                               second.in_(bindparam("pair_seconds", expanding=True)))
+    wanted = func.unnest(bindparam("pair_firsts", type_=ARRAY(first.type)),
+                         bindparam("pair_seconds", type_=ARRAY(second.type))) \
+        .table_valued(column("first", first.type), column("second", second.type)) \
+        .render_derived(name="wanted_pairs")
+    # LIMIT keeps the planner from flattening the subquery into a join (the pair is a unique key)
+    matched = statement.where(first == wanted.c.first, second == wanted.c.second).limit(1).lateral("matched")
+    found = select(matched).select_from(wanted).join(matched, true())
+    return found if columns else select(model).from_statement(found)
 
 
 def insert_ignore(session: Session, table, rows: list[dict], conflict_columns: list[str]) -> int:

@@ -248,8 +248,7 @@ def existing_transaction_keys(session: Session, keys: set[tuple[int, str]]) -> s
 def _existing_keys(session: Session, model, keys: set[tuple[int, str]]) -> set[tuple[int, str]]:
     if not keys:
         return set()
-    rows = session.execute(matching_pairs(session, select(model.data_source_id, model.external_id),
-                                          model.data_source_id, model.external_id, keys))
+    rows = matching_pairs(session, model, keys, columns=("data_source_id", "external_id"))
     return {(source, external_id) for source, external_id in rows} & keys
 
 
@@ -257,8 +256,7 @@ def subscriptions_by_key(session: Session, keys: set[tuple[int, str]]) -> dict[t
     """Return {(data source id, external id): subscription} of those that exist."""
     if not keys:
         return {}
-    rows = session.scalars(select(Subscription).from_statement(matching_pairs(
-        session, select(Subscription), Subscription.data_source_id, Subscription.external_id, keys)))
+    rows = matching_pairs(session, Subscription, keys)
     return {key: row for row in rows if (key := (row.data_source_id, row.external_id)) in keys}
 
 

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from dataclasses import dataclass
 
-from sqlalchemy import select
 
 from roster.database import matching_pairs
 from roster.errors import RosterError, ServiceUnavailable
@@ -287,8 +286,8 @@ def plan_uuids(uow: UnitOfWork, source_uuid: str, wanted) -> dict[str, str]:
         return {}
     with uow.read() as session:
         source = store.data_source(session, source_uuid)
-        rows = session.execute(matching_pairs(session, select(Plan.external_id, Plan.uuid), Plan.data_source_id,
-                                              Plan.external_id, {(source.id, external_id) for external_id in wanted}))
+        rows = matching_pairs(session, Plan, {(source.id, external_id) for external_id in wanted},
+                              columns=("external_id", "uuid"))
         return dict(rows.all())
 
 
@@ -299,9 +298,8 @@ def split_invoices(uow: UnitOfWork, source_uuid: str, invoices: list[dict]) -> t
     with uow.read() as session:
         source = store.data_source(session, source_uuid)
         external_ids = [invoice["external_id"] for invoice in invoices]
-        stored = dict(session.execute(matching_pairs(
-            session, select(Invoice.external_id, Invoice.uuid), Invoice.data_source_id, Invoice.external_id,
-            {(source.id, external_id) for external_id in external_ids})).all())
+        stored = dict(matching_pairs(session, Invoice, {(source.id, external_id) for external_id in external_ids},
+                                     columns=("external_id", "uuid")).all())
     new = [invoice for invoice in invoices if invoice["external_id"] not in stored]
     known = [(stored[invoice["external_id"]], invoice) for invoice in invoices if invoice["external_id"] in stored]
     return new, known
@@ -331,9 +329,8 @@ def _import_cancellations(uow: UnitOfWork, source_uuid: str, cancellations: dict
         return
     with uow.read() as session:
         source = store.data_source(session, source_uuid)
-        subs = {row.external_id: row for row in session.scalars(select(Subscription).from_statement(matching_pairs(
-            session, select(Subscription), Subscription.data_source_id, Subscription.external_id,
-            {(source.id, external_id) for external_id in cancellations})))}
+        subs = {row.external_id: row for row in matching_pairs(
+            session, Subscription, {(source.id, external_id) for external_id in cancellations})}
         ids = [row.id for row in subs.values()]
         known = store.cancellation_dates(session, ids)
         on_lines = store.line_cancellation_dates(session, ids)

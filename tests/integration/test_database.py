@@ -135,29 +135,42 @@ def test_the_outbox_relay_on_postgres_publishes_in_order_and_a_failed_publish_le
     relays_in_id_order_once_and_again_after_a_failed_publish(pg_uow)
 
 
-def pairs_table():
-    from sqlalchemy import Column, Integer, MetaData, String, Table, UniqueConstraint
+def keyed_model():
+    """A model with a two-column unique key, new each time (a test's own metadata)."""
+    from sqlalchemy import Integer, String, UniqueConstraint
+    from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-    return Table("keyed", MetaData(), Column("id", Integer, primary_key=True), Column("source", Integer),
-                 Column("external_id", String(100)), UniqueConstraint("source", "external_id"),
-                 postgresql_with={"autovacuum_enabled": "false"})
+    class Base(DeclarativeBase):
+        pass
+
+    class Keyed(Base):
+        __tablename__ = "keyed"
+        __table_args__ = (UniqueConstraint("source", "external_id"), {"postgresql_with": {"autovacuum_enabled": "false"}})
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        source: Mapped[int] = mapped_column(Integer)
+        external_id: Mapped[str] = mapped_column(String(100))
+
+    return Keyed
 
 
 def finds_exactly_the_pairs_asked_for(engine):
-    from sqlalchemy import insert, select
+    from sqlalchemy import insert
     from sqlalchemy.orm import Session
 
     from roster.database import matching_pairs
 
-    keyed = pairs_table()
-    keyed.create(engine)
+    keyed = keyed_model()
+    keyed.metadata.create_all(engine)
     with Session(engine) as session:
         session.execute(insert(keyed), [{"source": s, "external_id": f"e-{n}"} for s in (1, 2) for n in range(50)])
         asked = {(1, "e-3"), (2, "e-4"), (1, "absent"), (3, "e-3")}
-        statement = matching_pairs(session, select(keyed.c.source, keyed.c.external_id), keyed.c.source,
-                                   keyed.c.external_id, asked)
-        assert {tuple(row) for row in session.execute(statement)} & asked == {(1, "e-3"), (2, "e-4")}
-        assert matching_pairs(session, select(keyed), keyed.c.source, keyed.c.external_id, []) is not None
+        rows = matching_pairs(session, keyed, asked, columns=("source", "external_id"), key=("source", "external_id"))
+        assert {tuple(row) for row in rows} & asked == {(1, "e-3"), (2, "e-4")}
+        entities = matching_pairs(session, keyed, asked, key=("source", "external_id")).all()
+        assert {(row.source, row.external_id) for row in entities} & asked == {(1, "e-3"), (2, "e-4")}
+        assert all(isinstance(row, keyed) for row in entities)
+        assert matching_pairs(session, keyed, [], key=("source", "external_id")).all() == []
+    return keyed
 
 
 def test_matching_pairs_on_sqlite_finds_the_pairs_asked_for(tmp_path):
@@ -168,7 +181,7 @@ def test_matching_pairs_on_sqlite_finds_the_pairs_asked_for(tmp_path):
 
 @pytest.mark.skipif(not is_postgres(DATABASE_URL), reason="needs DATABASE_URL pointing at PostgreSQL")
 def test_matching_pairs_on_postgres_probes_the_index_per_pair_though_the_statistics_are_stale():
-    from sqlalchemy import insert, select
+    from sqlalchemy import event, insert
     from sqlalchemy.orm import Session
 
     from roster.database import matching_pairs
@@ -177,18 +190,20 @@ def test_matching_pairs_on_postgres_probes_the_index_per_pair_though_the_statist
     prefix = schema_prefix()
     engine = make_engine(DATABASE_URL, schema=f"{prefix}_pairs")
     try:
-        finds_exactly_the_pairs_asked_for(engine)
-        keyed = pairs_table()
+        keyed = finds_exactly_the_pairs_asked_for(engine)
         with Session(engine) as session:
             session.execute(text("TRUNCATE keyed"))
             session.execute(insert(keyed), [{"source": 1, "external_id": "first"}])
             session.execute(text("ANALYZE keyed"))  # statistics of a one-row table, as after a first import
             session.execute(insert(keyed), [{"source": 1, "external_id": f"e-{n}"} for n in range(5000)])
-            statement = matching_pairs(session, select(keyed.c.source, keyed.c.external_id), keyed.c.source,
-                                       keyed.c.external_id, {(1, "e-10"), (1, "e-20"), (1, "absent")})
-            sql = statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
-            plan = "\n".join(row[0] for row in session.execute(text(f"EXPLAIN ANALYZE {sql}")))
-            assert len(session.execute(statement).all()) == 2
+            sent = []
+            event.listen(engine, "before_cursor_execute", lambda conn, cursor, statement, parameters, *_:
+                         sent.append((statement, parameters)))
+            wanted = {(1, "e-10"), (1, "e-20"), (1, "absent")}
+            assert len(matching_pairs(session, keyed, wanted, columns=("id",), key=("source", "external_id")).all()) == 2
+            [(statement, parameters)] = sent
+            cursor = session.connection().connection.driver_connection.cursor()
+            plan = "\n".join(row[0] for row in cursor.execute(f"EXPLAIN ANALYZE {statement}", parameters))
         # one index probe per pair: not every row of source 1 read and filtered
         assert "Index Cond" in plan and "external_id" in plan.split("Index Cond")[1].split("\n")[0], plan
         assert "Rows Removed by Filter" not in plan, plan
