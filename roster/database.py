@@ -14,7 +14,7 @@ from functools import lru_cache
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import DateTime, bindparam, column, create_engine, event, func, select, text, true
+from sqlalchemy import DateTime, String, bindparam, column, create_engine, event, func, select, text, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -205,14 +205,20 @@ def _pairs_statement(model, columns: tuple[str, ...], key: tuple[str, str], dial
     if dialect != "postgresql":
         return statement.where(first.in_(bindparam("pair_firsts", expanding=True)),
                                second.in_(bindparam("pair_seconds", expanding=True)))
-    wanted = func.unnest(bindparam("pair_firsts", type_=ARRAY(first.type)),
-                         bindparam("pair_seconds", type_=ARRAY(second.type))) \
+    wanted = func.unnest(bindparam("pair_firsts", type_=ARRAY(_unbounded(first.type))),
+                         bindparam("pair_seconds", type_=ARRAY(_unbounded(second.type)))) \
         .table_valued(column("first", first.type), column("second", second.type)) \
         .render_derived(name="wanted_pairs")
     # LIMIT keeps the planner from flattening the subquery into a join (the pair is a unique key)
     matched = statement.where(first == wanted.c.first, second == wanted.c.second).limit(1).lateral("matched")
     found = select(matched).select_from(wanted).join(matched, true())
     return found if columns else select(model).from_statement(found)
+
+
+def _unbounded(column_type):
+    # a cast to VARCHAR(n)[] would cut a longer value asked for down to n characters, and it
+    # could then match a stored value it is not
+    return String() if isinstance(column_type, String) else column_type
 
 
 def insert_ignore(session: Session, table, rows: list[dict], conflict_columns: list[str]) -> int:

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from dataclasses import dataclass
 
-
 from roster.database import matching_pairs
 from roster.errors import RosterError, ServiceUnavailable
 from roster.timestamps import parse

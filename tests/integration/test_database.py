@@ -162,7 +162,7 @@ def finds_exactly_the_pairs_asked_for(engine):
     keyed = keyed_model()
     keyed.metadata.create_all(engine)
     with Session(engine) as session:
-        session.execute(insert(keyed), [{"source": s, "external_id": f"e-{n}"} for s in (1, 2) for n in range(50)])
+        session.execute(insert(keyed), [{"source": s, "external_id": f"e-{n}"} for s in (1, 2) for n in range(10)])
         asked = {(1, "e-3"), (2, "e-4"), (1, "absent"), (3, "e-3")}
         rows = matching_pairs(session, keyed, asked, columns=("source", "external_id"), key=("source", "external_id"))
         assert {tuple(row) for row in rows} & asked == {(1, "e-3"), (2, "e-4")}
@@ -170,6 +170,10 @@ def finds_exactly_the_pairs_asked_for(engine):
         assert {(row.source, row.external_id) for row in entities} & asked == {(1, "e-3"), (2, "e-4")}
         assert all(isinstance(row, keyed) for row in entities)
         assert matching_pairs(session, keyed, [], key=("source", "external_id")).all() == []
+        # a value longer than the column is not cut down to its length (and so matches nothing)
+        session.execute(insert(keyed), [{"source": 1, "external_id": "y" * 100}])
+        longer = matching_pairs(session, keyed, {(1, "y" * 101)}, columns=("id",), key=("source", "external_id"))
+        assert longer.all() == []
     return keyed
 
 
