@@ -194,7 +194,7 @@ def import_invoices(uow: UnitOfWork, customer_uuid: str, invoices, *, customers)
         raise invalid("invoices", f"at most {validation.MAX_INVOICES_PER_REQUEST} invoices per request")
     cleaned = [validation.clean_invoice(data) for data in invoices]
     with uow.write() as tx, tx.session.no_autoflush:  # the events' rows go in once, at commit
-        books = store.lock_known_customer(tx.session, customer_uuid)
+        books, absent = store.lock_known_customer(tx.session, customer_uuid)
         if books is not None:  # the usual case: billing knows the customer from an earlier import
             return _import_into(tx, books, books.external_id, books.data_source_uuid, cleaned, invoices)
     # its first import (or the first since it was deleted or merged away): the customers
@@ -202,7 +202,7 @@ def import_invoices(uow: UnitOfWork, customer_uuid: str, invoices, *, customers)
     customer = customers.get_customer(customer_uuid)
     external_id, data_source_uuid = customer.get("external_id") or None, customer.get("data_source_uuid") or None
     with uow.write() as tx, tx.session.no_autoflush:
-        books = store.lock_customer(tx.session, customer_uuid, external_id, data_source_uuid)
+        books = store.lock_customer(tx.session, customer_uuid, external_id, data_source_uuid, absent=absent)
         if books is None:
             raise NotFound(f"Customer {customer_uuid} not found", param="uuid")
         return _import_into(tx, books, external_id, data_source_uuid, cleaned, invoices)

@@ -123,24 +123,25 @@ def customers_by_uuid(session: Session, uuids: Iterable[str]) -> dict[str, Custo
     return {row.uuid: row for row in session.scalars(select(Customer).where(Customer.uuid.in_(wanted)))}
 
 
+NEW_CUSTOMER = {"state": {}, "mrr": 0, "net_payments": 0, "sequence": 0, "may_owe": True}
+
+
 def ensure_customer(session: Session, uuid: str, external_id: str | None = None) -> None:
     """Create billing's row of this customer unless it exists (concurrent callers both succeed)."""
-    insert_ignore(session, Customer.__table__, [{
-        "uuid": uuid, "external_id": external_id, "state": {}, "mrr": 0, "net_payments": 0, "sequence": 0,
-        "may_owe": True,
-    }], ["uuid"])
+    insert_ignore(session, Customer.__table__, [{"uuid": uuid, "external_id": external_id, **NEW_CUSTOMER}], ["uuid"])
 
 
 def lock_customer(session: Session, uuid: str, external_id: str | None = None,
-                  data_source_uuid: str | None = None) -> Customer | None:
+                  data_source_uuid: str | None = None, *, absent: bool = False) -> Customer | None:
     """Return this customer's row locked until the transaction ends, created if needed; None
-    when the customer is known to be gone (deleted or merged away: its row went with it)."""
-    row = _locked_customer(session, uuid)
+    when the customer is known to be gone (deleted or merged away: its row went with it).
+    `absent`: the caller saw no row a moment ago, so creating it is tried first."""
+    row = None if absent else _locked_customer(session, uuid)
     if row is None:
         if session.get(GoneCustomer, uuid) is not None:
             return None
-        ensure_customer(session, uuid, external_id)
-        row = _locked_customer(session, uuid)
+        # a new row is the inserting transaction's alone until it commits: no lock to take
+        row = _insert_customer(session, uuid, external_id, data_source_uuid) or _locked_customer(session, uuid)
     if external_id and row.external_id != external_id:
         row.external_id = external_id
     if data_source_uuid and row.data_source_uuid != data_source_uuid:
@@ -148,11 +149,20 @@ def lock_customer(session: Session, uuid: str, external_id: str | None = None,
     return row
 
 
-def lock_known_customer(session: Session, uuid: str) -> Customer | None:
-    """Return this customer's row locked until the transaction ends if an import learnt its
-    external id and data source (one statement); None if billing has not, or the customer is gone."""
+def lock_known_customer(session: Session, uuid: str) -> tuple[Customer | None, bool]:
+    """Return (this customer's row locked until the transaction ends if an import learnt its
+    external id and data source, else None; whether billing has no row of it), in one statement."""
     row = _locked_customer(session, uuid)
-    return row if row is not None and row.data_source_uuid is not None else None
+    return (row if row is not None and row.data_source_uuid is not None else None), row is None
+
+
+def _insert_customer(session: Session, uuid: str, external_id: str | None,
+                     data_source_uuid: str | None) -> Customer | None:
+    """Insert billing's row of this customer and return it; None when it exists already."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    return session.scalars(insert(Customer).values(
+        uuid=uuid, external_id=external_id, data_source_uuid=data_source_uuid, **NEW_CUSTOMER)
+        .on_conflict_do_nothing(index_elements=["uuid"]).returning(Customer)).first()
 
 
 def _locked_customer(session: Session, uuid: str) -> Customer | None:

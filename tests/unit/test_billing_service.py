@@ -450,6 +450,26 @@ def test_only_a_customers_first_import_asks_the_customers_service(service, plan,
     assert customers.asked == [cus, "cus_nobody"]
 
 
+def test_a_first_import_uses_the_customer_row_another_import_made_meanwhile(service, plan, cus, customers, source):
+    answer_of_customers = customers.get_customer
+
+    def while_asked(uuid):  # a concurrent first import of the same customer commits its row
+        with service.uow.write() as tx:
+            store.ensure_customer(tx.session, uuid, "ext-cus_1")
+        return answer_of_customers(uuid)
+
+    customers.get_customer = while_asked
+    answer = service.import_invoices(cus, [invoice(plan, "i1", 1, 5000)])
+
+    assert answer["failed"] == 0
+    with service.uow.read() as session:
+        [row] = session.scalars(select(Customer).where(Customer.uuid == cus)).all()
+    assert (row.data_source_uuid, row.external_id, row.mrr) == (source, "ext-cus_1", 5000)
+    customers.get_customer = answer_of_customers
+    service.import_invoices(cus, [invoice(plan, "i2", 2, 5000)])
+    assert customers.asked == [cus]  # remembered: not asked again
+
+
 def test_a_deleted_customer_loses_its_billing_data_and_cannot_import_again(service, plan, cus, customers):
     service.import_invoices(cus, [invoice(plan, "i1", 1, 5000)])
     payload = {"event_id": "e-del", "uuid": cus, "external_ids": ["x"], "data_source_uuids": []}
