@@ -170,6 +170,11 @@ def finds_exactly_the_pairs_asked_for(engine):
         assert {(row.source, row.external_id) for row in entities} & asked == {(1, "e-3"), (2, "e-4")}
         assert all(isinstance(row, keyed) for row in entities)
         assert matching_pairs(session, keyed, [], key=("source", "external_id")).all() == []
+        # values an array literal or SQL would have to escape travel as they are
+        odd = ["{", "}", '"', "\\", ",", "NULL", "a b", "ü€😀", "'; DROP TABLE keyed; --", '{"a": 1}', "", " "]
+        session.execute(insert(keyed), [{"source": 3, "external_id": value} for value in odd])
+        found = matching_pairs(session, keyed, {(3, value) for value in odd} | {(3, "e-1")}, key=("source", "external_id"))
+        assert sorted(row.external_id for row in found) == sorted(odd)
         # a value longer than the column is not cut down to its length (and so matches nothing)
         session.execute(insert(keyed), [{"source": 1, "external_id": "y" * 100}])
         longer = matching_pairs(session, keyed, {(1, "y" * 101)}, columns=("id",), key=("source", "external_id"))
