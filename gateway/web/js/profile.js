@@ -226,8 +226,14 @@ function tagsCard(rec) {
   }
   rec.customerListeners.push(() => draw());
 
+  // Redrawn only when the tags changed: a live refresh of the same record replaced the chips, and
+  // a click on a remove button at that moment went to a chip no longer on the page.
+  let drawn = null;
   function draw() {
     const tags = rec.customer.attributes?.tags || [];
+    const shown = JSON.stringify(tags);
+    if (shown === drawn) return;
+    drawn = shown;
     const chips = h("div", { class: "chips", id: "tag-list" }, tags.map((tag) => h("span", { class: rec.canWrite ? "chip" : "chip plain", "data-tag": tag },
       tag, rec.canWrite ? h("button", { type: "button", class: "icon-button", "aria-label": `Remove tag ${tag}`,
         onclick: () => change("DELETE", [tag]) }, "✕") : null)));
