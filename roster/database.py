@@ -240,8 +240,12 @@ def inserted_keys(session: Session, table, rows: list[dict], conflict_columns: l
     return list(session.scalars(statement, rows))
 
 
+def dialect_insert(dialect: str):
+    """The INSERT construct of `dialect` ("postgresql" or "sqlite"), which has ON CONFLICT."""
+    return pg_insert if dialect == "postgresql" else sqlite_insert
+
+
 @lru_cache(maxsize=None)
 def _insert_ignoring(table, conflict_columns: tuple[str, ...], dialect: str):
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    return (insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
+    return (dialect_insert(dialect)(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
             .returning(table.c[conflict_columns[0]]))

@@ -4,12 +4,10 @@ from datetime import datetime
 from functools import lru_cache
 
 from sqlalchemy import and_, bindparam, delete, literal, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from roster.database import inserted_keys
+from roster.database import dialect_insert, inserted_keys
 from services.avatars import domain
 from services.avatars.models import CachedAvatar, GoneCustomer, bookkeeping
 
@@ -96,7 +94,7 @@ def insert_many_unless_gone(session: Session, rows: list[dict]) -> set[str]:
 @lru_cache(maxsize=None)
 def _inserting_unless_gone(dialect: str, columns: tuple[str, ...]):
     """The statement insert_unless_gone runs for these columns, built once per dialect."""
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    insert = dialect_insert(dialect)
     avatars = CachedAvatar.__table__
     still_here = ~select(GoneCustomer.uuid).where(GoneCustomer.uuid == bindparam("customer_uuid")).exists()
     row = select(*(bindparam(name, type_=avatars.c[name].type) for name in columns)).where(still_here)

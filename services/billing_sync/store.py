@@ -11,11 +11,9 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import delete, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from roster.database import insert_ignore, lock_rows, matching_pairs
+from roster.database import dialect_insert, insert_ignore, lock_rows, matching_pairs
 from roster.errors import NotFound
 from roster.timestamps import utcnow
 from services.billing_sync import invoices as engine
@@ -123,12 +121,9 @@ def customers_by_uuid(session: Session, uuids: Iterable[str]) -> dict[str, Custo
     return {row.uuid: row for row in session.scalars(select(Customer).where(Customer.uuid.in_(wanted)))}
 
 
-NEW_CUSTOMER = {"state": {}, "mrr": 0, "net_payments": 0, "sequence": 0, "may_owe": True}
-
-
 def ensure_customer(session: Session, uuid: str, external_id: str | None = None) -> None:
     """Create billing's row of this customer unless it exists (concurrent callers both succeed)."""
-    insert_ignore(session, Customer.__table__, [{"uuid": uuid, "external_id": external_id, **NEW_CUSTOMER}], ["uuid"])
+    _insert_customer(session, uuid, external_id, None)
 
 
 def lock_customer(session: Session, uuid: str, external_id: str | None = None,
@@ -159,10 +154,10 @@ def lock_known_customer(session: Session, uuid: str) -> tuple[Customer | None, b
 def _insert_customer(session: Session, uuid: str, external_id: str | None,
                      data_source_uuid: str | None) -> Customer | None:
     """Insert billing's row of this customer and return it; None when it exists already."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = dialect_insert(session.get_bind().dialect.name)
     return session.scalars(insert(Customer).values(
-        uuid=uuid, external_id=external_id, data_source_uuid=data_source_uuid, **NEW_CUSTOMER)
-        .on_conflict_do_nothing(index_elements=["uuid"]).returning(Customer)).first()
+        uuid=uuid, external_id=external_id, data_source_uuid=data_source_uuid, state={}, mrr=0, net_payments=0,
+        sequence=0, may_owe=True).on_conflict_do_nothing(index_elements=["uuid"]).returning(Customer)).first()
 
 
 def _locked_customer(session: Session, uuid: str) -> Customer | None:
@@ -654,7 +649,7 @@ def _metric_upsert(dialect: str):
     """
     if dialect not in _UPSERTS:
         table = MetricDayRow.__table__
-        statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+        statement = dialect_insert(dialect)(table)
         _UPSERTS[dialect] = statement.on_conflict_do_update(
             index_elements=["day"], set_={name: table.c[name] + statement.excluded[name] for name in METRIC_FIELDS})
     return _UPSERTS[dialect]

@@ -17,10 +17,8 @@ from dataclasses import dataclass
 
 import orjson
 from sqlalchemy import delete, func, insert, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from roster.database import insert_ignore
+from roster.database import dialect_insert, insert_ignore
 from roster.errors import Conflict, NotFound, UnprocessableEvent, ValidationFailed, invalid
 from roster.pagination import decode_cursor, keyset_page, page_size
 from roster.timestamps import render, utcnow
@@ -629,7 +627,7 @@ def _write_attributes(tx: Transaction, customer: Loaded, attributes: dict[str, A
     rows = [{"customer_id": customer.row.id, "key": key, "type": attribute.type, "value": attribute.value,
              "source": attribute.source} for key, attribute in attributes.items()]
     dialect = tx.session.get_bind().dialect.name
-    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(CustomAttribute.__table__).values(rows)
+    statement = dialect_insert(dialect)(CustomAttribute.__table__).values(rows)
     tx.session.execute(statement.on_conflict_do_update(
         index_elements=["customer_id", "key"],
         set_={column: statement.excluded[column] for column in ("type", "value", "source")}))
