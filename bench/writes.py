@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
-from bench.common import API_KEY, Platform, cpu_report, cpu_seconds, wrk  # noqa: E402
+from bench.common import (API_KEY, METRICS_PORT, Platform, counters_report, cpu_report, cpu_seconds,  # noqa: E402
+                          metrics_urls, read_counters, wrk)
 from tools.isolation import is_postgres  # noqa: E402
 from tools.stack import free_port, rpc_health_problem  # noqa: E402
 
@@ -105,7 +106,7 @@ def create_customers(base: str, source: str, total: int, threads: int = 16) -> l
 class WriteBench:
     def __init__(self, args):
         self.args = args
-        self.platform = Platform(GATEWAY_PROCESSES=str(args.gateway_processes))
+        self.platform = Platform(GATEWAY_PROCESSES=str(args.gateway_processes), METRICS_PORT=str(METRICS_PORT))
         self.results = {}
         self.naive = []
 
@@ -133,6 +134,7 @@ class WriteBench:
         if settle:
             self.platform.wait_quiet()
         before = cpu_seconds(self.platform.stack) if system == "roster" else None
+        counted = read_counters(self._metrics()) if settle else None
         started = time.monotonic()
         figures = wrk(base, script, connections=connections, duration=self.args.duration, workdir=workdir, env=env)
         if settle:
@@ -148,6 +150,12 @@ class WriteBench:
             requests_done = max(1.0, figures["rps"] * self.args.duration)
             print("\n".join(cpu_report(before, cpu_seconds(self.platform.stack), requests_done, "request")),
                   flush=True)
+        if counted is not None:  # how well the consumers batched: events handled per worker
+            print("  what the platform counted (a batch worker's events: events handled / its workers)")
+            print("\n".join(counters_report(counted, read_counters(self._metrics()))), flush=True)
+
+    def _metrics(self) -> list[str]:
+        return metrics_urls(self.platform.stack, self.platform.base)
 
     def measure_paced(self, base: str, paths: Path, connections: int = 64) -> None:
         """The mix at `--rate` requests/s: each connection pauses between an answer and its next
