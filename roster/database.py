@@ -10,11 +10,12 @@ id order (`lock_rows`).
 """
 import os
 import sqlite3
+import time
 from functools import lru_cache
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import DateTime, String, bindparam, column, create_engine, event, func, select, text, true
+from sqlalchemy import DateTime, String, bindparam, column, create_engine, event, exc, func, select, text, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -38,9 +39,7 @@ SQLITE_OUTAGES = ("database is locked", "unable to open database", "disk i/o err
 def database_unavailable(error: BaseException) -> bool:
     """Whether `error` means the database cannot serve right now (unreachable, connection lost, pool
     exhausted, busy, a transaction to retry) rather than that a statement is wrong: a 503, worth
-    retrying. pool_pre_ping and the pool's reconnects make the next attempt work once it is back."""
-    from sqlalchemy import exc
-
+    retrying. The pool's checks and reconnects make the next attempt work once it is back."""
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
         return True
     if isinstance(error, exc.OperationalError) and isinstance(error.orig, sqlite3.Error):
@@ -120,12 +119,44 @@ def _postgres_engine(url, schema: str | None) -> Engine:
             connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         once.dispose()
         connect_args["options"] = f"-csearch_path={schema}"
-    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args)
+    engine = create_engine(url, pool_size=10, max_overflow=20, connect_args=connect_args)
+    _ping_after_idle(engine)
     # An INSERT of many rows without RETURNING (a transaction's outbox rows, an import's line
     # items) goes as multi-row VALUES statements, as with RETURNING: SQLAlchemy's default for
     # psycopg is executemany, which the server runs as one INSERT per row.
     engine.dialect.use_insertmanyvalues_wo_returning = True
     return engine
+
+
+PING_AFTER_IDLE_SECONDS = 2.0  # a pooled connection unused this long is checked before use
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Check a pooled connection before use only when it sat idle in the pool for a while.
+
+    pool_pre_ping would check it at every checkout: one more round trip per transaction, a
+    tenth of what a write costs here. A connection the server dropped (a restart, a cut
+    network, an idle timeout) was idle when it happened, so that one is checked and replaced
+    quietly; one dropped within the last seconds, while in use, fails its next statement,
+    which invalidates the whole pool (SQLAlchemy's disconnect handling) for the next attempt.
+    """
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection, record):
+        if record is not None:
+            record.info["roster_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, _proxy):
+        idle_since = record.info.get("roster_idle_since")  # none: a new connection
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            if not engine.dialect.is_disconnect(error, dbapi_connection, None):
+                raise
+            # the pool replaces this connection (and the others checked in before now) and retries
+            raise exc.InvalidatePoolError() from error
 
 
 def _quote_check(schema: str) -> None:

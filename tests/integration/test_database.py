@@ -238,3 +238,65 @@ def test_processes_of_one_service_starting_at_once_all_get_its_schema():
                 engine.dispose()
     finally:
         drop_schemas(DATABASE_URL, prefix)
+
+
+@pytest.fixture()
+def pg_engine():
+    engine = make_engine(DATABASE_URL)
+    yield engine
+    engine.dispose()
+
+
+def backend_pid(engine) -> int:
+    with engine.connect() as connection:
+        return connection.scalar(text("SELECT pg_backend_pid()"))
+
+
+def terminate(pid: int) -> None:
+    killer = make_engine(DATABASE_URL)
+    with killer.connect() as connection:
+        assert connection.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    killer.dispose()
+    time.sleep(0.2)  # the backend is gone once its socket is closed
+
+
+@pytest.mark.skipif(not is_postgres(DATABASE_URL), reason="needs DATABASE_URL pointing at PostgreSQL")
+def test_a_pooled_connection_is_checked_only_after_sitting_idle(pg_engine, monkeypatch):
+    import roster.database
+
+    pings = []
+    real_ping = pg_engine.dialect.do_ping
+    monkeypatch.setattr(pg_engine.dialect, "do_ping", lambda connection: pings.append(1) or real_ping(connection))
+    monkeypatch.setattr(roster.database, "PING_AFTER_IDLE_SECONDS", 0.3)
+    first = backend_pid(pg_engine)  # a new connection: not checked
+    for _ in range(5):  # back to back: one round trip each, no check
+        assert backend_pid(pg_engine) == first
+    assert pings == []
+    time.sleep(0.4)
+    assert backend_pid(pg_engine) == first
+    assert pings == [1]
+
+
+@pytest.mark.skipif(not is_postgres(DATABASE_URL), reason="needs DATABASE_URL pointing at PostgreSQL")
+def test_a_connection_the_server_dropped_while_idle_is_replaced_without_an_error(pg_engine, monkeypatch):
+    import roster.database
+
+    monkeypatch.setattr(roster.database, "PING_AFTER_IDLE_SECONDS", 0.3)
+    dropped = backend_pid(pg_engine)
+    terminate(dropped)  # as a server restart or an idle timeout would
+    time.sleep(0.4)
+    assert backend_pid(pg_engine) != dropped  # the check found it dead, the pool connected again
+
+
+@pytest.mark.skipif(not is_postgres(DATABASE_URL), reason="needs DATABASE_URL pointing at PostgreSQL")
+def test_a_connection_dropped_while_busy_fails_once_and_the_next_attempt_reconnects(pg_engine, monkeypatch):
+    from sqlalchemy import exc
+
+    from roster.database import database_unavailable
+
+    dropped = backend_pid(pg_engine)
+    terminate(dropped)
+    with pytest.raises(exc.OperationalError) as failure:  # used again at once: not checked
+        backend_pid(pg_engine)
+    assert database_unavailable(failure.value)  # a 503, or an event retried
+    assert backend_pid(pg_engine) != dropped
