@@ -17,9 +17,14 @@ event that can never succeed (an envelope version this code does not know, no ev
 (`roster.uow.UnitOfWork.batch`): one that fails leaves nothing behind and is retried or
 dead-lettered on its own as above while the others commit together, marked handled in one
 statement and acknowledged in one write. The batch runs first without a savepoint per event;
-if an event fails, it runs again with one for each. Events are never held back to fill a batch:
-a batch is whatever arrived while the previous one ran; batch queues are consumed on a channel
-of their own that lets each hold EVENT_BATCH unacknowledged messages (`BatchQueueConsumer`).
+if an event fails, it runs again with one for each. A batch is what arrived while the previous
+one ran; an event that arrives when the handler is idle starts one at once. Under sustained
+load (the previous batch ended less than BUSY_WITHIN_SECONDS ago) a batch waits up to
+BATCH_LINGER_SECONDS (`linger=` of the handler) for more events: a batch's fixed cost (its
+transaction, its handled marks, its outbox rows and their publishing, its acks) was most of
+what a small batch cost, and the events of a burst of API writes came a few per batch. A
+handler whose effect a client waits for (a projection the API reads) says `linger=0`. Batch queues are consumed on a
+channel of their own that lets each hold EVENT_BATCH unacknowledged messages (`BatchQueueConsumer`).
 The handler's work must all be in the database (the write lock is held): remote calls go in
 `prepare=`, the name of a service method that takes the batch's payloads not handled before
 and returns, outside any transaction, one value per payload for the handler's second argument
@@ -36,6 +41,7 @@ acknowledged on arrival, before a worker, a transaction or a dedupe mark is spen
 import copy
 import logging
 import sys
+import time
 from collections.abc import Callable
 from functools import partial
 
@@ -60,6 +66,9 @@ logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 EVENT_BATCH = 100  # the most events a `batch=` worker takes, and what each batch queue may prefetch
+BATCH_LINGER_SECONDS = 0.1  # how long a batch under sustained load waits to fill
+BUSY_WITHIN_SECONDS = 0.2  # sustained load: the previous batch of the handler ended less than this ago
+LINGER_STEP_SECONDS = 0.01  # how often a lingering batch looks whether it is full
 RETRY_BASE_SECONDS = 0.5
 ATTEMPTS = "x-roster-attempts"
 DEFAULT_EXCHANGE = Exchange("")
@@ -85,15 +94,18 @@ class DurableEventHandler(EventHandler):
     """An event handler on a durable queue with capped retries and a dead-letter queue."""
 
     def __init__(self, source_service: str, event_type: str, when: Callable[[dict], bool] | None = None,
-                 batch: int = 0, prepare: str | None = None, bulk: str | None = None, **kwargs):
-        if (prepare is not None or bulk is not None) and not batch:
-            raise TypeError("prepare= and bulk= are for batch= handlers")
+                 batch: int = 0, prepare: str | None = None, bulk: str | None = None,
+                 linger: float | None = None, **kwargs):
+        if (prepare is not None or bulk is not None or linger is not None) and not batch:
+            raise TypeError("prepare=, bulk= and linger= are for batch= handlers")
         self.when = when
         self.batch = batch
+        self.linger = BATCH_LINGER_SECONDS if linger is None else linger
         self.prepare = prepare
         self.bulk = bulk
         self._waiting: list = []  # (body, message) that arrived while a batch ran
         self._batch_running = False
+        self._batch_ended = float("-inf")  # time.monotonic() when the last batch ended
         self._batch_entrypoint = None
         kwargs.setdefault("expected_exceptions", ())
         expected = kwargs.pop("expected_exceptions")
@@ -139,7 +151,9 @@ class DurableEventHandler(EventHandler):
         # The worker takes its events when it starts, not now: the consumer reads every message
         # already on its socket before the worker runs, so a burst becomes one batch, not 1 + rest.
         self._batch_running = True
-        batch = EventBatch(take=self._take_waiting)
+        busy = time.monotonic() - self._batch_ended < BUSY_WITHIN_SECONDS
+        batch = EventBatch(take=self._take_waiting, linger=self.linger if busy else 0.0,
+                           full=lambda: len(self._waiting) >= self.batch)
         try:
             self.container.spawn_worker(
                 self._batch_entrypoint, (batch,), {}, context_data=self.unpack_message_headers(self._waiting[0][1]),
@@ -156,7 +170,7 @@ class DurableEventHandler(EventHandler):
 
     def _batch_done(self, batch, worker_ctx, result=None, exc_info=None):
         """Settle each message of a batch by its own outcome (all of them by the batch's, if it failed)."""
-        batch.take()  # a worker that failed before it took its events fails them all
+        batch.take(linger=False)  # a worker that failed before it took its events fails them all
         messages = batch.messages
         outcomes = result if exc_info is None else [exc_info] * len(messages)
         settled = list(zip(messages, outcomes))
@@ -170,6 +184,7 @@ class DurableEventHandler(EventHandler):
             if not _applied(outcome):
                 self.handle_message_processed(message, exc_info=outcome)
         self._batch_running = False
+        self._batch_ended = time.monotonic()
         if self._waiting:
             self._start_batch()
         return result, exc_info
@@ -258,16 +273,24 @@ def unprocessable(body) -> str | None:
 
 class EventBatch(list):
     """The event payloads a batch worker handles, in the order they arrived: up to the handler's
-    batch size of those waiting when the worker starts (`take`), their messages in `messages`."""
+    batch size of those waiting when the worker starts (`take`), after up to `linger` seconds
+    for more unless `full()` says the batch is full, their messages in `messages`."""
 
-    def __init__(self, payloads=(), take: Callable[[], list] | None = None):
+    def __init__(self, payloads=(), take: Callable[[], list] | None = None, linger: float = 0.0,
+                 full: Callable[[], bool] | None = None):
         super().__init__(payloads)
         self.messages: list = []
         self._take = take
+        self._linger = linger
+        self._full = full
 
-    def take(self) -> None:
+    def take(self, linger: bool = True) -> None:
         """Take the waiting events (once; a batch made of payloads has nothing to take)."""
         if self._take is not None:
+            if linger and self._linger > 0:
+                deadline = time.monotonic() + self._linger
+                while time.monotonic() < deadline and not (self._full is not None and self._full()):
+                    eventlet.sleep(min(LINGER_STEP_SECONDS, max(0.0, deadline - time.monotonic())))
             taken, self._take = self._take(), None
             self.extend(body for body, _ in taken)
             self.messages = [message for _, message in taken]

@@ -114,7 +114,8 @@ class CustomersService:
         self.billing_rpc.forget("get_data_source", payload.get("uuid"))
         commands.on_data_source_deleted(self.uow, payload)
 
-    @event_handler("billing_sync", "customer_metrics_changed", batch=EVENT_BATCH)
+    # linger=0: an importer reads the customer's new MRR right after its import
+    @event_handler("billing_sync", "customer_metrics_changed", batch=EVENT_BATCH, linger=0)
     def handle_customer_metrics_changed(self, payload):
         commands.on_customer_metrics_changed(self.uow, payload)
 

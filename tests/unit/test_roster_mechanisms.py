@@ -350,6 +350,61 @@ def test_a_batch_worker_takes_every_event_that_arrived_before_it_started():
     assert [body["n"] for body, _ in handler._waiting] == [2]  # the next batch's
 
 
+def batch_handler(size: int):
+    """A batch handler on a fake container; returns it and the list of batches its workers got."""
+    from roster.handlers import DurableEventHandler
+
+    spawned = []
+
+    class Container:
+        service_name = "things"
+
+        def spawn_worker(self, entrypoint, args, kwargs, context_data=None, handle_result=None):
+            spawned.append(args[0])
+
+    handler = DurableEventHandler("source", "thing_happened", batch=size)
+    handler.container, handler.method_name, handler._batch_entrypoint = Container(), "handle", handler
+    return handler, spawned
+
+
+class Message:
+    headers = {}
+
+
+def test_an_idle_batch_handler_starts_on_the_first_event_without_waiting_for_more():
+    import eventlet
+
+    handler, spawned = batch_handler(10)
+    handler.handle_message(envelope(n=0), Message())
+    later = eventlet.spawn_after(0.03, handler.handle_message, envelope(n=1), Message())
+    [batch] = spawned
+    batch.take()
+    later.wait()
+    assert [payload["n"] for payload in batch] == [0]  # the one that came later is the next batch's
+
+
+def test_under_sustained_load_a_batch_waits_a_little_for_more_events(monkeypatch):
+    import time
+
+    import eventlet
+
+    from roster import handlers
+
+    monkeypatch.setattr(handlers, "BATCH_LINGER_SECONDS", 0.3)
+    handler, spawned = batch_handler(3)
+    handler._batch_ended = time.monotonic()  # a batch just ended: events are flowing
+    handler.handle_message(envelope(n=0), Message())
+    for n in (1, 2, 3):  # the batch is full with the third: it stops waiting then
+        eventlet.spawn_after(0.02 * n, handler.handle_message, envelope(n=n), Message())
+    [batch] = spawned
+    started = time.monotonic()
+    batch.take()
+    assert [payload["n"] for payload in batch] == [0, 1, 2]
+    assert time.monotonic() - started < 0.25  # it did not wait out the linger once full
+    eventlet.sleep(0.05)
+    assert [body["n"] for body, _ in handler._waiting] == [3]
+
+
 class BatchService:
     """A service as a batch worker sees it: its one UnitOfWork, and the methods a test gives it."""
 
