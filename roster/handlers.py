@@ -23,8 +23,9 @@ load (the previous batch ended less than BUSY_WITHIN_SECONDS ago) a batch waits 
 BATCH_LINGER_SECONDS (`linger=` of the handler) for more events: a batch's fixed cost (its
 transaction, its handled marks, its outbox rows and their publishing, its acks) was most of
 what a small batch cost, and the events of a burst of API writes came a few per batch. A
-handler whose effect a client waits for (a projection the API reads) says `linger=0`. Batch queues are consumed on a
-channel of their own that lets each hold EVENT_BATCH unacknowledged messages (`BatchQueueConsumer`).
+handler whose effect a client waits for (a projection the API reads) says `linger=0`. Batch
+queues are consumed on a channel of their own that lets each hold EVENT_BATCH unacknowledged
+messages (`BatchQueueConsumer`).
 The handler's work must all be in the database (the write lock is held): remote calls go in
 `prepare=`, the name of a service method that takes the batch's payloads not handled before
 and returns, outside any transaction, one value per payload for the handler's second argument
