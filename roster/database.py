@@ -142,8 +142,7 @@ def _ping_after_idle(engine: Engine) -> None:
     """
     @event.listens_for(engine, "checkin")
     def _checked_in(_dbapi_connection, record):
-        if record is not None:
-            record.info["roster_idle_since"] = time.monotonic()
+        record.info["roster_idle_since"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
     def _checked_out(dbapi_connection, record, _proxy):
