@@ -130,12 +130,14 @@ def test_racing_rpc_syncs_of_one_customer_and_its_contacts_make_one_of_each(clus
 def test_a_custom_source_duplicate_is_merged_into_the_stripe_record_with_its_contact(cluster):
     stripe_source = cluster.billing_sync.create_data_source({"name": "Stripe-like"})["uuid"]
     custom_source = cluster.billing_sync.create_data_source({"name": "Custom"})["uuid"]
-    stripe = cluster.customers.sync_customer({**record("cus_dup"), "data_source_uuid": stripe_source,
-                                              "billing_system_type": "Stripe", "email": "dup@acme.io"})
+    # The CRM record and its contact come first: with the Stripe record already there, the merge
+    # (run from customer_created) could win the race against the contact's create.
     duplicate = cluster.customers.create_customer({"data_source_uuid": custom_source, "external_id": "crm-1",
                                                    "email": "Dup@Acme.io", "name": "From the CRM"})
     contact = cluster.contacts.create_contact({"customer_uuid": duplicate["uuid"],
                                                "data_source_uuid": custom_source, "email": "jo@acme.io"})
+    stripe = cluster.customers.sync_customer({**record("cus_dup"), "data_source_uuid": stripe_source,
+                                              "billing_system_type": "Stripe", "email": "dup@acme.io"})
 
     def one_customer_with_the_contact():
         customers = cluster.customers.list_customers({"email": "dup@acme.io"})["entries"]
