@@ -570,10 +570,21 @@ def _customer_created_entry(customer: dict, target: str, payload: dict) -> dict:
 def _known_customer_created(session, uuid: str, name: str, external_id: str) -> str | None:
     """Fill in a customer row an earlier event added (a rename, a merge, a deletion); return its survivor."""
     row = store.customer(session, uuid)
+    anonymous = not row.name and not row.external_id  # added by an event that knew only its uuid
     if not row.name:  # a rename may have been handled first
         row.name = name
     row.external_id = external_id or row.external_id
+    if anonymous and row.merged_into:
+        _name_merged_line(session, row)
     return store.survivor(session, uuid, locked=row)
+
+
+def _name_merged_line(session, row) -> None:
+    """A merge handled before the merged customer's creation called it by its uuid in the
+    survivor's feed: now that its name is known, the line says it."""
+    entry = store.entry(session, f"customer_merged:{row.uuid}")
+    if entry is not None:
+        entry.description = descriptions.customer_merged(_merged_name(row))
 
 
 def on_customer_updated(uow: UnitOfWork, payload: dict) -> None:
@@ -602,10 +613,13 @@ def on_customer_merged(uow: UnitOfWork, payload: dict) -> None:
             store.delete_customer_data(tx.session, from_uuid)
             return
         store.move_customer_data(tx.session, from_uuid, target)
-        name = domain.display_name({"name": merged.name, "external_id": merged.external_id, "uuid": from_uuid})
         _record_entry(tx, fact=f"customer_merged:{from_uuid}", customer_uuid=target, type="event",
                       kind="customer_merged", date=_when(None, payload),
-                      description=descriptions.customer_merged(name), source_id=from_uuid)
+                      description=descriptions.customer_merged(_merged_name(merged)), source_id=from_uuid)
+
+
+def _merged_name(row) -> str:
+    return domain.display_name({"name": row.name, "external_id": row.external_id, "uuid": row.uuid})
 
 
 def on_customer_unmerged(uow: UnitOfWork, payload: dict) -> None:

@@ -569,13 +569,18 @@ def test_a_creation_handled_after_a_fact_about_the_customer_names_it(uow):
     assert [e["kind"] for e in feed_of(uow, ACME)] == ["new_biz", "customer_created"]
 
 
-def test_a_creation_handled_after_the_customers_merge_lands_on_the_survivor(uow):
+def test_a_creation_handled_after_the_customers_merge_lands_on_the_survivor_and_names_the_merge(uow):
     handle(uow, "on_customer_merged", envelope(from_uuid=GLOBEX, into_uuid=ACME))
+    assert [e["description"] for e in feed_of(uow, ACME)] == [
+        f"Customer merged: {GLOBEX} was merged into this customer"]  # all it knows of GLOBEX yet
     handle(uow, "on_customer_created", customer_created_event(GLOBEX, name="Globex"))
 
     assert feed_of(uow, GLOBEX) == []
     assert sorted(e["description"] for e in feed_of(uow, ACME)) == [
-        "Customer created: Globex", f"Customer merged: {GLOBEX} was merged into this customer"]
+        "Customer created: Globex", "Customer merged: Globex was merged into this customer"]
+    handle(uow, "on_customer_updated", envelope(uuid=GLOBEX, changes={"name": "Globex Corp"}))
+    assert "Customer merged: Globex was merged into this customer" in [  # a later rename leaves history be
+        e["description"] for e in feed_of(uow, ACME)]
 
 
 def test_a_creation_handled_after_the_customers_deletion_records_nothing(uow):
