@@ -71,9 +71,13 @@ def cpu_seconds(stack) -> dict[str, float]:
     for name, procs in stack.processes.items():
         for index, proc in enumerate(procs):
             found[f"{name}{'-' + str(index + 1) if len(procs) > 1 else ''}"] = process_cpu(proc.popen.pid)
-    found["rabbitmq (whole broker)"] = sum(process_cpu(pid) for pid in pids_named("beam.smp"))
-    found["postgres (whole server)"] = sum(process_cpu(pid) for pid in pids_named("postgres"))
-    return found
+    return {**found, **server_cpu_seconds()}
+
+
+def server_cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by the broker and the database server (whole servers)."""
+    return {"rabbitmq (whole broker)": sum(process_cpu(pid) for pid in pids_named("beam.smp")),
+            "postgres (whole server)": sum(process_cpu(pid) for pid in pids_named("postgres"))}
 
 
 def cpu_report(before: dict, after: dict, count: int, unit: str) -> list[str]:

@@ -16,7 +16,8 @@ commit, no outbox, no events):
     scenario above saturates the machine, so its p99 is the latency at saturation;
   * creates: 16 connections of `POST /v1/customers`, each with a new external id; besides the
     API's rate it prints the settled rate, counted until every consumer (activities, avatars,
-    ...) has handled the creates' events, and the CPU per create over that time.
+    ...) has handled the creates' events, and the CPU per create over that time; the naive
+    peer's CPU per create beside it is the floor of one HTTP request, one RPC and one row.
 Every scenario gets an unmeasured warm-up first. Figures vary by about ±20% from run to run
 on a shared 2-core machine; run it on a quiet one.
 """
@@ -34,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 
 from bench.common import (API_KEY, METRICS_PORT, Platform, counters_report, cpu_report, cpu_seconds,  # noqa: E402
-                          metrics_urls, read_counters, wrk)
+                          metrics_urls, process_cpu, read_counters, server_cpu_seconds, wrk)
 from tools.isolation import is_postgres  # noqa: E402
 from tools.stack import free_port, rpc_health_problem  # noqa: E402
 
@@ -133,7 +134,7 @@ class WriteBench:
         wrk(base, script, connections=connections, duration=self.args.warmup, workdir=workdir, env=env)
         if settle:
             self.platform.wait_quiet()
-        before = cpu_seconds(self.platform.stack) if system == "roster" else None
+        before = self._cpu_seconds(system)
         counted = read_counters(self._metrics()) if settle else None
         started = time.monotonic()
         figures = wrk(base, script, connections=connections, duration=self.args.duration, workdir=workdir, env=env)
@@ -148,11 +149,18 @@ class WriteBench:
                   flush=True)
         if before is not None:
             requests_done = max(1.0, figures["rps"] * self.args.duration)
-            print("\n".join(cpu_report(before, cpu_seconds(self.platform.stack), requests_done, "request")),
-                  flush=True)
+            print("\n".join(cpu_report(before, self._cpu_seconds(system), requests_done, "request")), flush=True)
         if counted is not None:  # how well the consumers batched: events handled per worker
             print("  what the platform counted (a batch worker's events: events handled / its workers)")
             print("\n".join(counters_report(counted, read_counters(self._metrics()))), flush=True)
+
+    def _cpu_seconds(self, system: str) -> dict[str, float]:
+        """CPU used so far by `system`'s processes, the broker and the database: the naive peer's
+        figures show what its one RPC and one row cost, beside what Roster's create costs."""
+        if system == "roster":
+            return cpu_seconds(self.platform.stack)
+        names = ("naive service", "naive gateway")  # the order naive_peer() starts them in
+        return {**{name: process_cpu(proc.pid) for name, proc in zip(names, self.naive)}, **server_cpu_seconds()}
 
     def _metrics(self) -> list[str]:
         return metrics_urls(self.platform.stack, self.platform.base)
