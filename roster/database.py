@@ -32,6 +32,21 @@ os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 WRITE = {"roster_write": True}  # execution option: this transaction will write
 
 
+def read_options(engine: Engine) -> dict:
+    """The execution options of a read-only session on `engine`.
+
+    PostgreSQL: autocommit. Under READ COMMITTED every statement takes its own snapshot, so a
+    read's BEGIN and ROLLBACK (two round trips) bought nothing; and psycopg forgets the
+    statements it prepared at every ROLLBACK (and deallocates them on the server), so a service
+    whose reads rolled back never ran a prepared statement. SQLite: a plain BEGIN, whose
+    snapshot holds across the read's statements.
+    """
+    return AUTOCOMMIT if engine.dialect.name == "postgresql" else {}
+
+
+AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
 SQLITE_OUTAGES = ("database is locked", "unable to open database", "disk i/o error", "database or disk is full",
                   "readonly database")
 

@@ -37,7 +37,7 @@ from sqlalchemy import Index, Integer, String, Text, delete, insert, select, tex
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column, sessionmaker
 
-from roster.database import WRITE, UtcDateTime, insert_ignore, inserted_keys
+from roster.database import WRITE, UtcDateTime, insert_ignore, inserted_keys, read_options
 from roster.errors import ValidationFailed, invalid
 from roster.events import envelope
 from roster.serialization import UnencodableValue, encode_event
@@ -298,6 +298,9 @@ class UnitOfWork:
             yield self._batch.session
             return
         with self.sessions() as session:
+            options = read_options(session.get_bind())
+            if options:
+                session.connection(execution_options=options)
             yield session
 
     @contextmanager

@@ -60,6 +60,23 @@ def test_a_unique_violation_on_postgres_is_a_422_naming_the_field(pg_uow):
 
 
 @pytest.mark.skipif(not is_postgres(DATABASE_URL), reason="needs DATABASE_URL pointing at PostgreSQL")
+def test_a_read_on_postgres_runs_outside_a_transaction_block_and_keeps_prepared_statements(pg_uow):
+    from tests.unit.test_roster_mechanisms import add_thing, count
+
+    with pg_uow.read() as session:  # no BEGIN: each statement is its own transaction, with its own now()
+        first = session.scalar(text("SELECT now()"))
+        time.sleep(0.02)
+        assert session.scalar(text("SELECT now()")) > first
+    add_thing(pg_uow)
+    # psycopg prepares a statement run 5 times on a connection, and forgets what it prepared at
+    # every ROLLBACK: reads that rolled back left every statement unprepared
+    assert [count(pg_uow) for _ in range(6)] == [1] * 6
+    with pg_uow.read() as session:
+        prepared = session.scalars(text("SELECT statement FROM pg_prepared_statements")).all()
+    assert any("count(*)" in statement for statement in prepared), prepared
+
+
+@pytest.mark.skipif(not is_postgres(DATABASE_URL), reason="needs DATABASE_URL pointing at PostgreSQL")
 def test_concurrent_commands_with_one_idempotency_key_store_once_and_answer_alike(pg_uow):
     from roster.testing import recorded, with_idempotency_key
     from roster.uow import Replay
