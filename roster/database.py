@@ -30,6 +30,7 @@ from sqlalchemy.types import TypeDecorator
 os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 
 WRITE = {"roster_write": True}  # execution option: this transaction will write
+AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
 def read_options(engine: Engine) -> dict:
@@ -42,9 +43,6 @@ def read_options(engine: Engine) -> dict:
     snapshot holds across the read's statements.
     """
     return AUTOCOMMIT if engine.dialect.name == "postgresql" else {}
-
-
-AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
 SQLITE_OUTAGES = ("database is locked", "unable to open database", "disk i/o error", "database or disk is full",
