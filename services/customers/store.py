@@ -1,5 +1,4 @@
 """Queries on the customers service's tables: select, lock, page. No commits, no rules, no writes."""
-from collections import defaultdict
 
 from sqlalchemy import bindparam, case, func, insert, literal_column, null, select, union_all
 from sqlalchemy.orm import Session
@@ -136,7 +135,7 @@ def lock(session: Session, ids) -> dict[int, Customer]:
 
 
 def details(session: Session, customer_ids) -> dict[int, tuple[list, list, dict]]:
-    """Return {id: (external ids, tags, custom)} of these customers, read after they were locked.
+    """Return {id: (external ids, tags, custom)} of these customers, in one statement.
 
     External ids are (data_source_uuid, external_id, merged_from); custom maps key to
     (type, value, source); each in the order they were added.
@@ -184,15 +183,10 @@ def customer_dicts(session: Session, rows) -> list[dict]:
 
     Core queries on the session's connection: the ORM's per-row work cost more than the SQL.
     """
-    ids = [row.id for row in rows]
-    external_ids, tags, custom = defaultdict(list), defaultdict(list), defaultdict(dict)
-    for kind, customer_id, a, b, _c, value, _rank, _seq in session.connection().execute(CHILDREN, {"ids": ids}):
-        if kind == ATTRIBUTE:
-            custom[customer_id][a] = value
-        elif kind == EXTERNAL_ID:
-            external_ids[customer_id].append((a, b))
-        else:
-            tags[customer_id].append(a)
-    return [
-        customer_dict(row._asdict(), external_ids[row.id], tags[row.id], custom[row.id]) for row in rows
-    ]
+    children = details(session, [row.id for row in rows])
+    dicts = []
+    for row in rows:
+        external_ids, tags, custom = children[row.id]
+        dicts.append(customer_dict(row._asdict(), [(source, external_id) for source, external_id, _ in external_ids],
+                                   tags, {key: value for key, (_type, value, _source) in custom.items()}))
+    return dicts
