@@ -8,7 +8,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CODE = ["roster", "gateway", "services", "tools"]
 # Read only by the local tooling (make run, tests, tools/), which compose replaces with its own means.
-TOOLING_ONLY = {"GATEWAY_PROCESSES", "SYNC_WORKERS"}
+TOOLING_ONLY = {"GATEWAY_PROCESSES", "SYNC_WORKERS", "GATEWAY_MAX_WORKERS"}  # compose: the gateway's MAX_WORKERS
 SERVICE_NAMES = ["customers", "contacts", "billing_sync", "activities", "avatars"]
 NOT_SETTINGS = {"PYTHONPATH"}  # tools/stack.py extends it for its children; Python's own
 

@@ -168,3 +168,12 @@ def test_a_service_started_later_with_several_processes_gets_a_fresh_metrics_fol
     stack.processes["sync_worker"] = []  # (the fakes above are not processes to stop)
     stack.start_service("sync_worker")
     assert list(folder.iterdir()) == []  # a restart of them all does not add up the old counters
+
+
+def test_the_gateway_has_workers_of_its_own_count_and_the_services_keep_max_workers(tmp_path):
+    default = Stack({"MAX_WORKERS": "12"}, tmp_path, tmp_path / "logs")
+    chosen = Stack({"MAX_WORKERS": "12", "GATEWAY_MAX_WORKERS": "40"}, tmp_path, tmp_path / "logs")
+
+    assert default.service_env("gateway")["MAX_WORKERS"] == "64"
+    assert chosen.service_env("gateway")["MAX_WORKERS"] == "40"
+    assert default.service_env("customers")["MAX_WORKERS"] == chosen.service_env("customers")["MAX_WORKERS"] == "12"
