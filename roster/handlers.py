@@ -38,6 +38,11 @@ its savepoint.
 
 `when=` names the events a handler cares about (e.g. `changes_any("name")`): any other is
 acknowledged on arrival, before a worker, a transaction or a dedupe mark is spent on it.
+
+`takes_over=` lists handlers (`Retired(source, event_type, method_name)`) this one replaces: at
+start-up their durable queues stop receiving (unbound), what waits in them moves to this
+handler's queue, and they are deleted, so an upgrade loses none of their events and leaves no
+queue filling up without a consumer. The handler must accept their payloads too.
 """
 import copy
 import logging
@@ -45,8 +50,10 @@ import sys
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import NamedTuple
 
 import eventlet
+from amqp import Message
 from kombu import Connection, Exchange, Queue
 from nameko.amqp.publish import Publisher
 from nameko.containers import ContainerBeingKilled
@@ -75,6 +82,45 @@ ATTEMPTS = "x-roster-attempts"
 DEFAULT_EXCHANGE = Exchange("")
 
 
+class Retired(NamedTuple):
+    """An event handler a service no longer has (for `takes_over=`)."""
+
+    source_service: str
+    event_type: str
+    method_name: str
+
+    def queue_name(self, service_name: str) -> str:
+        return f"evt-{self.source_service}-{self.event_type}--{service_name}.{self.method_name}"  # nameko's
+
+
+def take_over_queue(connection: Connection, retired: str, exchange: str, routing_key: str, into: str) -> int:
+    """Unbind the durable queue `retired` from `exchange`, move its messages (each confirmed by the
+    broker before it is removed there) to the queue `into`, and delete it; return how many moved.
+    Nothing to do if it does not exist. Processes starting together may run it at once: each
+    message moves once, and a queue another one deleted first is fine."""
+    channel = connection.channel()
+    try:
+        channel.queue_declare(retired, passive=True)
+    except connection.channel_errors:  # never existed, or gone already: the channel is closed
+        return 0
+    moved = 0
+    try:
+        channel.queue_unbind(retired, exchange, routing_key)
+        channel.confirm_select()
+        while (message := channel.basic_get(retired, no_ack=False)) is not None:
+            channel.basic_publish_confirm(Message(message.body, **message.properties),
+                                          exchange="", routing_key=into)
+            channel.basic_ack(message.delivery_tag)
+            moved += 1
+        channel.queue_delete(retired, if_empty=True)
+    except connection.channel_errors as error:  # another process deleted it meanwhile
+        logger.info("queue %s: taken over by another process (%s)", retired, error)
+    finally:
+        if channel.is_open:
+            channel.close()
+    return moved
+
+
 def dead_letter_queue(service_name: str) -> Queue:
     return Queue(f"dead_letters.{service_name}", exchange=DEFAULT_EXCHANGE,
                  routing_key=f"dead_letters.{service_name}", durable=True)
@@ -96,10 +142,11 @@ class DurableEventHandler(EventHandler):
 
     def __init__(self, source_service: str, event_type: str, when: Callable[[dict], bool] | None = None,
                  batch: int = 0, prepare: str | None = None, bulk: str | None = None,
-                 linger: float | None = None, **kwargs):
+                 linger: float | None = None, takes_over: tuple[Retired, ...] = (), **kwargs):
         if (prepare is not None or bulk is not None or linger is not None) and not batch:
             raise TypeError("prepare=, bulk= and linger= are for batch= handlers")
         self.when = when
+        self.takes_over = tuple(takes_over)
         self.batch = batch
         self.linger = BATCH_LINGER_SECONDS if linger is None else linger
         self.prepare = prepare
@@ -131,6 +178,15 @@ class DurableEventHandler(EventHandler):
         self.publisher = Publisher(amqp_uri, declare=[self.dead_letters])
         with Connection(amqp_uri) as connection:  # exists from the start, so `tools.dlq` finds it
             self.dead_letters.declare(channel=connection.default_channel)
+            if self.takes_over:
+                self.queue(connection.default_channel).declare()  # bound before anything moves in
+                for retired in self.takes_over:
+                    moved = take_over_queue(connection, retired.queue_name(self.container.service_name),
+                                            f"{retired.source_service}.events", retired.event_type,
+                                            self.queue.name)
+                    if moved:
+                        logger.info("%s: moved %d waiting event(s) of the retired handler %s to %s",
+                                    self.container.service_name, moved, retired.method_name, self.queue.name)
 
     def handle_message(self, body, message):
         problem = unprocessable(body)

@@ -146,7 +146,7 @@ def create_customer(uow: UnitOfWork, data: dict, *, billing) -> dict:
         _add_tags(tx, customer, new.tags)
         _write_attributes(tx, customer, new.custom)
         created = customer.as_dict()
-        tx.record("customer_created", customer=created, reason="created")
+        _cue_duplicate_check(tx, tx.record("customer_created", customer=created, reason="created"))
         return tx.result(created)
 
 
@@ -272,13 +272,25 @@ def _create_synced(tx: Transaction, synced, system: str) -> dict | None:
         session.flush()
         return None
     created = Loaded(row, [(synced.data_source_uuid, synced.external_id, None)], [], {}).as_dict()
-    tx.record("customer_created", customer=created, reason="synced")
+    _cue_duplicate_check(tx, tx.record("customer_created", customer=created, reason="synced"))
     return created
 
 
+# This service's own cue, recorded beside a customer_created or customer_updated that may call
+# for a duplicate merge (may_have_duplicate), to run merge_duplicates once it committed. Before,
+# the service took every customer_created and customer_updated off the bus to drop nearly all.
+DUPLICATE_CHECK = "customer_duplicate_check"
+
+
+def _cue_duplicate_check(tx: Transaction, announced: dict) -> None:
+    if may_have_duplicate(announced):
+        tx.record(DUPLICATE_CHECK, uuid=_announced_customer(announced))
+
+
 def merge_duplicates(uow: UnitOfWork, payload: dict) -> list[dict]:
-    """Merge the custom-source duplicates of the customer a customer_created / customer_updated
-    event names into the connector's record (syncing.duplicate_merges); return the merges.
+    """Merge the custom-source duplicates of the customer a customer_duplicate_check (or a
+    customer_created / customer_updated left by an earlier version) names into the connector's
+    record (syncing.duplicate_merges); return the merges.
 
     Runs after the create or update committed. The customers of a pair are locked, and the
     pair is decided again once they are, so concurrent handlers make one merge per pair.
@@ -317,16 +329,18 @@ def may_have_duplicate(payload: dict) -> bool:
 
 
 def _announced_customer(payload: dict) -> str | None:
-    """The uuid a customer_created (not by an unmerge) or an email-changing customer_updated names."""
+    """The uuid a customer_created (not by an unmerge), an email-changing customer_updated or a
+    customer_duplicate_check names."""
     if not isinstance(payload, dict):
         return None
     if "customer" in payload:
         if payload.get("reason") == "unmerged":  # the user split them: do not merge them back
             return None
         return (payload.get("customer") or {}).get("uuid")
-    if "email" in (payload.get("changes") or {}):
-        return payload.get("uuid")
-    return None
+    if "changes" in payload:
+        return payload.get("uuid") if "email" in (payload.get("changes") or {}) else None
+    uuid = payload.get("uuid")
+    return uuid if isinstance(uuid, str) else None
 
 
 def _duplicate_pair(session, customer_id: int) -> tuple[int, int] | None:
@@ -565,7 +579,8 @@ def _record_update(tx: Transaction, customer: Loaded, before: dict) -> dict:
     if not changes:
         return after
     customer.row.updated_at = utcnow()
-    tx.record("customer_updated", uuid=customer.row.uuid, changes=changes, updated_at=render(customer.row.updated_at))
+    _cue_duplicate_check(tx, tx.record("customer_updated", uuid=customer.row.uuid, changes=changes,
+                                       updated_at=render(customer.row.updated_at)))
     return customer.as_dict()
 
 

@@ -1,7 +1,7 @@
 """The customers service: RPC commands and queries on customer records, their events, and the
 projections it keeps from billing_sync's events. One line per entrypoint into `commands`."""
 from roster.dependencies import UnitOfWorkProvider, service_health
-from roster.handlers import EVENT_BATCH, event_handler
+from roster.handlers import EVENT_BATCH, Retired, event_handler
 from roster.rpc import RememberingRpcProxy, rpc
 from services.customers import commands
 from services.customers.models import UNIQUE_RULES, Base, bookkeeping
@@ -120,11 +120,10 @@ class CustomersService:
         commands.on_customer_metrics_changed(self.uow, payload)
 
     # A custom-source duplicate of a connector's customer is merged into it in the background
-    # (syncing.duplicate_merges), whichever of the two arrives first.
-    @event_handler("customers", "customer_created", when=commands.may_have_duplicate)
-    def merge_duplicate_of_created(self, payload):
-        commands.merge_duplicates(self.uow, payload)
-
-    @event_handler("customers", "customer_updated", when=commands.may_have_duplicate)
-    def merge_duplicate_of_updated(self, payload):
+    # (syncing.duplicate_merges), whichever of the two arrives first. It took over the queues of
+    # the handlers that took every customer_created and customer_updated off the bus.
+    @event_handler("customers", commands.DUPLICATE_CHECK, takes_over=(
+        Retired("customers", "customer_created", "merge_duplicate_of_created"),
+        Retired("customers", "customer_updated", "merge_duplicate_of_updated")))
+    def merge_duplicates(self, payload):
         commands.merge_duplicates(self.uow, payload)

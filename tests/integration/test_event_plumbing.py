@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import eventlet
 import pytest
-from kombu import Connection
+from kombu import Connection, Exchange, Queue
 from nameko.containers import ServiceContainer
 from nameko.events import event_handler as plain_event_handler
 from nameko.standalone.events import event_dispatcher
@@ -26,7 +26,7 @@ import roster.rpc
 from roster.dependencies import UnitOfWorkProvider
 from roster.errors import ValidationFailed
 from roster.events import envelope
-from roster.handlers import event_handler
+from roster.handlers import Retired, event_handler
 from roster.rpc import IDEMPOTENCY_KEY, rpc
 from roster.uow import bookkeeping_tables
 
@@ -512,3 +512,44 @@ def test_unconfirmed_messages_published_together_share_a_write_and_survive_its_f
     assert sorted(bodies) == list(range(9))  # the three went nameko's way after the failed write
     publisher.publish({"n": 9}, routing_key="roster-test-nowhere")  # and a new shared connection is made
     assert shared._connection is not None and shared._connection.connected
+
+
+class Successor:
+    """Handles `cue` events in place of a retired handler of `noticed` events."""
+
+    name = "successor"
+    uow = UnitOfWorkProvider(Base, tables, migrate=False)
+
+    @event_handler("relay_source", "cue", takes_over=(Retired("relay_source", "noticed", "on_noticed"),))
+    def on_cue(self, payload):
+        with self.uow.write() as tx:
+            tx.session.add(Note(text=payload["text"]))
+
+
+def test_a_handler_taking_over_a_retired_one_gets_its_waiting_events_and_its_queue_is_gone(amqp_uri, own_database):
+    retired = Retired("relay_source", "noticed", "on_noticed").queue_name("successor")
+    exchange = Exchange("relay_source.events", type="topic", durable=True)
+    with Connection(amqp_uri) as connection:  # the queue an earlier version left, with events waiting
+        Queue(retired, exchange=exchange, routing_key="noticed", durable=True)(connection.default_channel).declare()
+    dispatch = event_dispatcher({"AMQP_URI": amqp_uri})
+    for text in ("left 1", "left 2", "left 3"):
+        dispatch("relay_source", "noticed", envelope(text=text))
+
+    [container] = start(amqp_uri, Successor)
+    try:
+        dispatch("relay_source", "cue", envelope(text="new"))
+        sessions = provider(container).sessions
+
+        def notes():
+            with sessions() as session:
+                return sorted(session.scalars(select(Note.text)))
+
+        wait_for(lambda: len(notes()) == 4)
+        dispatch("relay_source", "noticed", envelope(text="after"))  # no queue takes it any more
+        eventlet.sleep(0.5)
+        assert notes() == ["left 1", "left 2", "left 3", "new"]
+        with Connection(amqp_uri) as connection:
+            with pytest.raises(connection.channel_errors):
+                connection.channel().queue_declare(retired, passive=True)
+    finally:
+        container.stop()

@@ -4,7 +4,7 @@ import pytest
 from nameko.testing.services import worker_factory
 
 from roster.errors import NotFound, ValidationFailed
-from roster.testing import recorded_fields, unit_of_work
+from roster.testing import recorded, recorded_fields, unit_of_work
 from services.customers import commands, syncing
 from services.customers.models import UNIQUE_RULES, Base, bookkeeping
 from services.customers.service import CustomersService
@@ -239,3 +239,20 @@ def test_an_email_change_makes_a_duplicate(service):
     service.update_customer(custom["uuid"], {"email": "ops@acme.io"})
     update = [e for e in events(service, "customer_updated") if e["uuid"] == custom["uuid"]][-1]
     assert commands.merge_duplicates(service.uow, update)[0]["into"]["uuid"] == stripe["uuid"]
+
+
+def test_only_a_creation_or_email_change_that_may_call_for_a_merge_cues_a_duplicate_check(service):
+    plain = service.create_customer({"data_source_uuid": IMPORTS, "external_id": "plain"})
+    service.update_customer(plain["uuid"], {"name": "Renamed"})
+    assert events(service, commands.DUPLICATE_CHECK) == []  # no email: nothing for this service to take off the bus
+
+    custom = service.create_customer({"data_source_uuid": IMPORTS, "external_id": "dup", "email": "OPS@acme.io"})
+    stripe = service.sync_customer(record())
+    service.update_customer(plain["uuid"], {"email": "ops@acme.io"})
+    assert events(service, commands.DUPLICATE_CHECK) == [{"uuid": custom["uuid"]}, {"uuid": stripe["uuid"]},
+                                                         {"uuid": plain["uuid"]}]
+
+    cue = recorded(service.uow, commands.DUPLICATE_CHECK)[0]  # as the handler gets it, envelope and all
+    assert [m["from_uuid"] for m in commands.merge_duplicates(service.uow, cue)] == [custom["uuid"]]
+    service.unmerge_customer({"customer_uuid": stripe["uuid"], "data_source_uuid": IMPORTS, "external_id": "dup"})
+    assert len(events(service, commands.DUPLICATE_CHECK)) == 3  # the user split them: no cue to merge them back
