@@ -116,9 +116,16 @@ class BatchPublisher:
         self._refused = True
 
 
+TRANSIENT = 1
+
+
 class SharedChannelPublisher(Publisher):
     """nameko's Publisher, lean for unconfirmed messages (RPC replies, and requests to a service
     the broker is known to route to: roster.rpc).
+
+    Its messages are transient: an RPC request or reply is worth nothing once its caller stopped
+    waiting (seconds), so the broker need not write it to disk, and after a broker restart a
+    request is gone rather than run long after its caller was told 503.
 
     nameko takes a producer from kombu's pool and wraps each message in kombu's retry logic.
     An unconfirmed message needs neither: it goes on one connection per process and broker URI,
@@ -126,6 +133,8 @@ class SharedChannelPublisher(Publisher):
     connection and the message goes nameko's way after all, retries included. Confirmed messages
     always do.
     """
+
+    delivery_mode = TRANSIENT
 
     def publish(self, payload, **kwargs):
         if kwargs.get("use_confirms", self.use_confirms) or self.declare or kwargs.get("declare"):

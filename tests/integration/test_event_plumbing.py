@@ -553,3 +553,19 @@ def test_a_handler_taking_over_a_retired_one_gets_its_waiting_events_and_its_que
                 connection.channel().queue_declare(retired, passive=True)
     finally:
         container.stop()
+
+
+@pytest.mark.parametrize("publisher_class", [roster.rpc.UnroutedPublisher, roster.rpc.UnconfirmedPublisher])
+@pytest.mark.parametrize("use_confirms", [True, False])
+def test_rpc_requests_and_replies_are_transient(amqp_uri, publisher_class, use_confirms):
+    """Not written to the broker's disk, and not run after a broker restart, long after the caller's 503."""
+    with scratch_queue(amqp_uri, "rpc_transient_check") as _drained:
+        publisher_class(amqp_uri).publish(json.dumps({"n": 1}), exchange=roster.handlers.DEFAULT_EXCHANGE,
+                                          routing_key="rpc_transient_check", use_confirms=use_confirms)
+        with Connection(amqp_uri) as connection:
+            channel = connection.channel()
+            deadline = time.monotonic() + 5
+            while (message := channel.basic_get("rpc_transient_check", no_ack=True)) is None:
+                assert time.monotonic() < deadline, "the message never arrived"
+                time.sleep(0.05)
+    assert message.properties["delivery_mode"] == 1
