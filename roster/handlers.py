@@ -112,9 +112,11 @@ def take_over_queue(connection: Connection, retired: str, exchange: str, routing
                                           exchange="", routing_key=into)
             channel.basic_ack(message.delivery_tag)
             moved += 1
-        channel.queue_delete(retired, if_empty=True)
-    except connection.channel_errors as error:  # another process deleted it meanwhile
-        logger.info("queue %s: taken over by another process (%s)", retired, error)
+        # a process of the earlier version still consuming it keeps it (unbound, it drains): the
+        # next start deletes it
+        channel.queue_delete(retired, if_empty=True, if_unused=True)
+    except connection.channel_errors as error:  # another process deleted it meanwhile, or one still uses it
+        logger.info("queue %s: not deleted (%s)", retired, error)
     finally:
         if channel.is_open:
             channel.close()
