@@ -121,7 +121,11 @@ class WriteBench:
         finally:
             for process in self.naive:
                 process.terminate()
-                process.wait(10)
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:  # nameko's graceful stop can hang on a lingering connection
+                    process.kill()
+                    process.wait()
             self.platform.close()
         self.report()
 
