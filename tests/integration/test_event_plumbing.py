@@ -551,6 +551,9 @@ def test_a_handler_taking_over_a_retired_one_gets_its_waiting_events_and_its_que
         with Connection(amqp_uri) as connection:
             with pytest.raises(connection.channel_errors):
                 connection.channel().queue_declare(retired, passive=True)
+        # Retired names queues as nameko does
+        [handler] = [entry for entry in container.entrypoints if entry.method_name == "on_cue"]
+        assert handler.queue.name == Retired("relay_source", "cue", "on_cue").queue_name("successor")
     finally:
         container.stop()
 
