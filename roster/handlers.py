@@ -59,6 +59,7 @@ from nameko.amqp.publish import Publisher
 from nameko.containers import ContainerBeingKilled
 from nameko.events import SERVICE_POOL, EventHandler
 from nameko.messaging import QueueConsumer
+from nameko.standalone.events import get_event_exchange
 
 from roster import metrics, tracing
 from roster import serialization  # noqa: F401  (registers the bus codec)
@@ -183,9 +184,9 @@ class DurableEventHandler(EventHandler):
             if self.takes_over:
                 self.queue(connection.default_channel).declare()  # bound before anything moves in
                 for retired in self.takes_over:
+                    exchange = get_event_exchange(retired.source_service, self.container.config).name
                     moved = take_over_queue(connection, retired.queue_name(self.container.service_name),
-                                            f"{retired.source_service}.events", retired.event_type,
-                                            self.queue.name)
+                                            exchange, retired.event_type, self.queue.name)
                     if moved:
                         logger.info("%s: moved %d waiting event(s) of the retired handler %s to %s",
                                     self.container.service_name, moved, retired.method_name, self.queue.name)

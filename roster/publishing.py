@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 CONFIRM_TIMEOUT = 10.0  # seconds to wait for the broker to confirm a batch
 PERSISTENT = 2
+TRANSIENT = 1
 
 
 @contextmanager
@@ -114,9 +115,6 @@ class BatchPublisher:
 
     def _nacked(self, delivery_tag: int, multiple: bool) -> None:
         self._refused = True
-
-
-TRANSIENT = 1
 
 
 class SharedChannelPublisher(Publisher):
