@@ -69,10 +69,11 @@ def stack_env(tmp_path_factory, api_keys, fuzz_key, avatar_sources):
         # see holds whichever process answers (read-your-writes, cache eviction).
         "GATEWAY_PROCESSES": "2",
         "API_KEYS": ",".join([*(f"{key}:{role}" for role, key in api_keys.items()), f"{fuzz_key}:owner"]),
-        # The avatars service's sources: the stand-ins above, with a short fetch timeout.
+        # The avatars service's sources: the stand-ins above, with a short fetch timeout (the
+        # slow stand-in waits 10 s; 1 s was too short for a quick answer on a busy CI machine).
         "CLEARBIT_LOGO_URL": avatar_sources.clearbit.url,
         "GRAVATAR_URL": avatar_sources.gravatar.url,
-        "AVATAR_FETCH_TIMEOUT": "1",
+        "AVATAR_FETCH_TIMEOUT": "3",
         # Each service's Prometheus metrics at METRICS_PORT + 1 ... + 5 (tools/stack.py)
         "METRICS_PORT": str(free_port()),
     })
