@@ -32,6 +32,23 @@ def test_a_slow_postgres_query_lets_other_green_threads_run():
     assert len(ticks) >= 8  # a blocking driver would let the ticker run only after the query
 
 
+@pytest.mark.skipif(not is_postgres(DATABASE_URL), reason="needs DATABASE_URL pointing at PostgreSQL")
+def test_postgres_waits_in_eventlets_hub_for_reads_and_for_writes_larger_than_the_socket_takes():
+    from psycopg import waiting
+
+    engine = make_engine(DATABASE_URL)
+    assert waiting.wait.__name__ == "_green_wait"  # under eventlet (tests/conftest.py patches)
+    big = "x" * 20_000_000  # far more than a socket buffer: libpq asks to wait until it can write
+
+    def round_trip(n):
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT length(:v) + :n"), {"v": big, "n": n}).scalar()
+
+    pool = eventlet.GreenPool(4)
+    assert sorted(pool.imap(round_trip, range(4))) == [len(big) + n for n in range(4)]
+    engine.dispose()
+
+
 @pytest.fixture()
 def pg_uow():
     from sqlalchemy.orm import sessionmaker
