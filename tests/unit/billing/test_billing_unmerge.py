@@ -2,46 +2,15 @@
 the new customer with the subscriptions only they bill; both customers are recomputed and announced;
 the stored day rows stay the sum of the stored movements; a redelivery changes nothing."""
 import pytest
-from nameko.testing.services import worker_factory
 
-from roster.testing import as_handler, unit_of_work
+from roster.testing import as_handler
 from roster.uow import AlreadyHandled
 from services.billing_sync import commands
-from services.billing_sync.models import Base, bookkeeping
-from services.billing_sync.service import BillingSyncService
-from tests.unit.test_billing_service import (
-    FakeCustomers, day_rows, days_of_stored_movements, events, invoice, stored_movements,
+from tests.unit.billing.test_billing_service import (
+    day_rows, days_of_stored_movements, events, invoice, stored_movements,
 )
 
 NEW = "cus_new"
-
-
-@pytest.fixture()
-def customers():
-    return FakeCustomers()
-
-
-@pytest.fixture()
-def service(tmp_path, customers):
-    return worker_factory(BillingSyncService, uow=unit_of_work(Base, bookkeeping, tmp_path), customers_rpc=customers)
-
-
-@pytest.fixture()
-def source(service):
-    return service.create_data_source({"name": "Imports"})["uuid"]
-
-
-@pytest.fixture()
-def plan(service, source):
-    return service.create_plan({"data_source_uuid": source, "name": "Silver Monthly", "interval_count": 1,
-                                "interval_unit": "month", "external_id": "silver"})["uuid"]
-
-
-@pytest.fixture()
-def cus(customers, source):
-    customers.add("cus_1", source)
-    customers.add("cus_2", source)
-    return "cus_1"
 
 
 def merge(service, from_uuid="cus_2", into_uuid="cus_1", event_id="e-merge"):
