@@ -97,7 +97,7 @@ def cpu_report(before: dict, after: dict, count: int, unit: str) -> list[str]:
 # average), which RPCs were made, how the gateway cache did. Read off each process's /metrics.
 COUNTERS = ("roster_worker_duration_seconds_count", "roster_events_handled_total",
             "roster_rpc_client_duration_seconds_count", "roster_gateway_cache_reads_total",
-            "roster_events_published_total")
+            "roster_events_published_total", "roster_outbox_batches_total")
 METRICS_PORT = 19100  # services at METRICS_PORT + 1 ...; the gateway on its own port
 
 

@@ -190,6 +190,7 @@ class OutboxRelay:
                 counts[event.event_type] = counts.get(event.event_type, 0) + 1
         for event_type, count in counts.items():
             metrics.EVENTS_PUBLISHED.labels(self.service, event_type).inc(count)
+        metrics.OUTBOX_BATCHES.labels(self.service).inc()
         if refused:
             metrics.EVENTS_QUARANTINED.labels(self.service).inc(len(refused))
 

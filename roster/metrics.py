@@ -39,6 +39,9 @@ CACHE_READS = Counter("roster_gateway_cache_reads_total",
                       ["result"])
 EVENTS_PUBLISHED = Counter("roster_events_published_total", "Events published from the outbox",
                            ["service", "event_type"])
+OUTBOX_BATCHES = Counter("roster_outbox_batches_total",
+                         "Batches the outbox relay published (events published / batches: events per confirm)",
+                         ["service"])
 EVENTS_QUARANTINED = Counter("roster_events_quarantined_total", "Outbox rows the broker refused for good",
                              ["service"])
 EVENTS_HANDLED = Counter("roster_events_handled_total", "Events a durable handler applied (or had applied)",

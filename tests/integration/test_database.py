@@ -139,6 +139,7 @@ def test_many_rows_without_returning_go_to_postgres_as_one_multi_row_insert():
 def relays_in_id_order_once_and_again_after_a_failed_publish(uow):
     import orjson
 
+    from roster import metrics
     from roster.events import OutboxRelay
     from tests.unit.test_roster_mechanisms import add_thing
 
@@ -150,9 +151,12 @@ def relays_in_id_order_once_and_again_after_a_failed_publish(uow):
 
     with pytest.raises(ConnectionError):
         OutboxRelay(uow.sessions, uow.tables.outbox, broker_away, service="things").publish_pending()
+    batches = metrics.OUTBOX_BATCHES.labels("things")
+    before = batches._value.get()  # the failed publish counted no batch
     sent = []
     relay = OutboxRelay(uow.sessions, uow.tables.outbox, lambda batch: sent.extend(batch) or [], service="things")
     assert relay.publish_pending() == 3  # the failed publish left them unpublished
+    assert batches._value.get() == before + 1  # the three in one batch
     assert [orjson.loads(event.payload)["external_id"] for event in sent] == ["a", "b", "c"]
     assert relay.publish_pending() == 0 and relay.backlog() == 0
 
