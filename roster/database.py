@@ -127,14 +127,13 @@ def _wait_green_when_patched() -> None:
     listener per list (the socket is in two), arms and cancels a timer for its 0.1 s interval,
     and builds the result lists. A PostgreSQL round trip is mostly that wait, and a write is
     several round trips; `trampoline` registers one listener and no timer: about a sixth less
-    CPU per round trip in the process. A wait with a deadline (rare: closing, cancelling)
-    stays psycopg's.
+    CPU per round trip in the process. A wait with a deadline (rare: cancelling, notifies)
+    goes through wait_select as before.
     """
     import eventlet.patcher
     from psycopg import waiting
 
-    if eventlet.patcher.is_monkey_patched("select") and waiting.wait is not _green_wait:
-        _green_wait.fallback = waiting.wait
+    if eventlet.patcher.is_monkey_patched("select"):
         waiting.wait = _green_wait
 
 
@@ -143,10 +142,10 @@ def _green_wait(gen, fileno: int, interval: float = 0.0, timeout: float | None =
     waiting for the socket to be readable or writable as it asks, in eventlet's hub."""
     from eventlet.green import select as green_select
     from eventlet.hubs import trampoline
-    from psycopg.waiting import Ready, Wait
+    from psycopg.waiting import Ready, Wait, wait_select
 
-    if timeout is not None:
-        return _green_wait.fallback(gen, fileno, interval=interval, timeout=timeout)
+    if timeout is not None:  # through the select() eventlet patched: green too
+        return wait_select(gen, fileno, interval=interval, timeout=timeout)
     try:
         wanted = next(gen)
         while True:

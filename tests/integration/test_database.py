@@ -46,7 +46,14 @@ def test_postgres_waits_in_eventlets_hub_for_reads_and_for_writes_larger_than_th
 
     pool = eventlet.GreenPool(4)
     assert sorted(pool.imap(round_trip, range(4))) == [len(big) + n for n in range(4)]
-    engine.dispose()
+    raw = engine.raw_connection()
+    try:  # a wait with a deadline (psycopg's wait_select) still ends at its deadline
+        started = time.monotonic()
+        assert list(raw.driver_connection.notifies(timeout=0.2)) == []
+        assert 0.15 < time.monotonic() - started < 2
+    finally:
+        raw.close()
+        engine.dispose()
 
 
 @pytest.fixture()
