@@ -10,6 +10,7 @@ id order (`lock_rows`).
 """
 import os
 import sqlite3
+import sys
 import time
 from functools import lru_cache
 from datetime import datetime, timezone
@@ -27,9 +28,12 @@ from sqlalchemy.types import TypeDecorator
 # psycopg's C extension waits for the server in C, which would block every green thread of
 # the process; it detects gevent's patching but not eventlet's. Its pure-Python select()
 # wait goes through the select eventlet patched, so the C speed stays and I/O stays green;
-# under eventlet, `_green_wait` (installed with the first PostgreSQL engine) does the same
-# for less.
+# under eventlet, the wait `_wait_green_when_patched` installs with the first PostgreSQL
+# engine does the same for less.
 os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
+
+from psycopg import waiting  # noqa: E402  (after the choice above: psycopg reads it on import)
+from psycopg.waiting import Ready, Wait  # noqa: E402
 
 WRITE = {"roster_write": True}  # execution option: this transaction will write
 AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
@@ -130,36 +134,37 @@ def _wait_green_when_patched() -> None:
     CPU per round trip in the process. A wait with a deadline (rare: cancelling, notifies)
     goes through wait_select as before.
     """
-    import eventlet.patcher
-    from psycopg import waiting
-
-    if eventlet.patcher.is_monkey_patched("select"):
-        waiting.wait = _green_wait
+    patcher = sys.modules.get("eventlet.patcher")  # not imported: nothing patched (and no import here)
+    if patcher is not None and patcher.is_monkey_patched("select"):
+        waiting.wait = _green_wait_function()
 
 
-def _green_wait(gen, fileno: int, interval: float = 0.0, timeout: float | None = None):
-    """psycopg's wait function (see `_wait_green_when_patched`): drive `gen`, a libpq exchange,
-    waiting for the socket to be readable or writable as it asks, in eventlet's hub."""
+def _green_wait_function():
+    """psycopg's wait function under eventlet (see `_wait_green_when_patched`)."""
     from eventlet.green import select as green_select
     from eventlet.hubs import trampoline
-    from psycopg.waiting import Ready, Wait, wait_select
 
-    if timeout is not None:  # through the select() eventlet patched: green too
-        return wait_select(gen, fileno, interval=interval, timeout=timeout)
-    try:
-        wanted = next(gen)
-        while True:
-            if wanted == Wait.R:
-                trampoline(fileno, read=True)
-                wanted = gen.send(Ready.R)
-            elif wanted == Wait.W:
-                trampoline(fileno, write=True)
-                wanted = gen.send(Ready.W)
-            else:  # either (sending more than the socket takes): eventlet's select says which
-                readable, writable, _ = green_select.select((fileno,), (fileno,), (), None)
-                wanted = gen.send((Ready.R if readable else 0) | (Ready.W if writable else 0))
-    except StopIteration as done:
-        return done.value
+    def _green_wait(gen, fileno: int, interval: float = 0.0, timeout: float | None = None):
+        """Drive `gen`, a libpq exchange, waiting in eventlet's hub for the socket to be readable
+        or writable as it asks."""
+        if timeout is not None:  # through the select() eventlet patched: green too
+            return waiting.wait_select(gen, fileno, interval=interval, timeout=timeout)
+        try:
+            wanted = next(gen)
+            while True:
+                if wanted == Wait.R:
+                    trampoline(fileno, read=True)
+                    wanted = gen.send(Ready.R)
+                elif wanted == Wait.W:
+                    trampoline(fileno, write=True)
+                    wanted = gen.send(Ready.W)
+                else:  # either (sending more than the socket takes): eventlet's select says which
+                    readable, writable, _ = green_select.select((fileno,), (fileno,), (), None)
+                    wanted = gen.send((Ready.R if readable else 0) | (Ready.W if writable else 0))
+        except StopIteration as done:
+            return done.value
+
+    return _green_wait
 
 
 def _postgres_engine(url, schema: str | None) -> Engine:
