@@ -619,13 +619,32 @@ def _chunks(ids: list[int], size: int = 500):
 METRIC_FIELDS = ("new_business", "expansion", "contraction", "churn", "reactivation", "customers")
 
 
-def add_metric_days(session: Session, days: list[MetricDay]) -> None:
-    """Add these figures to the stored day rows (created when missing), in day order.
+# A transaction adds its metric day changes to one part of each day (see models.MetricDay).
+METRIC_PARTS = 16
 
-    In day order, and last in the transaction, so concurrent imports touching the same days
+
+def metric_part(session: Session) -> int:
+    """Return the part of each day this transaction adds to.
+
+    On PostgreSQL it follows the server process of the session's connection: concurrent
+    transactions are on different connections, whose server processes were mostly started
+    one after the other, so they add to different rows unless their ids are a multiple of 16 apart.
+    SQLite runs one writer at a time anyway: part 0.
+    """
+    connection = session.connection().connection.dbapi_connection
+    info = getattr(connection, "info", None)
+    return getattr(info, "backend_pid", 0) % METRIC_PARTS
+
+
+def add_metric_days(session: Session, days: list[MetricDay]) -> None:
+    """Add these figures to the transaction's part of their days (created when missing), in
+    day order.
+
+    In day order, and last in the transaction, so concurrent imports that meet on a part
     queue briefly instead of deadlocking.
     """
-    rows = [{"day": row.day, **{name: getattr(row, name) for name in METRIC_FIELDS}}
+    part = metric_part(session)
+    rows = [{"day": row.day, "part": part, **{name: getattr(row, name) for name in METRIC_FIELDS}}
             for row in sorted(days, key=lambda r: r.day) if not row.is_zero()]
     if not rows:
         return
@@ -642,24 +661,27 @@ _UPSERTS: dict = {}
 
 
 def _metric_upsert(dialect: str):
-    """Return the statement that adds a day's figures to its row (one per dialect, built once).
+    """Return the statement that adds a day's figures to its part (one per dialect, built once).
 
     Run with the rows in day order: both databases apply them in that order, so concurrent
-    transactions take the day rows' locks in the same order.
+    transactions take the rows' locks in the same order.
     """
     if dialect not in _UPSERTS:
         table = MetricDayRow.__table__
         statement = dialect_insert(dialect)(table)
         _UPSERTS[dialect] = statement.on_conflict_do_update(
-            index_elements=["day"], set_={name: table.c[name] + statement.excluded[name] for name in METRIC_FIELDS})
+            index_elements=["day", "part"],
+            set_={name: table.c[name] + statement.excluded[name] for name in METRIC_FIELDS})
     return _UPSERTS[dialect]
 
 
 def metric_days(session: Session, start: date, end: date) -> list[MetricDay]:
-    """Return the stored day rows from `start` to `end`, oldest first."""
-    rows = session.execute(select(MetricDayRow).where(MetricDayRow.day >= start, MetricDayRow.day <= end)
-                           .order_by(MetricDayRow.day)).scalars()
-    return [MetricDay(row.day, *(getattr(row, name) for name in METRIC_FIELDS)) for row in rows]
+    """Return the days from `start` to `end` that have figures (the sums of their parts), oldest first."""
+    sums = [func.sum(MetricDayRow.__table__.c[name]) for name in METRIC_FIELDS]
+    rows = session.execute(select(MetricDayRow.day, *sums)
+                           .where(MetricDayRow.day >= start, MetricDayRow.day <= end)
+                           .group_by(MetricDayRow.day).order_by(MetricDayRow.day))
+    return [MetricDay(day, *(int(value) for value in figures)) for day, *figures in rows]
 
 
 def metric_opening(session: Session, start: date) -> tuple[int, int]:

@@ -121,3 +121,21 @@ def test_a_database_from_the_first_revision_upgrades_with_its_rows(engine_for, s
             payloads = connection.execute(text("SELECT payload FROM outbox WHERE published_at IS NULL")).scalars()
             assert all(payload.startswith("{") for payload in payloads)  # still publishable as they are
     assert migrations.differences(engine, service, metadata_of(service)) == []
+
+
+def test_billings_metric_days_become_part_0_of_their_day_with_their_figures(engine_for):
+    engine = engine_for("billing_sync")
+    upgrade_to(engine, "billing_sync", "0006")
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO metric_days (day, new_business, expansion, contraction, churn, "
+                                "reactivation, customers) VALUES ('2024-01-01', 100, 20, -5, 0, 0, 1), "
+                                "('2024-02-01', 0, 0, 0, -115, 0, -1)"))
+
+    migrations.upgrade(engine, "billing_sync", metadata_of("billing_sync"))
+
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT day, part, new_business, expansion, contraction, churn, reactivation,"
+                                       " customers FROM metric_day_parts ORDER BY day")).all()
+        assert [(str(day), *rest) for day, *rest in rows] == [("2024-01-01", 0, 100, 20, -5, 0, 0, 1),
+                                                              ("2024-02-01", 0, 0, 0, 0, -115, 0, -1)]
+        assert "metric_days" not in inspect(connection).get_table_names()
