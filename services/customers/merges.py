@@ -1,5 +1,5 @@
 """Merge provenance: what a merge remembers of the merged-away customer, and what an unmerge
-may take back. Plain functions on plain values; `tests/unit/test_customers_unmerge.py`.
+may take back. Plain functions on plain values; `tests/unit/customers/test_customers_unmerge.py`.
 
 A merge moves the merged-away customer's external ids to the survivor, marking each with the
 customer it came from (`merged_from`, kept through later merges), and keeps a snapshot of that

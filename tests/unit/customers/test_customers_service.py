@@ -1,30 +1,13 @@
-"""The customers service's methods on a real SQLite database, with hand-written fakes for
+"""The customers service's methods on a real SQLite database, with the hand-written fake of fakes.py for
 what lies outside it (the billing_sync service); events are read back from the outbox."""
 import pytest
-from nameko.testing.services import worker_factory
 
 from roster.errors import NotFound, UnprocessableEvent, ValidationFailed
 from roster.testing import as_handler, recorded, recorded_fields, unit_of_work, with_idempotency_key
 from roster.uow import AlreadyHandled, Replay
 from services.customers import commands
 from services.customers.models import UNIQUE_RULES, Base, bookkeeping
-from services.customers.service import CustomersService
-
-SOURCE = "ds_known"
-
-
-class FakeBilling:
-    """Knows one data source, like billing_sync would after it was created."""
-
-    def get_data_source(self, uuid):
-        if uuid != SOURCE:
-            raise NotFound(f"Data source {uuid} not found")
-        return {"uuid": SOURCE, "name": "Imports", "system": "Import API"}
-
-
-@pytest.fixture()
-def service(tmp_path):
-    return worker_factory(CustomersService, uow=unit_of_work(Base, bookkeeping, tmp_path, unique_rules=UNIQUE_RULES), billing_rpc=FakeBilling())
+from tests.unit.customers.fakes import SOURCE, FakeBilling
 
 
 def events(service, event_type=None):

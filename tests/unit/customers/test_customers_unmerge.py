@@ -4,7 +4,6 @@ from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import delete, select
-from nameko.testing.services import worker_factory
 
 from roster.errors import Conflict, NotFound, ValidationFailed
 from roster.testing import recorded_fields, unit_of_work, with_idempotency_key
@@ -12,22 +11,7 @@ from roster.uow import Replay
 from services.customers import commands, merges
 from services.customers.domain import Attribute
 from services.customers.models import UNIQUE_RULES, Base, MergedCustomer, bookkeeping
-from services.customers.service import CustomersService
-
-SOURCE = "ds_known"
-
-
-class FakeBilling:
-    def get_data_source(self, uuid):
-        if uuid != SOURCE:
-            raise NotFound(f"Data source {uuid} not found")
-        return {"uuid": SOURCE, "name": "Imports", "system": "Import API"}
-
-
-@pytest.fixture()
-def service(tmp_path):
-    return worker_factory(CustomersService, uow=unit_of_work(Base, bookkeeping, tmp_path, unique_rules=UNIQUE_RULES),
-                          billing_rpc=FakeBilling())
+from tests.unit.customers.fakes import SOURCE, FakeBilling
 
 
 def create(service, external_id, **fields):
