@@ -628,8 +628,8 @@ def metric_part(session: Session) -> int:
 
     On PostgreSQL it follows the server process of the session's connection: concurrent
     transactions are on different connections, whose server processes were mostly started
-    one after the other, so they add to different rows unless their ids are a multiple of 16 apart.
-    SQLite runs one writer at a time anyway: part 0.
+    one after the other, so they add to different rows unless their process ids are a
+    multiple of 16 apart. SQLite runs one writer at a time anyway: part 0.
     """
     connection = session.connection().connection.dbapi_connection
     info = getattr(connection, "info", None)
