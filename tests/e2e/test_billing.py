@@ -427,6 +427,33 @@ def test_two_concurrent_imports_for_the_same_customer_both_count(http, customer,
     assert mrr[0]["mrr-new-business"] == 12000
 
 
+def test_concurrent_imports_of_different_customers_on_the_same_days_all_count(owner, http, source, monthly):
+    """The day figures of imports running at once (on PostgreSQL, in different parts of each day) add up."""
+    amounts = [1000 * (index + 1) for index in range(6)]
+    made = [chartmogul.Customer.create(owner, data={"data_source_uuid": source.uuid, "external_id": unique("par"),
+                                                    "name": f"Parallel {index}"}).get()
+            for index in range(len(amounts))]
+    answers = [None] * len(amounts)
+
+    def send(index):
+        subscription = unique("par-sub")
+        answers[index] = http.post(f"/v1/import/customers/{made[index].uuid}/invoices", json={"invoices": [
+            invoice(monthly, unique("par"), f"2003-{m:02d}-01", f"2003-{m + 1:02d}-01", amounts[index],
+                    subscription=subscription) for m in (1, 2, 3)]}).status_code
+
+    threads = [threading.Thread(target=send, args=(index,)) for index in range(len(amounts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert answers == [201] * len(amounts)
+    mrr = series(http, "mrr", "2003-01-01", "2003-03-31")
+    assert [(e["mrr"], e["mrr-new-business"]) for e in mrr] == [(sum(amounts), sum(amounts)), (sum(amounts), 0),
+                                                                 (sum(amounts), 0)]
+    assert [e["customers"] for e in series(http, "customer-count", "2003-01-01", "2003-03-31")] == [6, 6, 6]
+
+
 def test_destroy_all_and_the_import_namespace_list(owner, customer, monthly, source, billing):
     sub = unique("imported")
     chartmogul.Invoice.create(owner, uuid=customer.uuid, data={"invoices": [
