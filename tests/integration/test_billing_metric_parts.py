@@ -64,7 +64,7 @@ def test_two_open_transactions_of_one_process_add_to_the_same_day_without_waitin
     others = []
     try:
         second = sessions()
-        while store.metric_part(second) == store.metric_part(first):  # pids 16 apart: take another connection
+        while store.metric_part(second) == store.metric_part(first):  # pids a multiple of 16 apart: another
             others.append(second)
             assert len(others) < 5, "every connection adds to the same part"
             second = sessions()
