@@ -159,7 +159,7 @@ def relays_in_id_order_once_and_again_after_a_failed_publish(uow):
     with pytest.raises(ConnectionError):
         OutboxRelay(uow.sessions, uow.tables.outbox, broker_away, service="things").publish_pending()
     batches = metrics.OUTBOX_BATCHES.labels("things")
-    before = batches._value.get()  # the failed publish counted no batch
+    before = batches._value.get()  # read after the failed publish: the successful one counts from here
     sent = []
     relay = OutboxRelay(uow.sessions, uow.tables.outbox, lambda batch: sent.extend(batch) or [], service="things")
     assert relay.publish_pending() == 3  # the failed publish left them unpublished
