@@ -53,6 +53,10 @@ EVENTS_FAILED = Counter("roster_events_failed_total", "Event handling attempts t
                         ["service", "handler"])
 EVENTS_DEAD_LETTERED = Counter("roster_events_dead_lettered_total", "Events moved to a dead-letter queue",
                                ["service", "handler"])
+CIRCUIT_OPENED = Counter("roster_circuit_opened_total",
+                         "Times a remote source's circuit opened after failing repeatedly (roster.breaker)", ["circuit"])
+CIRCUIT_REFUSED = Counter("roster_circuit_refused_total",
+                          "Calls refused without asking the source while its circuit was open", ["circuit"])
 
 Collect = Callable[[], Iterable]
 _collectors: list[Collect] = []

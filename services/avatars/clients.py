@@ -23,6 +23,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import requests
 import urllib3
 
+from roster.breaker import CircuitBreaker
 from services.avatars.domain import (
     CLEARBIT, GRAVATAR, REMOTE_IMAGE_TYPES, Fetcher, Image, is_public_host_name,
 )
@@ -31,6 +32,7 @@ DEFAULT_CLEARBIT_LOGO_URL = "https://logo.clearbit.com"
 DEFAULT_GRAVATAR_URL = "https://www.gravatar.com/avatar"
 DEFAULT_TIMEOUT = (2.0, 3.0)  # (connect, read) seconds
 DEFAULT_MAX_BYTES = 512 * 1024
+DEFAULT_CIRCUIT = (5, 30.0)  # failures in a row, then seconds a source is not asked (roster.breaker)
 MAX_REDIRECTS = 3
 CHUNK_BYTES = 16 * 1024
 NOT_THERE = frozenset({400, 404, 410, 422})  # the source says it has nothing for this key
@@ -184,30 +186,43 @@ class FetchSettings:
     gravatar_url: str = DEFAULT_GRAVATAR_URL
     timeout: tuple[float, float] = DEFAULT_TIMEOUT
     max_bytes: int = DEFAULT_MAX_BYTES
+    circuit: tuple[int, float] = DEFAULT_CIRCUIT
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> "FetchSettings":
-        """Return the settings from CLEARBIT_LOGO_URL, GRAVATAR_URL, AVATAR_FETCH_TIMEOUT, AVATAR_MAX_BYTES.
+        """Return the settings from CLEARBIT_LOGO_URL, GRAVATAR_URL, AVATAR_FETCH_TIMEOUT, AVATAR_MAX_BYTES
+        and AVATAR_SOURCE_CIRCUIT.
 
         AVATAR_FETCH_TIMEOUT is seconds: one number for both connect and read, or "connect,read".
-        An unset or empty variable takes the default.
+        AVATAR_SOURCE_CIRCUIT is "failures,seconds": after that many failed fetches in a row a
+        source is not asked for that many seconds. An unset or empty variable takes the default.
         """
         return cls(
             clearbit_logo_url=environ.get("CLEARBIT_LOGO_URL") or DEFAULT_CLEARBIT_LOGO_URL,
             gravatar_url=environ.get("GRAVATAR_URL") or DEFAULT_GRAVATAR_URL,
             timeout=_timeout_setting(environ.get("AVATAR_FETCH_TIMEOUT")),
             max_bytes=_max_bytes_setting(environ.get("AVATAR_MAX_BYTES")),
+            circuit=_circuit_setting(environ.get("AVATAR_SOURCE_CIRCUIT")),
         )
 
 
 def avatar_fetchers(settings: FetchSettings) -> dict[str, Fetcher]:
-    """Return the fetchers `domain.resolve` takes, one per source, built from the settings."""
+    """Return the fetchers `domain.resolve` takes, one per source, built from the settings.
+
+    Each source has its own circuit breaker: one that keeps failing (down, black-holed,
+    answering 5xx or 429) is not asked for a while, so events do not each wait out its
+    timeouts; what it refuses raises `roster.breaker.CircuitOpen`, which counts as a failure
+    of the source (the avatar is incomplete and asked again later).
+    """
     limits = {"timeout": settings.timeout, "max_bytes": settings.max_bytes}
     logos = ImageFetcher(settings.clearbit_logo_url, **limits)
     avatars = ImageFetcher(settings.gravatar_url, **limits)
+    failures, cool_down = settings.circuit
+    circuits = {source: CircuitBreaker(f"avatar source {source}", failures=failures, cool_down=cool_down,
+                                       counted=(FetchFailed,)) for source in (CLEARBIT, GRAVATAR)}
     return {
-        CLEARBIT: lambda domain: clearbit_logo(logos, domain),
-        GRAVATAR: lambda email_hash: gravatar(avatars, email_hash),
+        CLEARBIT: lambda domain: circuits[CLEARBIT].call(clearbit_logo, logos, domain),
+        GRAVATAR: lambda email_hash: circuits[GRAVATAR].call(gravatar, avatars, email_hash),
     }
 
 
@@ -231,6 +246,19 @@ def _max_bytes_setting(value: str | None) -> int:
     if not value.strip().isdigit() or int(value) <= 0:
         raise ValueError(f"AVATAR_MAX_BYTES: {value!r} must be a positive whole number of bytes")
     return int(value)
+
+
+def _circuit_setting(value: str | None) -> tuple[int, float]:
+    if not value:
+        return DEFAULT_CIRCUIT
+    failures, _, seconds = value.partition(",")
+    try:
+        parsed = int(failures), float(seconds)
+    except ValueError:
+        parsed = (0, 0.0)
+    if parsed[0] < 1 or not 0 < parsed[1] < float("inf"):
+        raise ValueError(f"AVATAR_SOURCE_CIRCUIT: {value!r} must be 'failures,seconds', e.g. '5,30'")
+    return parsed
 
 
 def _origin(url: str) -> tuple[str, str, int]:

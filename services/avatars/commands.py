@@ -16,6 +16,7 @@ from typing import Mapping
 import eventlet
 
 from roster import tracing
+from roster.breaker import CircuitOpen
 from roster.errors import NotFound, RosterError, ServiceUnavailable, UnprocessableEvent, invalid
 from roster.timestamps import parse, utcnow
 from roster.uow import UnitOfWork
@@ -229,8 +230,10 @@ def _resolve(snapshot: Snapshot, fetchers: Mapping[str, Fetcher]) -> Resolved:
     failed = []
 
     def report(source: str, error: Exception) -> None:
-        log.warning("avatar of %s: source %s failed: %s: %s", snapshot.customer_uuid, source,
-                    type(error).__name__, error)
+        # an open circuit was logged once when it opened; each lookup it skips is not news
+        level = logging.DEBUG if isinstance(error, CircuitOpen) else logging.WARNING
+        log.log(level, "avatar of %s: source %s failed: %s: %s", snapshot.customer_uuid, source,
+                type(error).__name__, error)
         failed.append(source)
 
     return Resolved(domain.resolve(snapshot.inputs, fetchers, report=report), bool(failed))

@@ -15,8 +15,9 @@ from nameko.standalone.rpc import ClusterRpcProxy
 from roster.errors import NotFound
 from roster.events import envelope
 from services.avatars import domain
+from services.avatars.commands import FETCH_CONCURRENCY
 from services.avatars.service import AvatarsService
-from tests.avatar_stand_ins import JPEG, PNG, StandIn, image
+from tests.avatar_stand_ins import JPEG, PNG, StandIn, image, slow
 
 UUID = "cus_de305d54-75b4-431b-adb2-eb6b9e546012"
 BOB_HASH = hashlib.sha256(b"bob@acme.com").hexdigest()
@@ -50,6 +51,7 @@ def platform(amqp_uri, own_database, sources, monkeypatch):
     monkeypatch.setenv("GRAVATAR_URL", gravatar.url)
     monkeypatch.setenv("AVATAR_FETCH_TIMEOUT", "1,1")
     monkeypatch.setenv("AVATAR_MAX_AGE", "2")  # stale after 2 s, looked for every 0.5 s
+    monkeypatch.setenv("AVATAR_SOURCE_CIRCUIT", "3,60")
     AvatarWatcher.heard = []
     running = [ServiceContainer(cls, {"AMQP_URI": amqp_uri}) for cls in (AvatarWatcher, AvatarsService)]
     for container in running:
@@ -127,3 +129,25 @@ def test_a_deleted_customer_has_no_avatar(platform, sources, amqp_uri):
             break
         assert time.monotonic() < deadline, "the avatar outlived its customer"
         eventlet.sleep(0.1)
+
+
+def test_a_black_holed_source_holds_up_only_the_first_fetches(platform, sources, amqp_uri):
+    """Gravatar accepts connections and never answers: after three read timeouts it is not asked
+    any more, and the rest of a burst of new customers get their initials at once."""
+    _, gravatar = sources
+    emails = [f"user{index}@example.com" for index in range(40)]
+    for email in emails:
+        gravatar.routes[f"/{hashlib.sha256(email.encode()).hexdigest()}"] = slow
+    uuids = [f"cus_00000000-0000-4000-8000-{index:012d}" for index in range(len(emails))]
+    for uuid, email in zip(uuids, emails):
+        publish(amqp_uri, "customer_created", customer={
+            "uuid": uuid, "name": "Zed", "email": email, "updated_at": "2024-05-01T10:00:00Z"})
+
+    deadline = time.monotonic() + 30
+    while {event["customer_uuid"] for event in AvatarWatcher.heard} != set(uuids):
+        assert time.monotonic() < deadline, f"{len(AvatarWatcher.heard)} of {len(uuids)} avatars resolved"
+        eventlet.sleep(0.05)
+    assert {event["source"] for event in AvatarWatcher.heard} == {"initials"}
+    # only fetches started before the third timeout reached the source (a batch runs
+    # FETCH_CONCURRENCY at once); without the circuit every customer would wait out its own
+    assert len(gravatar.requests) <= FETCH_CONCURRENCY + 2

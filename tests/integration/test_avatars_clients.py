@@ -1,10 +1,12 @@
 """The avatar fetchers against real local HTTP servers standing in for Clearbit and Gravatar."""
 import hashlib
 import socket
+import time
 import zlib
 
 import pytest
 
+from roster.breaker import CircuitOpen
 from services.avatars import clients, domain
 from services.avatars.clients import FetchFailed, FetchSettings, ImageFetcher
 from tests.avatar_stand_ins import (
@@ -45,9 +47,9 @@ def fetcher(clearbit):
     made.close()
 
 
-def fetchers_for(clearbit, gravatar):
+def fetchers_for(clearbit, gravatar, circuit=clients.DEFAULT_CIRCUIT):
     settings = FetchSettings(clearbit_logo_url=clearbit.url, gravatar_url=gravatar.url, timeout=TIMEOUT,
-                             max_bytes=MAX_BYTES)
+                             max_bytes=MAX_BYTES, circuit=circuit)
     return clients.avatar_fetchers(settings)
 
 
@@ -304,6 +306,41 @@ def test_chain_generates_the_initial_when_both_sources_are_down(clearbit, gravat
     assert [source for source, _ in reports] == ["clearbit", "gravatar"]
 
 
+@pytest.mark.parametrize("outage", [answer(503, "text/plain", b"maintenance"), answer(429), slow],
+                         ids=["503", "429", "black-holed"])
+def test_a_source_that_keeps_failing_is_paused_then_tried_again(clearbit, gravatar, outage):
+    gravatar.routes[f"/{BOB_HASH}"] = outage
+    fetchers = fetchers_for(clearbit, gravatar, circuit=(3, 0.5))
+    outcomes = []
+    for _ in range(8):
+        reports = Reports()
+        outcomes.append((domain.resolve(CUSTOMER, fetchers, report=reports).source,
+                         [type(error) for _, error in reports]))
+    # three fetches fail; the next five are refused without asking, and fall back the same way
+    assert outcomes == [("initials", [FetchFailed])] * 3 + [("initials", [CircuitOpen])] * 5
+    assert len(gravatar.requests) == 3
+    assert len(clearbit.requests) == 8  # "no logo" is an answer, not an outage: Clearbit is still asked
+
+    time.sleep(0.6)  # the pause is over: one trial fetch, and the source answers again
+    gravatar.routes[f"/{BOB_HASH}"] = image()
+    assert domain.resolve(CUSTOMER, fetchers).source == "gravatar"
+    assert domain.resolve(CUSTOMER, fetchers).source == "gravatar"
+    assert len(gravatar.requests) == 5
+
+
+def test_a_failed_trial_pauses_the_source_again(clearbit, gravatar):
+    gravatar.routes[f"/{BOB_HASH}"] = answer(500, "text/plain", b"down")
+    fetchers = fetchers_for(clearbit, gravatar, circuit=(2, 0.3))
+    for _ in range(2):
+        domain.resolve(CUSTOMER, fetchers, report=Reports())
+    time.sleep(0.4)
+    reports = Reports()
+    domain.resolve(CUSTOMER, fetchers, report=reports)  # the trial
+    domain.resolve(CUSTOMER, fetchers, report=reports)  # paused again at once
+    assert [type(error) for _, error in reports] == [FetchFailed, CircuitOpen]
+    assert len(gravatar.requests) == 3
+
+
 @pytest.mark.parametrize("website", [
     "http://127.0.0.1:{port}/", "https://evil@127.0.0.1:{port}", "http://localhost:{port}/",
     "http://2130706433:{port}/", "http://0x7f.0.0.1:{port}/", "http://[::1]:{port}/", "127.0.0.1:{port}",
@@ -332,11 +369,15 @@ def test_settings_come_from_the_environment():
         "AVATAR_FETCH_TIMEOUT": "1.5", "AVATAR_MAX_BYTES": "1000"})
     assert settings == FetchSettings("http://127.0.0.1:9001", "http://127.0.0.1:9002/avatar", (1.5, 1.5), 1000)
     assert FetchSettings.from_environ({"AVATAR_FETCH_TIMEOUT": "1,4"}).timeout == (1.0, 4.0)
+    assert FetchSettings.from_environ({"AVATAR_SOURCE_CIRCUIT": "3,10"}).circuit == (3, 10.0)
+    assert FetchSettings.from_environ({}).circuit == (5, 30.0)
 
 
 @pytest.mark.parametrize("name, value", [
     ("AVATAR_FETCH_TIMEOUT", "soon"), ("AVATAR_FETCH_TIMEOUT", "0"), ("AVATAR_FETCH_TIMEOUT", "1,2,3"),
     ("AVATAR_MAX_BYTES", "-5"), ("AVATAR_MAX_BYTES", "1e6"), ("AVATAR_MAX_BYTES", "0"),
+    ("AVATAR_SOURCE_CIRCUIT", "5"), ("AVATAR_SOURCE_CIRCUIT", "0,30"), ("AVATAR_SOURCE_CIRCUIT", "5,0"),
+    ("AVATAR_SOURCE_CIRCUIT", "5,nan"), ("AVATAR_SOURCE_CIRCUIT", "five,30"), ("AVATAR_SOURCE_CIRCUIT", "5,inf"),
 ])
 def test_bad_settings_name_the_variable(name, value):
     with pytest.raises(ValueError, match=name):

@@ -5,6 +5,7 @@ SQLite by default; with DATABASE_URL on PostgreSQL the same tests run there, in 
 their own (the inserts, claims and locks differ between the two)."""
 import base64
 import hashlib
+import logging
 import os
 from datetime import datetime, timedelta, timezone
 
@@ -16,6 +17,7 @@ from sqlalchemy.orm import sessionmaker
 from roster.database import make_engine
 from roster.errors import NotFound, ServiceUnavailable, UnprocessableEvent, ValidationFailed
 from roster import tracing
+from roster.breaker import CircuitOpen
 from roster.events import envelope
 from roster.handlers import EventBatch, _batch_runner
 from roster.testing import as_handler, recorded, recorded_fields, unit_of_work
@@ -186,6 +188,16 @@ def test_a_failing_source_counts_as_none_and_marks_the_avatar_incomplete(uow, fe
     created(uow, fetchers)
     assert commands.get_avatar(uow, UUID)["source"] == "gravatar"
     assert stored(uow).incomplete is True
+
+
+def test_a_source_skipped_by_its_open_circuit_marks_the_avatar_incomplete_without_a_warning(
+        uow, fetchers, clearbit, caplog):
+    clearbit.answers["acme.com"] = CircuitOpen("avatar source clearbit", 12.0)
+    with caplog.at_level(logging.DEBUG, logger="services.avatars.commands"):
+        created(uow, fetchers)
+    assert commands.get_avatar(uow, UUID)["source"] == "gravatar"
+    assert stored(uow).incomplete is True  # asked again within OUTAGE_RETRY, like any outage
+    assert [record.levelno for record in caplog.records if "clearbit" in record.getMessage()] == [logging.DEBUG]
 
 
 def test_an_unknown_customer_has_no_avatar(uow):
