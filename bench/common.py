@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -91,6 +92,27 @@ def cpu_report(before: dict, after: dict, count: int, unit: str) -> list[str]:
                 platform += used
     lines.append(f"    {'services + gateway':<26} {platform / count * 1000:>6.2f} ms per {unit}")
     return lines
+
+
+def host_speed() -> str:
+    """Return a line saying how fast this machine runs plain Python right now.
+
+    Figures move with the host (the same code has made 2x more or less from one machine of this
+    kind to the next), so every benchmark prints this beside its own: compare runs on one host,
+    or scale by it. It is the best of three runs of a 10-million-step loop, taken with the
+    platform idle."""
+    best = min(_loop_seconds() for _ in range(3))
+    return f"host: a 10M-step Python loop takes {best:.2f} s (best of 3; lower is faster)"
+
+
+_LOOP = compile("total = 0\nfor step in range(10_000_000):\n    total += step\n", "<host-speed>", "exec")
+
+
+def _loop_seconds() -> float:
+    # at module level (global names), as `python -c` runs it: the figure the session notes quote
+    began = time.perf_counter()
+    exec(_LOOP, {})
+    return time.perf_counter() - began
 
 
 # What the platform counted: how many workers ran (and so how many events a batch worker took on

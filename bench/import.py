@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 import requests  # noqa: E402
 
-from bench.common import (METRICS_PORT, counters_report, cpu_seconds, metrics_urls, process_cpu,  # noqa: E402
-                          read_counters)
+from bench.common import (METRICS_PORT, counters_report, cpu_seconds, host_speed, metrics_urls,  # noqa: E402
+                          process_cpu, read_counters)
 from tools.isolation import create_vhost, delete_vhost, drop_schemas, is_postgres, schema_prefix  # noqa: E402
 from tools.stack import DEFAULT_AMQP_URI, Stack, StackError, ensure_rabbitmq, free_port  # noqa: E402
 
@@ -96,6 +96,7 @@ class Bench:
         self.failures: list[str] = []
 
     def run(self) -> None:
+        self.host = host_speed()  # before the platform starts, so nothing else competes for the CPU
         base_uri = os.environ.get("AMQP_URI") or DEFAULT_AMQP_URI
         ensure_rabbitmq(base_uri)
         self.vhost, self.amqp_uri = create_vhost(base_uri, prefix="roster_bench")
@@ -139,6 +140,7 @@ class Bench:
             for index, uuid in enumerate(customers):
                 work.put((index, uuid, round_months, round_months[-1] == months - 1))
         total = args.customers * months
+        print(f"bench: {self.host}", flush=True)
         print(f"bench: importing {total:,} invoices ({months} per customer, {per_request} per request, "
               f"{args.concurrency} clients, database {'PostgreSQL' if is_postgres(os.environ.get('DATABASE_URL')) else 'SQLite'})",
               flush=True)

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 
 from bench.common import (API_KEY, METRICS_PORT, Platform, counters_report, cpu_report, cpu_seconds,  # noqa: E402
-                          metrics_urls, process_cpu, read_counters, server_cpu_seconds, wrk)
+                          host_speed, metrics_urls, process_cpu, read_counters, server_cpu_seconds, wrk)
 from tools.isolation import is_postgres  # noqa: E402
 from tools.stack import free_port, rpc_health_problem  # noqa: E402
 
@@ -112,6 +112,7 @@ class WriteBench:
         self.naive = []
 
     def run(self):
+        self.host = host_speed()  # before anything starts, so nothing else competes for the CPU
         try:
             if self.args.only in (None, "roster"):
                 self.roster()
@@ -246,6 +247,7 @@ class WriteBench:
     def report(self):
         database = "PostgreSQL" if is_postgres(os.environ.get("DATABASE_URL")) else "SQLite"
         print(f"\n  {database}, {self.args.gateway_processes} gateway process(es), {self.args.duration}s each")
+        print(f"  {self.host}")
         for scenario in ("mixed", "creates"):
             if ("roster", scenario) not in self.results or ("naive", scenario) not in self.results:
                 continue
