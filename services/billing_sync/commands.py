@@ -23,7 +23,7 @@ from services.billing_sync.ledger import Ledger, metrics_of
 from services.billing_sync.metrics import arr_series, customer_count_series, mrr_series
 from services.billing_sync.models import DataSource, Invoice, Plan, Subscription, Transaction
 from services.billing_sync.movements import CANCEL, CustomerState, MrrChange, state_at
-from services.billing_sync.payments import payment_effect
+from services.billing_sync.payments import payment_effect, transaction_refusals
 from services.billing_sync.revenue import revenue_schedule as schedule_of
 from services.billing_sync.schemas import (
     dump_data_source, dump_import_subscription, dump_invoice, dump_plan, dump_subscription_entry, dump_transaction,
@@ -192,6 +192,10 @@ def import_invoices(uow: UnitOfWork, customer_uuid: str, invoices, *, customers)
         raise invalid("invoices", "must be a non-empty list of invoices")
     if len(invoices) > validation.MAX_INVOICES_PER_REQUEST:
         raise invalid("invoices", f"at most {validation.MAX_INVOICES_PER_REQUEST} invoices per request")
+    lines = sum(validation.line_count(invoice) for invoice in invoices)
+    if lines > validation.MAX_LINES_PER_REQUEST:
+        raise invalid("invoices", f"at most {validation.MAX_LINES_PER_REQUEST} line items per request in all "
+                                  f"(these invoices have {lines}): send them in smaller requests")
     cleaned = [validation.clean_invoice(data) for data in invoices]
     with uow.write() as tx, tx.session.no_autoflush:  # the events' rows go in once, at commit
         books, absent = store.lock_known_customer(tx.session, customer_uuid)
@@ -330,6 +334,10 @@ def import_transaction(uow: UnitOfWork, invoice_uuid: str, data) -> dict:
         session.flush()
         engine_invoice = store.engine_invoices(session, [invoice])[0]
         engine_transaction = store.engine_transaction(row)
+        refusals = transaction_refusals(engine_invoice.total_in_cents, engine_invoice.transactions)
+        mine = [reason for index, reason in refusals.items() if engine_invoice.transactions[index].id == row.uuid]
+        if mine:  # the transaction's own amount, not an earlier one's (stored before this rule)
+            raise invalid("amount_in_cents", mine[0])
         customer.net_payments += payment_effect(engine_invoice, engine_transaction)
         invoice.settled_at = domain.settled_at(engine_invoice)
         record_transaction(tx, customer.uuid, engine_invoice, engine_transaction)
@@ -496,7 +504,7 @@ def revenue_schedule(uow: UnitOfWork, customer_uuid: str, *, customers=None) -> 
     if customer is None and customers is not None:
         customers.get_customer(customer_uuid)
     return {"customer_uuid": customer_uuid, "currency": account_currency(),
-            "entries": [{"month": m.month.strftime("%Y-%m"), "recognized": m.recognized, "deferred": m.deferred}
+            "entries": [{"month": m.month.isoformat()[:7], "recognized": m.recognized, "deferred": m.deferred}
                         for m in months]}
 
 

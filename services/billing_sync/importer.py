@@ -13,15 +13,16 @@ import uuid as uuid_lib
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from roster.errors import ValidationFailed
+from roster.errors import ValidationFailed, invalid
 from roster.timestamps import render
 from services.billing_sync import domain, money, store
 from services.billing_sync import invoices as engine
 from services.billing_sync.ledger import Ledger
 from services.billing_sync.models import Customer, Invoice, LineItem, Subscription, Transaction
 from services.billing_sync.movements import MrrChange, changes_of_item
-from services.billing_sync.payments import payment_effect
+from services.billing_sync.payments import payment_effect, transaction_refusals
 from services.billing_sync.schemas import dump_invoice
+from services.billing_sync.validation import MAX_CENTS
 
 
 @dataclass
@@ -75,6 +76,9 @@ class InvoiceImport:
             return [], batch
         invoice_ids = self._write(good, plans, subscriptions, new_subscriptions)
         self.ledger.extend(self.customer, [change for pending in good for change in pending.changes])
+        if self.ledger.largest_mrr > MAX_CENTS:  # the account's sums must stay far inside 64 bits
+            raise invalid("invoices", f"these invoices would take the customer's MRR to {self.ledger.largest_mrr}, "
+                                      f"beyond ±{MAX_CENTS}; nothing was imported")
         return invoice_ids, batch
 
     # ---- checks against stored data ----
@@ -201,6 +205,11 @@ class InvoiceImport:
                     pending.refuse(f"line_items[{index}].{bad.param}" if bad.param else f"line_items[{index}]",
                                    bad.message.split(": ", 1)[-1])
                     continue
+                too_much = next((change.mrr for change in changes if abs(change.mrr) > MAX_CENTS), None)
+                if too_much is not None:  # e.g. a large amount over a period of seconds, prorated
+                    pending.refuse(f"line_items[{index}].amount_in_cents",
+                                   f"makes an MRR of {too_much} over its service period, beyond ±{MAX_CENTS}")
+                    continue
                 pending.changes.extend(changes)
                 lines.append(line)
                 pending.line_rows.append({
@@ -218,15 +227,20 @@ class InvoiceImport:
                     "subscription_set_external_id": sub_set, "plan_uuid": plan.uuid if plan else None})
             if not pending.ok:
                 continue
-            new_subscriptions.update(claimed)
             transactions = tuple(engine.Transaction(
                 id=f"tr_{uuid_lib.uuid4()}", type=t["type"], result=t["result"], date=t["date"],
                 amount_in_cents=t["amount_in_cents"], external_id=t["external_id"])
                 for t in pending.fields["transactions"])
-            pending.engine_invoice = engine.Invoice(
+            invoice = engine.Invoice(
                 id=f"inv_{uuid_lib.uuid4()}", date=pending.fields["date"], line_items=tuple(lines),
                 transactions=transactions, due_date=pending.fields["due_date"], currency=pending.fields["currency"],
                 exchange_rate=pending.rate, external_id=pending.fields["external_id"])
+            for index, reason in sorted(transaction_refusals(invoice.total_in_cents, transactions).items()):
+                pending.refuse(f"transactions[{index}].amount_in_cents", reason)
+            if not pending.ok:
+                continue
+            new_subscriptions.update(claimed)
+            pending.engine_invoice = invoice
         return new_subscriptions
 
     def _write(self, good: list[Pending], plans: dict, subscriptions: dict, new_subscriptions: dict) -> list[int]:

@@ -61,6 +61,7 @@ class Ledger:
         self.currency = account_currency()
         self.days: dict = {}
         self.line_details: dict[str, dict] = {}  # what a command already knows of its new lines
+        self.largest_mrr = 0  # the largest |MRR| a customer reaches in the movements recorded
 
     # ---- movements ----
 
@@ -104,6 +105,7 @@ class Ledger:
                 self.tx.record("mrr_movement_retracted", customer_uuid=customer.uuid, movement_uuid=row.uuid)
         if added:
             self._record(customer, added)
+            self.largest_mrr = max(self.largest_mrr, *(abs(movement.mrr_after) for movement in added))
         gone = [Movement(at=row.at, type=row.type, delta=row.delta, mrr_after=row.mrr_after) for row in removed]
         for row in day_changes(gone, added):
             self.days[row.day] = self.days[row.day].plus(row) if row.day in self.days else row

@@ -15,10 +15,10 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from roster.errors import ValidationFailed
+from services.billing_sync.months import month_end
 from services.billing_sync.movements import (
     CHURN, CONTRACTION, EXPANSION, NEW_BIZ, REACTIVATION, Movement,
 )
-from services.billing_sync.months import month_of, next_month
 
 INTERVALS = ("day", "week", "month", "quarter")
 SUNDAY = 6  # weeks start on Sunday by default, as ChartMogul's (`week_start_on`)
@@ -142,24 +142,24 @@ def intervals(start: date, end: date, interval: str, week_start: int = SUNDAY) -
     """Return the (first day, last day) of every interval from `start` to `end`, clipped to them."""
     check_range(start, end, interval)
     spans, first = [], start
-    while first <= end:
+    while True:
         last = min(end, last_day(first, interval, week_start))
         spans.append((first, last))
+        if last == end:  # stop before stepping past `end`: after 9999-12-31 there is no day
+            return spans
         first = last + timedelta(days=1)
-    return spans
 
 
 def last_day(day: date, interval: str, week_start: int = SUNDAY) -> date:
-    """Return the last day of the interval (day, week, month, calendar quarter) holding `day`."""
+    """Return the last day of the interval (day, week, month, calendar quarter) holding `day`;
+    the week holding 9999-12-31 would end in year 10000, so it ends on 9999-12-31."""
     if interval == "day":
         return day
     if interval == "week":
-        return day + timedelta(days=(week_start - 1 - day.weekday()) % 7)
-    month = month_of(day)
+        return day + timedelta(days=min((week_start - 1 - day.weekday()) % 7, (date.max - day).days))
     if interval == "quarter":
-        month = month.replace(month=(month.month - 1) // 3 * 3 + 1)
-        month = next_month(next_month(month))
-    return next_month(month) - timedelta(days=1)
+        return month_end(day.replace(month=(day.month - 1) // 3 * 3 + 3, day=1))
+    return month_end(day)
 
 
 def mrr_series(days: Sequence[MetricDay], *, start: date, end: date, interval: str,

@@ -6,13 +6,13 @@
 Pure: no nameko, database or network. `docs/mrr.md` has worked examples; `tests/unit/test_mrr_engine.py`
 covers every interval and the prorations.
 """
-import calendar
 from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
 
 from roster.errors import ValidationFailed
 from services.billing_sync.invoices import SUBSCRIPTION, LineItem, Plan
 from services.billing_sync.money import round_cents
+from services.billing_sync.months import add_months, day_number, days_in_month
 
 # A month is a twelfth of the mean Gregorian-with-leap-day year: 365.25 / 12 = 30.4375 days. Weekly
 # and daily plans are normalised with it (a $7 weekly plan is 7 × 30.4375 / 7 = $30.44 a month).
@@ -51,22 +51,34 @@ def duration_ratio(plan: Plan) -> Decimal:
         return numerator / denominator
 
 
-def interval_start_before(end: datetime, plan: Plan) -> datetime:
-    """Return the start of the calendar interval of `plan` that ends at `end` (Mar 31 − 1 month =
-    Feb 29 in a leap year: months are counted on the calendar, with the day clamped)."""
+def full_period_days(end: datetime, plan: Plan) -> int:
+    """Return the length in days of the calendar interval of `plan` that ends at `end` (one month
+    before May 1 is Apr 1: 30 days; months are counted on the calendar, with the day clamped).
+
+    In year 1 that interval starts before year 1, which `datetime` cannot hold: it is measured on
+    the proleptic Gregorian calendar (the one `date` uses, extended back: 0000-12-20 → 0001-01-20 is
+    31 days), so a proration there gets the same factor as in any other year. Clamping the start
+    at 0001-01-01 instead would shrink the full period and understate the MRR.
+    """
     check_plan(plan)
     if plan.interval_unit in DAYS_PER_UNIT:
-        return end - timedelta(days=DAYS_PER_UNIT[plan.interval_unit] * plan.interval_count)
-    months = MONTHS_PER_UNIT[plan.interval_unit] * plan.interval_count
-    return months_before(end, months)
+        return DAYS_PER_UNIT[plan.interval_unit] * plan.interval_count
+    year, month, day = calendar_months_before(end, MONTHS_PER_UNIT[plan.interval_unit] * plan.interval_count)
+    return end.toordinal() - day_number(year, month, day)
 
 
 def months_before(moment: datetime, months: int) -> datetime:
-    """Return `moment` moved back `months` calendar months, the day clamped to the month's length."""
-    index = moment.year * 12 + (moment.month - 1) - months
-    year, month = divmod(index, 12)
-    day = min(moment.day, calendar.monthrange(year, month + 1)[1])
-    return moment.replace(year=year, month=month + 1, day=day)
+    """Return `moment` moved back `months` calendar months, the day clamped to the month's length
+    (Mar 31 − 1 month = Feb 29 in a leap year)."""
+    year, month, day = calendar_months_before(moment, months)
+    return moment.replace(year=year, month=month, day=day)
+
+
+def calendar_months_before(moment: datetime, months: int) -> tuple[int, int, int]:
+    """Return (year, month, day) `months` calendar months before `moment`, the day clamped; the
+    year may be 0 or less (see `full_period_days`)."""
+    year, month = add_months(moment.year, moment.month, -months)
+    return year, month, min(moment.day, days_in_month(year, month))
 
 
 def seconds(span: timedelta) -> Decimal:
@@ -98,8 +110,8 @@ def prorate_factor_parts(item: LineItem) -> tuple[Decimal, Decimal]:
     if not item.prorated:
         return Decimal(1), Decimal(1)
     start, end = service_period(item)
-    full_start = interval_start_before(end, check_plan(item.plan))
-    return seconds(end - full_start), seconds(end - start)
+    # The full period starts at `end`'s time of day, so it is a whole number of days.
+    return Decimal(full_period_days(end, check_plan(item.plan)) * 86400), seconds(end - start)
 
 
 def prorate_factor(item: LineItem) -> Decimal:

@@ -2,7 +2,7 @@
 
 Pure: no nameko, database or network. Rules: `docs/mrr.md` ("Payments and status").
 """
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from services.billing_sync.invoices import (
@@ -26,6 +26,31 @@ def payment_effect(invoice: Invoice, transaction: Transaction) -> int:
         return 0
     sign = {PAYMENT: 1, REFUND: -1}.get(transaction.type, 0)
     return sign * transaction_amount(invoice, transaction)
+
+
+def transaction_refusals(total_in_cents: int, transactions: Sequence[Transaction]) -> dict[int, str]:
+    """Return, by position in `transactions`, why a transaction cannot be on an invoice of
+    `total_in_cents` (amounts in the invoice's currency, no amount = the whole total).
+
+    A transaction moves at most the invoice's total (its size, for a credit note), and the
+    successful refunds together return at most that much: otherwise one mistyped amount puts
+    the customer's net payments anywhere. Payments are not capped in total: a customer can be
+    charged twice. Refunds are counted in date order (the order given, on the same date).
+    """
+    bound = abs(total_in_cents)
+    refusals, refunded = {}, 0
+    for index in sorted(range(len(transactions)), key=lambda i: transactions[i].date):
+        transaction = transactions[index]
+        amount = bound if transaction.amount_in_cents is None else transaction.amount_in_cents
+        if amount > bound:
+            refusals[index] = f"must not be more than the invoice's total ({bound})"
+        elif transaction.type == REFUND and transaction.result == SUCCESSFUL:
+            if refunded + amount > bound:
+                refusals[index] = (f"refunds {amount}, but only {bound - refunded} of the invoice's total "
+                                   f"({bound}) is left to refund (no amount means the whole total)")
+            else:
+                refunded += amount
+    return refusals
 
 
 def net_payments(invoices: Iterable[Invoice], at: datetime | None = None) -> int:

@@ -13,7 +13,7 @@ from datetime import date, timedelta
 
 from services.billing_sync.invoices import ONE_TIME, Invoice, LineItem
 from services.billing_sync.money import round_cents, split_cents
-from services.billing_sync.months import month_of, month_range, next_month
+from services.billing_sync.months import month_end, month_of, month_range, next_month
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,11 @@ def deferral_by_month(by_month: dict[date, int], invoiced: date, net: int):
 def days_per_month(first: date, days: int) -> tuple[list[date], list[int]]:
     """Return the months touched by `days` days from `first`, and how many days fall in each."""
     months, counts, day, left = [], [], first, days
-    while left > 0:
-        following = next_month(month_of(day))
-        span = min(left, (following - day).days)
+    while True:
+        span = min(left, (month_end(day) - day).days + 1)
         months.append(month_of(day))
         counts.append(span)
-        day, left = day + timedelta(days=span), left - span
-    return months, counts
+        left -= span
+        if left == 0:  # step to the next day only if one is counted: 9999-12-31 has none after it
+            return months, counts
+        day += timedelta(days=span)

@@ -29,7 +29,7 @@ from services.billing_sync.connectors.errors import (
 )
 from services.billing_sync.connectors.shapes import with_plan_uuids
 from services.billing_sync.models import Invoice, Plan, Subscription
-from services.billing_sync.validation import MAX_INVOICES_PER_REQUEST
+from services.billing_sync.validation import import_batches
 
 log = logging.getLogger(__name__)
 
@@ -236,8 +236,7 @@ def import_billing(uow: UnitOfWork, record: dict, source_uuid: str, mapped: stri
             ready.append({**with_plan_uuids(invoice, plan_uuids), "data_source_uuid": source_uuid})
         except UnknownPlan as error:
             tally.bad(error.object_id, error.field, error.reason)
-    for start in range(0, len(ready), MAX_INVOICES_PER_REQUEST):
-        chunk = ready[start:start + MAX_INVOICES_PER_REQUEST]
+    for chunk in import_batches(ready):
         answer = commands.import_invoices(uow, record["uuid"], chunk, customers=KnownCustomer(record))
         for sent, outcome in zip(chunk, answer["invoices"]):
             problems = outcome.get("errors") if isinstance(outcome, dict) and "errors" in outcome else None

@@ -73,6 +73,42 @@ def test_lines_and_transactions_are_required_in_their_shape():
     assert list(huge) == ["line_items[0].amount_in_cents"]
 
 
+@pytest.mark.parametrize("amount, tax, ok", [
+    (1000, 0, True), (1000, 1000, True), (1000, 250, True), (0, 0, True), (-1000, -200, True), (-1000, 0, True),
+    (1000, -5000, False), (1000, -1, False), (1000, 5000, False), (0, 1, False), (-1000, 200, False),
+    (-1000, -1001, False),
+])
+def test_the_tax_lies_between_0_and_the_amount_that_includes_it(amount, tax, ok):
+    _, problems = validation.clean_invoice(body(line_items=[line(amount_in_cents=amount, tax_amount_in_cents=tax)]))
+    assert (problems == {}) is ok
+    if not ok:
+        assert list(problems) == ["line_items[0].tax_amount_in_cents"]
+        assert f"between 0 and amount_in_cents ({amount})" in problems["line_items[0].tax_amount_in_cents"][0]
+
+
+def test_fees_are_never_negative():
+    _, problems = validation.clean_invoice(body(
+        line_items=[line(transaction_fees_in_cents=-5)],
+        transactions=[{"type": "payment", "result": "successful", "date": "2024-01-02",
+                       "transaction_fees_in_cents": -5}]))
+    assert set(problems) == {"line_items[0].transaction_fees_in_cents", "transactions[0].transaction_fees_in_cents"}
+    with pytest.raises(ValidationFailed) as bad:
+        validation.clean_transaction({"type": "payment", "result": "successful", "date": "2024-01-01",
+                                      "transaction_fees_in_cents": -1})
+    assert bad.value.param == "transaction_fees_in_cents"
+
+
+def test_import_batches_keep_the_order_within_both_limits():
+    def invoice(lines):
+        return {"line_items": [{}] * lines}
+
+    invoices = [invoice(3), invoice(3), invoice(5), invoice(1), "not an invoice", invoice(6)]
+    batches = validation.import_batches(invoices, max_invoices=2, max_lines=6)
+    assert batches == [[invoices[0], invoices[1]], [invoices[2], invoices[3]], [invoices[4], invoices[5]]]
+    assert validation.import_batches([invoice(9)], max_lines=6) == [[invoice(9)]]  # too big alone: refused later
+    assert validation.import_batches([]) == []
+
+
 def test_a_transaction_alone_raises_its_first_problem():
     with pytest.raises(ValidationFailed) as bad:
         validation.clean_transaction({"type": "refund", "result": "failed", "date": "2024-01-01",

@@ -116,3 +116,25 @@ def test_lines_that_cannot_be_normalised_name_the_field(item, field):
         line_item_mrr(item)
     assert failure.value.param == field
     assert failure.value.message.startswith(f"{field}: ")
+
+
+def test_a_proration_in_year_1_measures_its_full_period_before_year_1():
+    # The full month ending 0001-01-20 starts 0000-12-20 (1 BC on the proleptic Gregorian calendar,
+    # which datetime cannot hold): 31 days, so $10 for 10 of them is $31 a month, as in any January.
+    item = line("l1", "s1", 1000, utc(1, 1, 10), utc(1, 1, 20), prorated=True)
+    assert line_item_mrr(item) == line_item_mrr(
+        line("l1", "s1", 1000, utc(2001, 1, 10), utc(2001, 1, 20), prorated=True)) == 3100
+    assert prorate_factor(line("l1", "s1", 1000, utc(1, 1, 1), utc(1, 2, 1), prorated=True)) == 1
+
+
+def test_a_yearly_proration_in_year_1():
+    # Full year 0000-06-20 → 0001-06-20: 365 days (year 0's Feb 29 is before it); 102 prorated days.
+    item = line("l1", "s1", 1000, utc(1, 3, 10), utc(1, 6, 20), plan=ANNUAL, prorated=True)
+    assert line_item_mrr(item) == 298  # 1000 / 12 × 365 / 102 = 298.20
+
+
+def test_a_weekly_proration_in_year_1():
+    # 3 of the week 0000-12-29 → 0001-01-05: 700 × 30.4375 / 7 × 7 / 3 = 7102.08
+    item = line("l1", "s1", 700, utc(1, 1, 2), utc(1, 1, 5), plan=WEEKLY, prorated=True)
+    assert line_item_mrr(item) == 7102
+

@@ -141,3 +141,39 @@ def test_bad_ranges_name_the_parameter():
     with pytest.raises(ValidationFailed) as failure:
         mrr_series([], start=date(2024, 1, 1), end=date(2024, 2, 1), interval="year")
     assert failure.value.param == "interval"
+
+
+@pytest.mark.parametrize("interval, lasts", [
+    ("day", [date(9999, 12, d) for d in range(1, 32)]),
+    ("week", [date(9999, 12, d) for d in (4, 11, 18, 25, 31)]),  # Sunday weeks; the last would end 10000-01-01
+    ("month", [date(9999, 12, 31)]),
+    ("quarter", [date(9999, 12, 31)]),
+])
+def test_intervals_in_december_9999_end_on_the_last_representable_day(interval, lasts):
+    spans = intervals(date(9999, 12, 1), date(9999, 12, 31), interval)
+    assert [last for _, last in spans] == lasts
+    assert spans[0][0] == date(9999, 12, 1)
+    assert all(first <= last for first, last in spans)
+
+
+def test_the_last_interval_of_the_calendar_holds_its_last_day():
+    for interval in ("day", "week", "month", "quarter"):
+        assert intervals(date(9999, 12, 31), date(9999, 12, 31), interval) == [(date(9999, 12, 31),) * 2]
+    monday_weeks = intervals(date(9999, 12, 20), date(9999, 12, 31), "week", week_start=0)
+    assert monday_weeks == [(date(9999, 12, 20), date(9999, 12, 26)),
+                            (date(9999, 12, 27), date(9999, 12, 31))]
+
+
+def test_series_reaching_december_9999():
+    rows = [MetricDay(date(9999, 11, 30), new_business=1000, customers=1),
+            MetricDay(date(9999, 12, 31), expansion=500)]
+    mrr = mrr_series(rows, start=date(9999, 1, 1), end=date(9999, 12, 31), interval="month")
+    assert len(mrr.entries) == 12
+    assert [(e.date, e.mrr) for e in mrr.entries[-2:]] == [(date(9999, 11, 30), 1000),
+                                                           (date(9999, 12, 31), 1500)]
+    arr = arr_series(rows, start=date(9999, 12, 31), end=date(9999, 12, 31), interval="month")
+    assert arr.to_dict()["entries"] == [{"date": "9999-12-31", "arr": 18000, "percentage-change": 50.0}]
+    count = customer_count_series(rows, start=date(9999, 12, 1), end=date(9999, 12, 31),
+                                  interval="quarter")
+    assert count.to_dict()["entries"] == [{"date": "9999-12-31", "customers": 1,
+                                           "percentage-change": 0.0}]

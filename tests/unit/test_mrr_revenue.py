@@ -1,7 +1,8 @@
 """Revenue recognition schedule: recognised by day over the service period, deferred at month end."""
-from datetime import date
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
+from services.billing_sync.months import month_range
 from services.billing_sync.revenue import ScheduleMonth, revenue_schedule
 from tests.unit.mrr_builders import ANNUAL, QUARTERLY, invoice, line, one_time, utc
 
@@ -69,3 +70,32 @@ def test_a_refund_credit_line_lowers_revenue():
 
 def test_no_invoices_no_schedule():
     assert revenue_schedule([]) == []
+
+
+def test_a_one_time_charge_on_the_last_second_of_9999():
+    schedule = revenue_schedule([invoice("i1", datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc),
+                                         one_time("o", 1000))])
+    assert rows(schedule) == [("9999-12", 1000, 0)]
+
+
+def test_a_service_period_in_december_9999():
+    end = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+    schedule = revenue_schedule([invoice("i1", utc(9999, 12, 1),
+                                         line("m", "s1", 3000, utc(9999, 12, 1), end))])
+    assert rows(schedule) == [("9999-12", 3000, 0)]  # 30 days, Dec 1 up to (not including) Dec 31
+
+
+def test_a_schedule_over_the_whole_calendar():
+    # 0001-01-01 → 9999-12-31 is 3652058 days: 100 cents a day.
+    schedule = revenue_schedule([invoice("i1", utc(1, 1, 1),
+                                         line("m", "s1", 365205800, utc(1, 1, 1), utc(9999, 12, 31)))])
+    assert len(schedule) == 9999 * 12
+    assert rows(schedule[:2]) == [("0001-01", 3100, 365205800 - 3100),
+                                  ("0001-02", 2800, 365205800 - 5900)]
+    assert rows(schedule[-2:]) == [("9999-11", 3000, 3000), ("9999-12", 3000, 0)]
+    assert sum(m.recognized for m in schedule) == 365205800
+
+
+def test_month_range_reaches_december_9999():
+    assert month_range(date(9999, 11, 15), date(9999, 12, 31)) == [date(9999, 11, 1), date(9999, 12, 1)]
+    assert month_range(date(1, 1, 1), date(1, 1, 1)) == [date(1, 1, 1)]

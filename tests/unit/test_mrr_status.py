@@ -5,7 +5,7 @@ import pytest
 
 from services.billing_sync.invoices import Cancellation
 from services.billing_sync.movements import changes_of, state_at
-from services.billing_sync.payments import is_past_due, net_payments
+from services.billing_sync.payments import is_past_due, net_payments, transaction_refusals
 from services.billing_sync.status import (
     ACTIVE, CANCELLED, PAST_DUE, customer_status, subscription_summaries,
 )
@@ -32,6 +32,24 @@ def test_net_payments_are_successful_payments_minus_successful_refunds():
     ]
     assert net_payments(invoices) == 3000
     assert net_payments(invoices, at=utc(2024, 1, 5)) == 5000  # the refund came later
+
+
+def test_a_transaction_moves_at_most_the_invoice_total_and_refunds_return_at_most_that():
+    assert transaction_refusals(5000, [paid("t1", JAN), paid("t2", FEB, 2000, kind="refund")]) == {}
+    assert transaction_refusals(5000, [paid("t1", JAN, 5001)]) == {0: "must not be more than the invoice's total (5000)"}
+    assert list(transaction_refusals(5000, [paid("t1", JAN, 10**12, kind="refund")])) == [0]
+    # two refunds dated in order: the second goes past the total; a failed one does not count
+    refunds = [paid("r2", utc(2024, 1, 20), 3000, kind="refund"), paid("r0", utc(2024, 1, 5), 4000, kind="refund",
+                                                                       result="failed"),
+               paid("r1", utc(2024, 1, 10), 3000, kind="refund")]
+    refused = transaction_refusals(5000, refunds)
+    assert list(refused) == [0] and "only 2000 of the invoice's total (5000) is left" in refused[0]
+    # a refund without an amount is of the whole total: after a partial one, too much
+    assert list(transaction_refusals(5000, [paid("r1", JAN, 1, kind="refund"), paid("r2", FEB, kind="refund")])) == [1]
+    # payments are not capped in total (a customer can be charged twice); a credit note's size bounds it
+    assert transaction_refusals(5000, [paid("t1", JAN), paid("t2", FEB)]) == {}
+    assert transaction_refusals(-2000, [paid("r", JAN, 2000, kind="refund")]) == {}
+    assert list(transaction_refusals(0, [paid("t", JAN, 1)])) == [0]
 
 
 def test_a_payment_without_amount_pays_the_invoice_total_in_account_currency():

@@ -286,6 +286,71 @@ def test_a_transaction_settles_an_invoice_and_moves_net_payments(service, plan, 
         service.import_transaction("inv_nope", {"type": "payment", "result": "failed", "date": "2024-02-01"})
 
 
+def test_a_transaction_for_more_than_its_invoice_is_refused_and_changes_nothing(service, plan, cus):
+    made = service.import_invoices(cus, [invoice(plan, "i1", 1, 5000)])  # paid in full
+    invoice_uuid = made["invoices"][0]["uuid"]
+    before = (service.customer_metrics(cus), events(service))
+
+    for transaction in ({"type": "refund", "result": "successful", "date": "2024-01-06", "amount_in_cents": 10**12},
+                        {"type": "payment", "result": "failed", "date": "2024-01-06", "amount_in_cents": 5001}):
+        with pytest.raises(ValidationFailed) as refused:
+            service.import_transaction(invoice_uuid, transaction)
+        assert refused.value.param == "amount_in_cents"
+    service.import_transaction(invoice_uuid, {"type": "refund", "result": "successful", "date": "2024-01-06",
+                                              "amount_in_cents": 3000})
+    with pytest.raises(ValidationFailed, match="only 2000 of the invoice's total"):
+        service.import_transaction(invoice_uuid, {"type": "refund", "result": "successful", "date": "2024-01-07"})
+
+    assert service.customer_metrics(cus)["net_payments"] == before[0]["net_payments"] - 3000
+    assert len(events(service, "transaction_recorded")) == len([e for e in before[1] if "transaction" in e]) + 1
+
+    answer = service.import_invoices(cus, [{**invoice(plan, "i2", 2, 5000), "transactions": [
+        {"type": "payment", "result": "successful", "date": month(2)},
+        {"type": "refund", "result": "successful", "date": month(2), "amount_in_cents": 9000}]}])
+    assert answer["invoices"][0]["errors"] == {
+        "transactions[1].amount_in_cents": ["must not be more than the invoice's total (5000)"]}
+
+
+def test_an_import_that_would_take_mrr_beyond_the_limit_is_refused_whole(service, plan, cus):
+    service.import_invoices(cus, [invoice(plan, "i1", 1, 5000)])
+    before = (service.customer_metrics(cus), events(service))
+    lines = [{"type": "subscription", "subscription_external_id": f"big{n}", "plan_uuid": plan,
+              "service_period_start": month(2), "service_period_end": month(3), "amount_in_cents": 10**15}
+             for n in range(2)]
+
+    with pytest.raises(ValidationFailed, match="customer's MRR to 2000000000005000") as refused:
+        service.import_invoices(cus, [{"external_id": "big", "date": month(2), "currency": "USD", "line_items": lines}])
+
+    assert refused.value.param == "invoices"
+    assert (service.customer_metrics(cus), events(service)) == before
+
+
+def test_a_line_whose_mrr_would_pass_the_limit_is_refused_by_its_amount(service, source, cus):
+    yearly = service.create_plan({"data_source_uuid": source, "name": "Yearly", "interval_count": 1,
+                                  "interval_unit": "year"})["uuid"]
+    prorated_second = {"type": "subscription", "subscription_external_id": "s1", "plan_uuid": yearly,
+                       "prorated": True, "amount_in_cents": 10**15, "service_period_start": "2024-01-01T00:00:00Z",
+                       "service_period_end": "2024-01-01T00:00:01Z"}
+
+    answer = service.import_invoices(cus, [{"external_id": "i1", "date": "2024-01-01", "currency": "USD",
+                                            "line_items": [prorated_second]}])
+
+    assert list(answer["invoices"][0]["errors"]) == ["line_items[0].amount_in_cents"]
+    assert "beyond ±1000000000000000" in answer["invoices"][0]["errors"]["line_items[0].amount_in_cents"][0]
+    assert service.customer_metrics(cus)["mrr"] == 0
+
+
+def test_one_request_carries_at_most_the_line_items_limit(service, plan, cus):
+    many = [{**invoice(plan, f"i{n}", 1, 100, sub=f"s{n}", paid=False),
+             "line_items": [{**invoice(plan, "x", 1, 100)["line_items"][0], "subscription_external_id": f"s{n}-{k}",
+                             "external_id": f"l{n}-{k}"} for k in range(1000)]} for n in range(6)]
+
+    with pytest.raises(ValidationFailed, match="at most 5000 line items per request in all .these invoices have 6000"):
+        service.import_invoices(cus, many)
+    assert service.customer_metrics(cus)["mrr"] == 0
+    assert service.import_invoices(cus, many[:5])["failed"] == 0  # 5,000 is allowed
+
+
 def test_past_due_arrives_with_time_through_the_review(service, plan, cus):
     service.import_invoices(cus, [invoice(plan, "i1", 1, 5000, paid=False, due="2030-01-15T00:00:00Z")])
     assert service.customer_metrics(cus)["status"] == "Active"
@@ -538,6 +603,15 @@ def test_revenue_schedule_of_a_customer(service, plan, cus):
     assert schedule["entries"] == [{"month": "2024-01", "recognized": 3100, "deferred": 0}]
     with pytest.raises(NotFound):
         service.revenue_schedule("cus_nobody")
+
+
+def test_revenue_schedule_months_are_four_digit_years_at_both_ends_of_the_calendar(service, cus):
+    service.import_invoices(cus, [
+        {"external_id": f"i{year}", "date": f"{year:04d}-12-31T23:59:59Z", "currency": "USD",
+         "line_items": [{"type": "one_time", "amount_in_cents": 100}]} for year in (1, 9999)])
+    entries = service.revenue_schedule(cus)["entries"]
+    assert (entries[0]["month"], entries[-1]["month"]) == ("0001-12", "9999-12")
+    assert sum(entry["recognized"] for entry in entries) == 200
 
 
 def test_customer_metrics_of_a_customer_without_billing_data(service):
