@@ -39,6 +39,14 @@ def breaker(clock, **kwargs):
     return CircuitBreaker("test source", failures=3, cool_down=30, counted=(Outage,), clock=clock, **kwargs)
 
 
+def half_open(clock):
+    """A circuit opened by three failures of `source`, its cool-down over."""
+    circuit, source = breaker(clock), Source()
+    fail(circuit, source, 3)
+    clock.now += 30
+    return circuit, source
+
+
 def fail(circuit, source, times):
     for _ in range(times):
         with pytest.raises(Outage):
@@ -70,9 +78,7 @@ def test_a_success_in_between_starts_the_count_again(clock):
 
 
 def test_after_the_cool_down_one_trial_closes_it_when_the_source_answers(clock):
-    circuit, source = breaker(clock), Source()
-    fail(circuit, source, 3)
-    clock.now += 30
+    circuit, source = half_open(clock)
     assert circuit.state == HALF_OPEN
     source.down = False
     assert circuit.call(source) == "image"
@@ -95,9 +101,7 @@ def test_a_failed_trial_opens_it_for_another_cool_down(clock):
 
 
 def test_only_one_trial_runs_at_a_time(clock):
-    circuit, source = breaker(clock), Source()
-    fail(circuit, source, 3)
-    clock.now += 30
+    circuit, source = half_open(clock)
     seen = []
 
     def trial():
@@ -129,9 +133,7 @@ def test_an_exception_that_is_not_an_outage_passes_through_and_counts_for_nothin
 
 
 def test_a_trial_that_raises_something_else_lets_the_next_call_be_the_trial(clock):
-    circuit, source = breaker(clock), Source()
-    fail(circuit, source, 3)
-    clock.now += 30
+    circuit, source = half_open(clock)
     with pytest.raises(ValueError):
         circuit.call(lambda: (_ for _ in ()).throw(ValueError("bug")))
     source.down = False
