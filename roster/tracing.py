@@ -33,7 +33,7 @@ def accept(value: str | None) -> str:
 
     An id ends up in every log line, so anything that could forge or break a log line is replaced.
     """
-    if value and _ACCEPTABLE.match(value):
+    if value and _ACCEPTABLE.fullmatch(value):
         return value
     return new_id()
 

@@ -83,7 +83,7 @@ def clean_email(value, prefix: str = "") -> str | None:
     email = _text("email", value, prefix).strip()
     if not email:
         return None
-    if len(email) > 320 or not EMAIL.match(email):
+    if len(email) > 320 or not EMAIL.fullmatch(email):
         _fail("email", f"{value!r} is not an email address", prefix)
     return email
 
@@ -101,11 +101,11 @@ def clean_linked_in(value, prefix: str = "") -> str | None:
         return None
     if len(text) > URL_FIELD_LENGTH:
         _fail("linked_in", f"may be at most {URL_FIELD_LENGTH} characters", prefix)
-    if _looks_like_url(text):
+    if _one_word(text) and _looks_like_url(text):
         host, path = _host_and_path(text)
-        if host is not None and LINKED_IN_HOST.match(host) and path.strip("/"):
+        if host is not None and LINKED_IN_HOST.fullmatch(host) and path.strip("/"):
             return text
-    elif LINKED_IN_HANDLE.match(text):
+    elif LINKED_IN_HANDLE.fullmatch(text):
         return text
     _fail("linked_in", f"{value!r} is not a LinkedIn URL (https://www.linkedin.com/in/...) or handle", prefix)
 
@@ -122,14 +122,19 @@ def clean_twitter(value, prefix: str = "") -> str | None:
         return None
     if len(text) > URL_FIELD_LENGTH:
         _fail("twitter", f"may be at most {URL_FIELD_LENGTH} characters", prefix)
-    if _looks_like_url(text):
+    if _one_word(text) and _looks_like_url(text):
         host, path = _host_and_path(text)
         handle = path.strip("/").split("/")[0] if path else ""
-        if host in TWITTER_HOSTS and TWITTER_HANDLE.match(handle) and not handle.startswith("@"):
+        if host in TWITTER_HOSTS and TWITTER_HANDLE.fullmatch(handle) and not handle.startswith("@"):
             return text
-    elif TWITTER_HANDLE.match(text):
+    elif TWITTER_HANDLE.fullmatch(text):
         return text
     _fail("twitter", f"{value!r} is not a Twitter/X URL (https://twitter.com/...) or @handle", prefix)
+
+
+def _one_word(text: str) -> bool:
+    # urlsplit drops tabs and newlines (as browsers do), so a URL holding one would pass the checks
+    return not any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in text)
 
 
 def _looks_like_url(text: str) -> bool:
@@ -231,6 +236,8 @@ def clean_custom_value(key: str, value, prefix: str = ""):
     if isinstance(value, float):
         if not math.isfinite(value):
             _fail(field, "must be a finite number", prefix)
+        if abs(value) >= 2**63:  # the JSON parser reads an integer beyond 64 bits as a float: its digits are gone
+            _fail(field, "must lie within ±2^63 (an integer must fit in 64 bits)", prefix)
         return value
     _fail(field, "must be a string, number, boolean or null", prefix)
 

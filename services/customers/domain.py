@@ -94,7 +94,7 @@ def history_keys(value) -> list[str]:
     keys = []
     for part in (piece.strip() for piece in value.split(",")):
         scope, _, key = part.partition(".")
-        if scope != "custom" or not CUSTOM_KEY.match(key):
+        if scope != "custom" or not CUSTOM_KEY.fullmatch(key):
             raise invalid("attributes_with_history", f"{part[:210]!r} is not custom.<key> (only custom "
                                                      "attributes keep a history)")
         if key not in keys:
@@ -115,7 +115,7 @@ def email_address(value, field: str = "email") -> str:
     if not address:
         return ""
     local, at, host = address.rpartition("@")
-    if not at or not EMAIL_LOCAL_PART.match(local) or not _is_host_name(_ascii_host(host)):
+    if not at or not EMAIL_LOCAL_PART.fullmatch(local) or not _is_host_name(_ascii_host(host)):
         raise invalid(field, f"{address!r} is not an email address")
     return address
 
@@ -143,6 +143,9 @@ def normalise_website(value, field: str = "website_url") -> str | None:
     if value is None or value.strip() == "":
         return None
     url = value.strip()
+    if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
+        # urlsplit drops tabs and newlines (as browsers do), so they would pass the host check
+        raise invalid(field, f"{value!r} is not a web address with a host name")
     if not re.match(r"^https?://", url, re.IGNORECASE):
         if "://" in url:
             raise invalid(field, "only http:// and https:// addresses are allowed")
@@ -153,7 +156,7 @@ def normalise_website(value, field: str = "website_url") -> str | None:
         parts.port  # raises ValueError on a malformed port
     except ValueError:
         host = ""
-    if not _is_host_name(host) or " " in url:
+    if not _is_host_name(host):
         raise invalid(field, f"{value!r} is not a web address with a host name")
     if len(url) > URL_MAX:
         raise invalid(field, f"may be at most {URL_MAX} characters")
@@ -165,7 +168,7 @@ def _is_host_name(host: str) -> bool:
     labels = host.lower().rstrip(".").split(".")
     if len(labels) < 2 or len(host) > 253:
         return False
-    return all(HOST_LABEL.match(label) for label in labels) and bool(TOP_LEVEL_DOMAIN.match(labels[-1]))
+    return all(HOST_LABEL.fullmatch(label) for label in labels) and bool(TOP_LEVEL_DOMAIN.fullmatch(labels[-1]))
 
 
 # ---- statuses -----------------------------------------------------------------------------
@@ -301,6 +304,8 @@ def list_filters(filters) -> dict:
         checked["status"] = status_filter(checked["status"])
     if "email" in checked:
         checked["email"] = checked["email"].strip().lower()
+        if not checked["email"]:  # blank would otherwise mean "no filter": every customer
+            raise invalid("email", "give an email address to look for")
     if filters.get("q") not in (None, ""):
         query = search_text(text(filters["q"], "q", max_length=SEARCH_MAX))
         if not query:
@@ -350,7 +355,7 @@ def merged_tags(into_tags: list[str], from_tags: list[str]) -> list[str]:
 
 def check_custom_key(key, field: str = "custom") -> str:
     """Return the key if it is a simple name (letters, digits, `_`, `-`; at most 200)."""
-    if not isinstance(key, str) or not CUSTOM_KEY.match(key):
+    if not isinstance(key, str) or not CUSTOM_KEY.fullmatch(key):
         raise invalid(field, f"key {key!r} must be letters, digits, '_' or '-' (at most 200)")
     return key
 
@@ -535,7 +540,7 @@ def projected_metrics(payload: dict, *, last_sequence: int, lead_status: str) ->
     if status is not None and status not in BILLING_STATUSES:
         raise UnprocessableEvent(f"status: {status!r} is not one of {', '.join(BILLING_STATUSES)}", param="status")
     currency = payload.get("currency") or "USD"
-    if not isinstance(currency, str) or not CURRENCY.match(currency):
+    if not isinstance(currency, str) or not CURRENCY.fullmatch(currency):
         raise UnprocessableEvent(f"currency: {currency!r} is not an ISO 4217 code", param="currency")
     try:
         since = timestamps.parse(payload.get("customer_since"), "customer_since")

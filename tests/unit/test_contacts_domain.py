@@ -59,6 +59,8 @@ def test_linked_in_urls_and_handles_are_accepted(value):
     "ftp://linkedin.com/in/jane",
     "not a handle",
     "j",
+    "https://www.linkedin.com/in/ja\nne",
+    "https://www.link\tedin.com/in/jane",
 ])
 def test_other_sites_and_junk_are_not_linked_in(value):
     failure = failure_of(domain.clean_linked_in, value)
@@ -87,6 +89,8 @@ def test_twitter_urls_and_handles_are_accepted(value):
     "@jane doe",
     "@",
     "jane!",
+    "https://twitter.com/ja\nne",
+    "https://x.\ncom/jane",
 ])
 def test_other_sites_and_junk_are_not_twitter(value):
     failure = failure_of(domain.clean_twitter, value)
@@ -213,6 +217,7 @@ def test_profile_urls_are_bounded(field, value):
 
 @pytest.mark.parametrize("value, reason", [
     (2**63, "64 bits"), (-(2**63) - 1, "64 bits"), (float("nan"), "finite"), (float("inf"), "finite"),
+    (float(2**64), "64 bits"), (-1e30, "64 bits"),  # integers beyond 64 bits arrive parsed as floats
     ("x" * 10_001, "at most"), ("a\x00", "NUL"),
 ])
 def test_custom_values_are_bounded(value, reason):

@@ -55,7 +55,8 @@ def test_normalise_website(given, expected):
 
 @pytest.mark.parametrize("bad", [
     "not a website", "localhost", "ftp://example.com", "https://", "example", "-bad-.com", "exa mple.com",
-    "http://example.c0m", "example.com:notaport",
+    "http://example.c0m", "example.com:notaport", "https://exa\nmple.com", "https://example.com/\tx",
+    "example.com\x7f", "https://example.com\x00",
 ])
 def test_normalise_website_refuses_what_is_not_a_host(bad):
     with pytest.raises(ValidationFailed) as failure:
@@ -114,9 +115,17 @@ def test_infer_custom_type():
 
 def test_custom_keys_must_be_simple_names():
     assert domain.check_custom_key("sales_rep") == "sales_rep"
-    for bad in ("", "has space", "ü", None):
+    for bad in ("", "has space", "ü", None, "nl\n", "\nnl"):
         with pytest.raises(ValidationFailed):
             domain.check_custom_key(bad)
+
+
+@pytest.mark.parametrize("bad", ["bob\n@example.com", "bob@example\n.com", "bob@example.com\n.org",
+                                 "bob@exa\nmple.com"])
+def test_a_newline_inside_an_email_address_is_refused(bad):
+    with pytest.raises(ValidationFailed) as failure:
+        domain.email_address(bad, "owner")
+    assert failure.value.param == "owner"
 
 
 def test_merge_keeps_survivor_tags_first_and_adds_new_ones():
@@ -212,6 +221,10 @@ def test_list_filters_are_checked_and_normalised():
     with pytest.raises(ValidationFailed) as failure:
         domain.list_filters({"external_id": "a\x00"})
     assert failure.value.param == "external_id"
+    for blank in (" ", "\t \n"):  # not "no filter", which would list every customer
+        with pytest.raises(ValidationFailed) as failure:
+            domain.list_filters({"email": blank})
+        assert failure.value.param == "email"
 
 
 def test_findable_refuses_what_can_name_no_row():
