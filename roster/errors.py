@@ -52,6 +52,16 @@ class ValidationFailed(RosterError):
     status = 422
 
 
+class AnswerTooLarge(RosterError):
+    """The service worked out an answer the bus cannot carry (roster.serialization.MAX_MESSAGE_BYTES).
+
+    Not the caller's mistake in a way a 4xx could name (413 is about the request's body), so a
+    500 whose message says what to do: ask for less.
+    """
+
+    status = 500
+
+
 class ServiceUnavailable(RosterError):
     status = 503
 
@@ -63,7 +73,7 @@ class UnprocessableEvent(RosterError):
 
 
 ALL_ERRORS = (RosterError, BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge,
-              ValidationFailed, ServiceUnavailable, UnprocessableEvent)
+              ValidationFailed, ServiceUnavailable, UnprocessableEvent, AnswerTooLarge)
 
 
 def invalid(field: str, reason: str) -> ValidationFailed:

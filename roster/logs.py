@@ -13,12 +13,24 @@ EXPECTED_ERROR_PREFIX = "(expected) error handling worker"
 ACCESS_LOGGER = "nameko.web.server"
 REDACTED = "<redacted>"
 
-# `key=value` pairs of a query string: after `?` or `&`, up to the next `&`, `#` or blank.
-_QUERY_VALUE = re.compile(r"([?&][^=&#\s\"]*=)[^&#\s\"]*")
+# These run on every log line, whatever a caller put in it (a 200,000-character value echoed in a
+# 422 message), so each must take linear time: no match attempt may rescan text that attempts
+# starting at other positions scan too.
+#
+# `key=value` pairs of a query string: after `?` or `&`, up to the next `&`, `#` or blank. The
+# name excludes `?` so that a run of `?`s (or `?a?a?a...`) without `=` is scanned once, not once
+# per `?`; that redacts exactly as a name allowing `?` did: the match then starts at the last `?`
+# before the `=`, and the text between the two `?`s is kept as it was.
+_QUERY_VALUE = re.compile(r"([?&][^=&#?\s\"]*=)[^&#\s\"]*")
 # `Authorization: Basic abc...` (or Bearer, or any scheme) wherever it appears in a message.
+# Linear as it is: every attempt starts on the literal word.
 _AUTHORIZATION = re.compile(r"((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)[^\r\n\"',}]+", re.IGNORECASE)
-# Credentials in an absolute URL: scheme://user:password@host
-_URL_USERINFO = re.compile(r"(\w+://)[^/@\s\"]+@")
+# Credentials in an absolute URL: scheme://user:password@host. The scheme starts at a word
+# boundary: without it `\w+` was tried from every character of a long word, each attempt running
+# to the word's end (quadratic). A match found from inside a word is found from its start too, so
+# what is redacted is unchanged. `_URL_SCHEME` is a cheap check that skips the regex when no URL is there.
+_URL_USERINFO = re.compile(r"\b(\w+://)[^/@\s\"]+@")
+_URL_SCHEME = "://"
 
 
 class ExpectedErrorFilter(logging.Filter):
@@ -76,9 +88,7 @@ class AccessLogFilter(logging.Filter):
 
 def redact(text: str) -> str:
     """Return `text` with query-string values, Authorization values and URL credentials replaced."""
-    text = _AUTHORIZATION.sub(lambda match: match.group(1) + REDACTED, text)
-    text = _URL_USERINFO.sub(lambda match: match.group(1) + REDACTED + "@", text)
-    return _QUERY_VALUE.sub(lambda match: match.group(1) + REDACTED, text)
+    return _QUERY_VALUE.sub(lambda match: match.group(1) + REDACTED, redact_credentials(text))
 
 
 class CredentialsFilter(logging.Filter):
@@ -107,6 +117,8 @@ class CredentialsFilter(logging.Filter):
 def redact_credentials(text: str) -> str:
     """Return `text` with Authorization values and URL credentials replaced (query values kept)."""
     text = _AUTHORIZATION.sub(lambda match: match.group(1) + REDACTED, text)
+    if _URL_SCHEME not in text:
+        return text
     return _URL_USERINFO.sub(lambda match: match.group(1) + REDACTED + "@", text)
 
 

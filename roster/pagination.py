@@ -8,6 +8,12 @@ from roster.errors import BadRequest, ValidationFailed
 MAX_PER_PAGE = 200
 MAX_CURSOR_LENGTH = 2000
 INT64_MAX = 2**63 - 1
+# Every integer a cursor carries is a row id (or, in billing's subscription list, an offset into a
+# list), and every id column behind a cursor is a 32-bit signed `Integer` (services/*/models.py,
+# roster/uow.py). PostgreSQL refuses to compare an `integer` with a literal beyond its range
+# ("integer out of range", a 500) where SQLite just answers, so a number no column can hold is a
+# cursor this API never returned: a 400 like every other forged cursor.
+CURSOR_INT_MAX = 2**31 - 1
 
 
 def encode_cursor(position: dict) -> str:
@@ -36,7 +42,7 @@ def decode_cursor(cursor: str | None, **fields: type) -> dict:
     for name, kind in fields.items():
         value = position[name]
         if kind is int:
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= CURSOR_INT_MAX:
                 raise _forged()
         elif not isinstance(value, kind) or (isinstance(value, str) and len(value) > 500):
             raise _forged()

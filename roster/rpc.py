@@ -17,25 +17,30 @@
 Eventlet-specific code stays in this module and in roster.handlers / roster.dependencies.
 """
 import inspect
+import logging
 import time
 
 import eventlet
+import kombu.serialization
+from kombu.exceptions import EncodeError
 from nameko.exceptions import IncorrectSignature, UnknownService, registry
-from nameko.exceptions import get_module_path
+from nameko.exceptions import get_module_path, serialize
 
 from nameko.rpc import MethodProxy, Responder, Rpc, RpcConsumer, RpcProxy, get_rpc_exchange
 
 from roster import config, metrics
-from roster import serialization  # noqa: F401  (registers the bus codec)
+from roster import serialization  # registers the bus codec; MAX_MESSAGE_BYTES
 from roster import transport  # noqa: F401  (buffers py-amqp's socket reads)
 from roster.database import database_unavailable
 from roster.publishing import SharedChannelPublisher
-from roster.errors import ALL_ERRORS, RosterError, ServiceUnavailable
+from roster.errors import ALL_ERRORS, AnswerTooLarge, PayloadTooLarge, RosterError, ServiceUnavailable
 from roster.uow import AlreadyHandled, Replay
 
 HOP_MARGIN = 0.25  # seconds an inner call leaves its caller to answer after giving up
 DEADLINE = "deadline"  # context key: epoch seconds by which the original caller needs an answer
 IDEMPOTENCY_KEY = "idempotency_key"  # context key: the client's Idempotency-Key, scoped by the gateway
+
+logger = logging.getLogger(__name__)
 
 for _error in ALL_ERRORS:
     registry[get_module_path(_error)] = _error
@@ -65,13 +70,54 @@ _ROUTED: set[str] = set()  # services this process's requests are known to reach
 
 class QuickResponder(Responder):
     """Sends RPC replies unconfirmed: a confirmation costs a round trip and protects nothing here,
-    since a reply lost on the way is the caller's timeout either way."""
+    since a reply lost on the way is the caller's timeout either way.
+
+    No reply can kill its sender. nameko's send_response encodes the result once to check it,
+    and for one that does not encode sends UnserializableValueError, whose message quotes the
+    whole value: for an answer over MAX_MESSAGE_BYTES that error is over the limit too, the
+    publish raised EncodeError out of the worker and nameko killed the container (the request,
+    never acked, was then redelivered to the next instance). Here the reply is encoded once, as
+    it is published; when it cannot be (too large, or a value JSON cannot express) the caller
+    gets a small typed error instead (AnswerTooLarge, or a 500 RosterError naming the reason).
+    """
 
     publisher_cls = UnconfirmedPublisher
+
+    def send_response(self, result, exc_info):
+        error = serialize(exc_info[1]) if exc_info is not None else None
+        # answer encoded the same way as the request (nameko's rule)
+        serializer = kombu.serialization.registry.type_to_name[self.message.properties["content_type"]]
+        publisher = self.publisher_cls(self.amqp_uri, ssl=self.ssl, login_method=self.login_method)
+        options = {"serializer": serializer, "exchange": self.exchange,
+                   "routing_key": self.message.properties["reply_to"],
+                   "correlation_id": self.message.properties.get("correlation_id")}
+        try:
+            publisher.publish({"result": result, "error": error}, **options)
+        except EncodeError as failure:  # raised before anything was sent: the connection is fine
+            refusal = unsendable_answer(failure)
+            logger.error("an RPC answer could not be sent (%s); the caller is told: %s", failure, refusal)
+            publisher.publish({"result": None, "error": serialize(refusal)}, **options)
+            return None, (type(refusal), refusal, failure.__traceback__)
+        return result, exc_info
+
+
+def unsendable_answer(failure: EncodeError) -> RosterError:
+    """Return the error that tells a caller why its answer could not be encoded."""
+    causes = (failure.args[0] if failure.args else None, failure.__cause__, failure.__context__)
+    if any(isinstance(cause, PayloadTooLarge) for cause in causes):
+        limit = serialization.MAX_MESSAGE_BYTES
+        size = f"{limit // 2**20} MiB" if limit % 2**20 == 0 else f"{limit} bytes"
+        return AnswerTooLarge(f"the answer would be larger than {size}: ask for fewer entries (per_page)")
+    reason = str(failure)
+    if len(reason) > 200:
+        reason = reason[:200] + "..."
+    return RosterError(f"the answer could not be encoded: {reason}")
 
 
 class RosterRpcConsumer(RpcConsumer):
     def handle_result(self, message, result, exc_info):
+        """Answer the caller (QuickResponder never fails on the answer itself), then ack the request,
+        so an answer that cannot be sent is not redelivered and run again."""
         config = self.container.config
         responder = QuickResponder(config["AMQP_URI"], get_rpc_exchange(config), config.get("serializer", "json"),
                                    message, ssl=config.get("AMQP_SSL"), login_method=config.get("LOGIN_METHOD"))

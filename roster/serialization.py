@@ -9,9 +9,9 @@ recorded, inside the transaction, so a value the bus cannot carry refuses the re
 RPC messages go through the codec registered under kombu's name `json`: orjson (~10x cheaper
 than the standard library on a page of 200 customers), falling back to the standard library
 for what orjson refuses (integers beyond 64 bits), so a reply can never fail to encode and
-take its service down. A reply larger than MAX_MESSAGE_BYTES is refused (nameko then answers
-the caller with an error) rather than exceeding RabbitMQ's frame limit, which would kill the
-sender's connection. (orjson reads an integer beyond 64 bits as a float; the owning services
+take its service down. A reply larger than MAX_MESSAGE_BYTES is refused (roster.rpc's responder
+then answers the caller with AnswerTooLarge instead) rather than exceeding RabbitMQ's frame
+limit, which would kill the sender's connection. (orjson reads an integer beyond 64 bits as a float; the owning services
 bound integers to 64 bits, so none is ever stored.)
 """
 import json
