@@ -196,7 +196,7 @@ def update_note(uow: UnitOfWork, uuid: str, changes: dict) -> dict:
 
 def delete_note(uow: UnitOfWork, uuid: str) -> None:
     with uow.write() as tx:
-        note = store.note(tx.session, uuid)
+        note = store.note(tx.session, uuid, lock=True)  # concurrent deletes queue; the later ones 404
         store.delete_entry(tx.session, f"note:{note.uuid}")
         tx.session.delete(note)
 
@@ -298,13 +298,14 @@ def get_task(uow: UnitOfWork, uuid: str) -> dict:
 def list_tasks(uow: UnitOfWork, filters: dict, cursor: str | None = None, per_page=None) -> dict:
     """Return {entries, has_more, cursor} of tasks, oldest first.
 
-    Filters: customer_uuid, contact_uuid, assignee, due_date_on_or_after, due_date_on_or_before,
-    completed (true/false).
+    Filters: customer_uuid, contact_uuid, assignee, due_date_on_or_after, due_date_on_or_before
+    (a date alone: through the end of that day, as `/v1/activities`' end-date), completed (true/false).
     """
     wanted = {name: filters[name] for name in ("customer_uuid", "contact_uuid", "assignee") if filters.get(name)}
-    for name in ("due_date_on_or_after", "due_date_on_or_before"):
-        if filters.get(name):
-            wanted[name] = _query_time(filters[name], name)
+    if filters.get("due_date_on_or_after"):
+        wanted["due_date_on_or_after"] = _query_time(filters["due_date_on_or_after"], "due_date_on_or_after")
+    if filters.get("due_date_on_or_before"):
+        wanted["due_date_before"] = domain.end_bound(filters["due_date_on_or_before"], "due_date_on_or_before")
     if filters.get("completed") not in (None, ""):
         wanted["completed"] = _query_bool(filters["completed"], "completed")
     size = page_size(per_page)
@@ -338,7 +339,7 @@ def update_task(uow: UnitOfWork, uuid: str, changes: dict) -> dict:
 
 def delete_task(uow: UnitOfWork, uuid: str) -> None:
     with uow.write() as tx:
-        task = store.task(tx.session, uuid)
+        task = store.task(tx.session, uuid, lock=True)  # concurrent deletes queue; the later ones 404
         store.delete_entry(tx.session, f"task_completed:{task.uuid}")
         tx.session.delete(task)
 
@@ -410,7 +411,7 @@ def update_opportunity(uow: UnitOfWork, uuid: str, changes: dict) -> dict:
 
 def delete_opportunity(uow: UnitOfWork, uuid: str) -> None:
     with uow.write() as tx:
-        opportunity = store.opportunity(tx.session, uuid)
+        opportunity = store.opportunity(tx.session, uuid, lock=True)  # concurrent deletes queue; the later ones 404
         store.delete_entry(tx.session, f"opportunity_created:{opportunity.uuid}")
         tx.session.delete(opportunity)
 
@@ -661,13 +662,23 @@ def on_customer_unmerged(uow: UnitOfWork, payload: dict) -> None:
 
 def _unmerged_records(session, former: str, kinds) -> list:
     """Return the notes, tasks, opportunities and feed entries that follow an unmerge of the
-    external id `former` had, locked."""
+    external id `former` had, locked.
+
+    The notes and tasks of `former`'s contacts follow wherever they are: those written after the
+    merge are on the survivor with no trace of `former` but their contact. Its contacts are those
+    whose creation is in `former`'s history, or that had notes or tasks on it."""
+    came = {model: store.came_from(session, model, former) for model in (Note, Task, Opportunity, FeedEntry)}
+    contacts = {row.contact_uuid for model in (Note, Task) for row in came[model] if row.contact_uuid} | \
+        {entry.source_id for entry in came[FeedEntry] if entry.kind == "contact_created"}
+    for model in (Note, Task):
+        known = {row.id for row in came[model]}
+        came[model] += [row for row in store.of_contacts(session, model, contacts) if row.id not in known]
     records = [row for model, kind in ((Note, "notes"), (Task, "tasks"), (Opportunity, "opportunities"))
-               for row in store.came_from(session, model, former)
+               for row in came[model]
                if domain.follows_unmerge(kind, moved_kinds=kinds,
                                          of_contact=getattr(row, "contact_uuid", None) is not None)]
     sources = {row.uuid for row in records}
-    entries = {entry.id: entry for entry in store.came_from(session, FeedEntry, former)
+    entries = {entry.id: entry for entry in came[FeedEntry]
                if domain.entry_follows_unmerge(type=entry.type, kind=entry.kind, source_id=entry.source_id,
                                                moved_sources=sources)}
     entries.update((entry.id, entry) for entry in store.entries_of_sources(session, sources))

@@ -5,6 +5,7 @@ No nameko, database or network here; `tests/unit/test_activities_domain.py` cove
 Every `clean_*` function returns only the fields present in its input, cleaned, so a create
 and a PATCH share one set of rules; a bad value is a 422 naming the field.
 """
+import json
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -31,6 +32,11 @@ MAX_CALL_SECONDS = 2**31 - 1
 MAX_PARTICIPANTS = 100
 MAX_MESSAGES = 100
 INT64_MAX = 2**63 - 1
+# An opportunity's custom fields, as the customers service limits a customer's custom attributes
+# (README.md, "Activity limits"): at most MAX_CUSTOM_FIELDS keys and MAX_CUSTOM_BYTES of JSON in
+# all, checked on create and on the merged result of every PATCH, so no record grows without end.
+MAX_CUSTOM_FIELDS = 100
+MAX_CUSTOM_BYTES = 64 * 1024
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -81,7 +87,7 @@ def email(value, field: str, *, required: bool = False) -> str | None:
     if not isinstance(value, str):
         raise invalid(field, "must be a string")
     address = value.strip()
-    if len(address) > 320 or not EMAIL.match(address):
+    if len(address) > 320 or not EMAIL.fullmatch(address):
         raise invalid(field, f"{value!r} is not an email address")
     return address
 
@@ -104,7 +110,7 @@ def calendar_date(value, field: str) -> date:
     """Return a `YYYY-MM-DD` date (the contract's date-only fields refuse date-times)."""
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
-    if not isinstance(value, str) or not ISO_DATE.match(value.strip()):
+    if not isinstance(value, str) or not ISO_DATE.fullmatch(value.strip()):
         raise invalid(field, "must be a date as YYYY-MM-DD")
     try:
         return date.fromisoformat(value.strip())
@@ -113,7 +119,7 @@ def calendar_date(value, field: str) -> date:
 
 
 def currency(value, field: str = "currency") -> str:
-    if not isinstance(value, str) or not CURRENCY.match(value.strip().upper()):
+    if not isinstance(value, str) or not CURRENCY.fullmatch(value.strip().upper()):
         raise invalid(field, "must be a three-letter ISO 4217 code such as USD")
     return value.strip().upper()
 
@@ -300,7 +306,7 @@ def clean_opportunity(data: dict, *, creating: bool) -> dict:
     if creating:
         cleaned.setdefault("type", "recurring")
         cleaned.setdefault("forecast_category", "pipeline")
-        cleaned.setdefault("custom", {})
+        cleaned["custom"] = checked_custom(cleaned.get("custom") or {})
     return cleaned
 
 
@@ -333,19 +339,34 @@ def custom_value(value, field: str):
     if isinstance(value, (float, Decimal)):
         if value != value or value in (float("inf"), float("-inf")):
             raise invalid(field, "must be a finite number")
+        if abs(value) > INT64_MAX:  # the JSON parser reads an integer beyond 64 bits as a float: its digits are gone
+            raise invalid(field, "must lie within ±2^63 (a whole number must fit in 64 bits)")
         return str(Decimal(str(value)))
     raise invalid(field, "must be a string, number, boolean or null")
 
 
 def updated_custom(current: dict, changes: dict) -> dict:
-    """Return `current` with `changes` applied: keys added or replaced, a None value removing one."""
+    """Return `current` with `changes` applied: keys added or replaced, a None value removing one;
+    a result over the limits (`checked_custom`) is a 422 naming `custom`."""
     result = dict(current or {})
     for key, value in changes.items():
         if value is None:
             result.pop(key, None)
         else:
             result[key] = value
-    return result
+    return checked_custom(result)
+
+
+def checked_custom(custom: dict) -> dict:
+    """Return an opportunity's whole set of custom fields if it is within MAX_CUSTOM_FIELDS keys and
+    MAX_CUSTOM_BYTES of JSON (UTF-8); a 422 naming `custom` otherwise."""
+    if len(custom) > MAX_CUSTOM_FIELDS:
+        raise invalid("custom", f"an opportunity may have at most {MAX_CUSTOM_FIELDS} custom fields")
+    size = len(json.dumps(custom, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > MAX_CUSTOM_BYTES:
+        raise invalid("custom", f"an opportunity's custom fields may take at most {MAX_CUSTOM_BYTES} bytes "
+                                f"as JSON ({size} given)")
+    return custom
 
 
 # ---- the feed and the activity lists --------------------------------------------------------------
@@ -382,11 +403,7 @@ def activity_filters(query: dict) -> ActivityFilters:
     `end-date` given as a date alone covers that whole day.
     """
     start = _query_time(query.get("start-date"), "start-date")
-    end = _query_time(query.get("end-date"), "end-date")
-    if end is not None and _is_date_only(query.get("end-date")):
-        end += timedelta(days=1)
-    elif end is not None:
-        end += timedelta(microseconds=1)
+    end = end_bound(query.get("end-date"), "end-date")
     kind = query.get("type") or None
     if kind is not None and kind not in MOVEMENT_TYPES:
         raise BadRequest(f"type: unknown activity type {kind!r}; the types are {', '.join(MOVEMENT_TYPES)}",
@@ -399,6 +416,19 @@ def activity_filters(query: dict) -> ActivityFilters:
     return ActivityFilters(start=start, end=end, type=kind, newest_first=order == "-date")
 
 
+def end_bound(value, field: str) -> datetime | None:
+    """Return the exclusive end of an inclusive upper bound given in a query: a date alone covers
+    that whole day, a date-time ends just after it. None when there is none, or when the range
+    runs to the end of time (9999-12-31 has no day after it); a bad value is a 400 naming `field`."""
+    end = _query_time(value, field)
+    if end is None:
+        return None
+    try:
+        return end + (timedelta(days=1) if _is_date_only(value) else timedelta(microseconds=1))
+    except OverflowError:
+        return None
+
+
 def _query_time(value, field: str) -> datetime | None:
     try:
         return timestamps.parse(value, field)
@@ -407,7 +437,7 @@ def _query_time(value, field: str) -> datetime | None:
 
 
 def _is_date_only(value) -> bool:
-    return isinstance(value, str) and bool(ISO_DATE.match(value.strip()))
+    return isinstance(value, str) and bool(ISO_DATE.fullmatch(value.strip()))
 
 
 # ---- the billing events this service consumes -----------------------------------------------------

@@ -148,6 +148,14 @@ def came_from(session: Session, model, customer_uuid: str) -> list:
         .order_by(model.id).with_for_update().execution_options(populate_existing=True)))
 
 
+def of_contacts(session: Session, model, contact_uuids: set[str]) -> list:
+    """Return the notes or tasks (`model`) of these contacts, locked, in id order."""
+    if not contact_uuids:
+        return []
+    return list(session.scalars(select(model).where(model.contact_uuid.in_(contact_uuids)).order_by(model.id)
+                                .with_for_update().execution_options(populate_existing=True)))
+
+
 def entries_of_sources(session: Session, source_ids: set[str]) -> list[FeedEntry]:
     """Return the feed entries telling about these notes, tasks or opportunities, locked."""
     if not source_ids:
@@ -281,8 +289,8 @@ def tasks_page(session: Session, filters: dict, after_id: int, size: int) -> lis
         query = query.where(Task.assignee == filters["assignee"])
     if filters.get("due_date_on_or_after") is not None:
         query = query.where(Task.due_date >= filters["due_date_on_or_after"])
-    if filters.get("due_date_on_or_before") is not None:
-        query = query.where(Task.due_date <= filters["due_date_on_or_before"])
+    if filters.get("due_date_before") is not None:  # exclusive: commands turns on_or_before into it
+        query = query.where(Task.due_date < filters["due_date_before"])
     if filters.get("completed") is True:
         query = query.where(Task.completed_at.is_not(None))
     if filters.get("completed") is False:

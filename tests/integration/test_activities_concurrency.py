@@ -16,7 +16,7 @@ from sqlalchemy.orm import sessionmaker
 
 from roster import migrations
 from roster.database import make_engine
-from roster.errors import ValidationFailed
+from roster.errors import NotFound, ValidationFailed
 from roster.events import envelope
 from roster.testing import as_handler
 from roster.uow import UnitOfWork
@@ -166,3 +166,54 @@ def test_a_contact_merged_onto_another_customer_while_a_call_is_logged_on_it_tak
 
     [call] = commands.list_notes(uow, {"contact_uuid": "con_n"})["entries"]
     assert call["customer_uuid"] == "cus_n" and commands.feed(uow, "cus_c")["entries"] == []
+
+
+class Customers:
+    def get_customer(self, uuid):
+        return {"uuid": uuid}
+
+
+@pytest.fixture
+def hold_every(monkeypatch):
+    """hold_every(name): every call of store.<name> pauses after returning (all green threads)."""
+
+    def arm(name: str):
+        original = getattr(store, name)
+
+        def held(*args, **kwargs):
+            result = original(*args, **kwargs)
+            eventlet.sleep(HOLD_SECONDS / 5)
+            return result
+
+        monkeypatch.setattr(store, name, held)
+
+    return arm
+
+
+@pytest.mark.parametrize("kind", ["note", "task", "opportunity"])
+def test_of_parallel_deletes_of_one_record_exactly_one_succeeds(uow, hold_every, kind):
+    ports = {"customers": Customers(), "contacts": Contacts()}
+    if kind == "note":
+        uuid = commands.create_note(uow, call_on("con_d"), **ports)["uuid"]
+    elif kind == "task":
+        uuid = commands.create_task(uow, {"customer_uuid": "cus_c", "task_details": "x", "assignee": "a@x.io",
+                                          "due_date": "2024-05-01"}, **ports)["task_uuid"]
+    else:
+        uuid = commands.create_opportunity(uow, {
+            "customer_uuid": "cus_c", "owner": "a@x.io", "pipeline": "P", "pipeline_stage": "S",
+            "estimated_close_date": "2024-12-22", "currency": "USD", "amount_in_cents": 1}, customers=Customers())["uuid"]
+    hold_every(kind)  # every delete reads the row, then waits: without a lock all of them go on
+    outcomes = []
+
+    def delete():
+        try:
+            getattr(commands, f"delete_{kind}")(uow, uuid)
+            outcomes.append("deleted")
+        except NotFound:
+            outcomes.append("404")
+
+    threads = [eventlet.spawn(delete) for _ in range(20)]
+    for thread in threads:
+        thread.wait()
+
+    assert sorted(outcomes) == ["404"] * 19 + ["deleted"]

@@ -40,6 +40,14 @@ def test_text_and_email():
     assert domain.email(" a@b.co ", "e") == "a@b.co" and domain.email("", "e") is None
     fails("e", domain.email, "a@b", "e")
     fails("e", domain.email, None, "e", required=True)
+    fails("e", domain.email, "a@b.co\n.org", "e")  # a newline inside the address
+
+
+def test_a_custom_number_beyond_64_bits_is_refused_not_rounded():
+    assert domain.custom_value(2.5, "custom.k") == "2.5"
+    fails("custom.k", domain.custom_value, float(2**64), "custom.k")  # how JSON's parser reads 2**64 + 1
+    fails("custom.k", domain.custom_value, -1e30, "custom.k")
+    fails("custom.k", domain.custom_value, 2**63, "custom.k")
 
 
 def test_a_calendar_date_refuses_date_times():
@@ -185,3 +193,29 @@ def test_display_names_fall_back_in_order():
     assert domain.display_name({"name": " ", "company": "Acme", "email": "a@x.io"}) == "Acme"
     assert domain.display_name({"external_id": "e-1"}) == "e-1"
     assert domain.display_name({}) == "a customer"
+
+
+# ---- limits and calendar ends (reviewer's findings)
+
+def test_opportunity_custom_fields_are_limited_in_count_and_size():
+    base = {"owner": "a@x.io", "pipeline": "P", "pipeline_stage": "S", "estimated_close_date": "2024-01-01",
+            "currency": "USD", "amount_in_cents": 0}
+    too_many = {f"k{i}": 1 for i in range(domain.MAX_CUSTOM_FIELDS + 1)}
+    fails("custom", domain.clean_opportunity, {**base, "custom": too_many}, creating=True)
+    too_big = {f"k{i}": "x" * (domain.MAX_CUSTOM_BYTES // 4) for i in range(5)}
+    fails("custom", domain.clean_opportunity, {**base, "custom": too_big}, creating=True)
+    at_most = {f"k{i}": 1 for i in range(domain.MAX_CUSTOM_FIELDS)}
+    assert len(domain.clean_opportunity({**base, "custom": at_most}, creating=True)["custom"]) == 100
+    fails("custom", domain.checked_custom, {**at_most, "one_more": 1})
+
+
+@pytest.mark.parametrize("end", ["9999-12-31", "9999-12-31T23:59:59.999999", "9999-12-31T23:59:59.999999Z"])
+def test_an_end_date_at_the_end_of_time_ends_the_range_there(end):
+    filters = domain.activity_filters({"start-date": "2024-01-01", "end-date": end})
+    assert filters.end is None and filters.start == datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def test_a_date_only_upper_bound_covers_the_whole_day():
+    assert domain.end_bound("2024-03-10", "due_date_on_or_before") == datetime(2024, 3, 11, tzinfo=timezone.utc)
+    assert domain.end_bound("2024-03-10T12:00:00Z", "x") == datetime(2024, 3, 10, 12, 0, 0, 1, tzinfo=timezone.utc)
+    assert domain.end_bound("9999-12-31", "x") is None

@@ -733,3 +733,40 @@ def test_a_batch_of_created_customers_handled_at_once_leaves_what_handling_them_
     assert at_once == expected
     assert sorted((c, s) for c, s, kind in expected["announced"] if kind == "customer_created") == [
         (ACME, ACME), (ACME, INITECH), (GLOBEX, GLOBEX), ("cus_new", "cus_new")]  # initech's on acme, once each
+
+
+# ---- reviewer's findings: custom limits on every PATCH, whole-day task bounds, the end of time
+
+def test_an_opportunitys_custom_fields_are_limited_on_every_patch_against_the_merged_result(uow, customers):
+    opportunity = commands.create_opportunity(uow, {
+        "customer_uuid": ACME, "owner": "sam@us.example", "pipeline": "P", "pipeline_stage": "S",
+        "estimated_close_date": "2024-12-22", "currency": "USD", "amount_in_cents": 100,
+        "custom": {"a": "x" * 40_000}}, customers=customers)
+    with pytest.raises(ValidationFailed) as failure:
+        commands.update_opportunity(uow, opportunity["uuid"], {"custom": {"b": "y" * 40_000}})
+    assert failure.value.param == "custom"
+    assert commands.get_opportunity(uow, opportunity["uuid"])["custom"] == {"a": "x" * 40_000}
+    swapped = commands.update_opportunity(uow, opportunity["uuid"], {"custom": {"a": None, "b": "y" * 40_000}})
+    assert swapped["custom"] == {"b": "y" * 40_000}  # removing a key makes room
+
+
+def test_a_date_only_due_date_on_or_before_covers_that_whole_day(uow, ports):
+    noon = commands.create_task(uow, {"customer_uuid": ACME, "task_details": "x", "assignee": "sam@us.example",
+                                      "due_date": "2024-03-10T12:00:00Z"}, **ports)
+    commands.create_task(uow, {"customer_uuid": ACME, "task_details": "y", "assignee": "sam@us.example",
+                               "due_date": "2024-03-11T00:00:00Z"}, **ports)
+
+    def due(**filters):
+        return [task["task_uuid"] for task in commands.list_tasks(uow, filters)["entries"]]
+
+    assert due(due_date_on_or_before="2024-03-10") == [noon["task_uuid"]]
+    assert due(due_date_on_or_before="2024-03-10T12:00:00Z") == [noon["task_uuid"]]
+    assert due(due_date_on_or_before="2024-03-10T11:59:59Z") == []
+    assert len(due(due_date_on_or_before="9999-12-31")) == 2
+
+
+@pytest.mark.parametrize("end", ["9999-12-31", "9999-12-31T23:59:59.999999"])
+def test_activities_up_to_the_end_of_time(uow, end):
+    handle(uow, "on_mrr_movement_recorded", movement_event(uuid="mov_1"))
+    entries = commands.list_activities(uow, {"end-date": end})["entries"]
+    assert [entry["uuid"] for entry in entries] == ["mov_1"]

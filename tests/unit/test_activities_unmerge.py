@@ -113,10 +113,35 @@ def test_notes_and_tasks_of_a_contact_follow_it_whatever_is_named(uow, ports):
     contact_task = commands.create_task(uow, {"associated_object_identifier": identifier, "task_details": "Call",
                                               "assignee": "sam@us.example", "due_date": "2024-05-01"}, **ports)
     handle(uow, "on_customer_merged", merged())
+    ports["contacts"].contacts[JANE] = SURVIVOR  # the contacts service moved Jane with her customer
+    later_note = commands.create_note(uow, {"type": "note", "text": "after the merge",
+                                            "associated_object_identifier": identifier}, **ports)
+    later_task = commands.create_task(uow, {"associated_object_identifier": identifier, "task_details": "Later",
+                                            "assignee": "sam@us.example", "due_date": "2024-05-01",
+                                            "completed_at": "2024-04-01T00:00:00Z"}, **ports)
 
     handle(uow, "on_customer_unmerged", unmerged(kinds=[]))
 
     assert owner_of(uow, Note, contact_note["uuid"]) == owner_of(uow, Task, contact_task["task_uuid"]) == NEW
+    assert owner_of(uow, Note, later_note["uuid"]) == owner_of(uow, Task, later_task["task_uuid"]) == NEW
+    assert kinds_in(uow, NEW) == ["note", "note", "task_completed"]
+
+
+def test_notes_and_tasks_of_a_contact_created_after_the_merge_follow_it(uow, ports):
+    """Jane had nothing before the merge: her contact_created entry says she came with the id."""
+    handle(uow, "on_contact_created", envelope(uuid=JANE, customer_uuid=GONE, contact={"uuid": JANE}))
+    handle(uow, "on_customer_merged", merged())
+    ports["contacts"].contacts[JANE] = SURVIVOR
+    identifier = {"associated_object": "contact", "method": "uuid", "value": JANE}
+    later_note = commands.create_note(uow, {"type": "call", "text": "x", "associated_object_identifier": identifier},
+                                      **ports)
+    own_note = note(uow, ports, SURVIVOR, text="the survivor's")
+
+    handle(uow, "on_customer_unmerged", unmerged(kinds=[]))
+
+    assert owner_of(uow, Note, later_note["uuid"]) == NEW
+    assert owner_of(uow, Note, own_note["uuid"]) == SURVIVOR
+    assert kinds_in(uow, NEW) == ["call", "contact_created"]
 
 
 def test_a_redelivered_unmerge_changes_nothing(uow, ports):
