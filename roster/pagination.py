@@ -3,6 +3,8 @@ import base64
 import binascii
 import json
 
+import orjson
+
 from roster.errors import BadRequest, ValidationFailed
 
 MAX_PER_PAGE = 200
@@ -70,6 +72,29 @@ def page_size(per_page) -> int:
     if not 1 <= size <= MAX_PER_PAGE:
         raise ValidationFailed(f"per_page: must be between 1 and {MAX_PER_PAGE}", param="per_page")
     return size
+
+
+# A list page stops growing once its entries take this many bytes of JSON (has_more stays true),
+# so no list reply comes near the bus's message limit whatever the records hold: the worst page is
+# PAGE_BYTES plus one record (each service bounds its records' size), against
+# roster.serialization.MAX_MESSAGE_BYTES (32 MiB) and RabbitMQ's 128 MiB frames.
+PAGE_BYTES = 4 * 1024 * 1024
+
+
+def json_bytes(value) -> int:
+    """Return about how many bytes `value` takes as JSON on the bus (a Decimal as its text)."""
+    return len(orjson.dumps(value, default=str))
+
+
+def within_budget(rows: list, size: int, measure=json_bytes) -> tuple[list, int]:
+    """Return (rows, size) cut so the first `size` rows' `measure(row)` bytes stay within
+    PAGE_BYTES (at least one row); pass them on to `keyset_page`, which then sees there is more."""
+    limit, total = PAGE_BYTES, 0
+    for index, row in enumerate(rows[:size]):
+        total += measure(row)
+        if total > limit and index > 0:
+            return rows[:index + 1], index  # rows[index] tells keyset_page there is more
+    return rows, size
 
 
 def keyset_page(rows: list, size: int, key) -> tuple[list, bool, str | None]:

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from roster import tracing
 from roster.errors import BadRequest, NotFound, UnprocessableEvent, ValidationFailed, invalid
-from roster.pagination import decode_cursor, keyset_page, page_size
+from roster.pagination import decode_cursor, json_bytes, keyset_page, page_size, within_budget
 from roster.timestamps import parse, render, utcnow
 from roster.uow import Transaction, UnitOfWork
 from services.activities import descriptions, domain, store
@@ -32,6 +32,16 @@ from services.activities.schemas import (
 
 def _new_uuid(prefix: str = "") -> str:
     return f"{prefix}{uuid_lib.uuid4()}"
+
+
+def _budgeted_page(rows: list, size: int, dump) -> dict:
+    """Return {entries, has_more, cursor} of `size + 1` fetched rows (keyed by id), stopping early
+    at roster.pagination.PAGE_BYTES: a note's text may be 400 KB, and 90 of them were a reply
+    over the bus's limit."""
+    dumped = [(row.id, dump(row)) for row in rows]
+    dumped, size = within_budget(dumped, size, lambda pair: json_bytes(pair[1]))
+    page, has_more, cursor = keyset_page(dumped, size, lambda pair: {"after_id": pair[0]})
+    return {"entries": [entry for _, entry in page], "has_more": has_more, "cursor": cursor}
 
 
 # ---- customers and contacts, asked before writing ---------------------------------------------
@@ -167,9 +177,7 @@ def list_notes(uow: UnitOfWork, filters: dict, cursor: str | None = None, per_pa
     size = page_size(per_page)
     after_id = decode_cursor(cursor, after_id=int).get("after_id", 0)
     with uow.read() as session:
-        rows = store.notes_page(session, filters, after_id, size)
-        notes, has_more, next_cursor = keyset_page(rows, size, lambda note: {"after_id": note.id})
-        return {"entries": [dump_note(note) for note in notes], "has_more": has_more, "cursor": next_cursor}
+        return _budgeted_page(store.notes_page(session, filters, after_id, size), size, dump_note)
 
 
 def update_note(uow: UnitOfWork, uuid: str, changes: dict) -> dict:
@@ -258,10 +266,7 @@ def list_threads(uow: UnitOfWork, customer_uuid: str, cursor: str | None = None,
     size = page_size(per_page)
     after_id = decode_cursor(cursor, after_id=int).get("after_id", 0)
     with uow.read() as session:
-        rows = store.threads_page(session, customer_uuid, after_id, size)
-        threads, has_more, next_cursor = keyset_page(rows, size, lambda thread: {"after_id": thread.id})
-        return {"entries": [dump_thread(thread) for thread in threads], "has_more": has_more,
-                "cursor": next_cursor}
+        return _budgeted_page(store.threads_page(session, customer_uuid, after_id, size), size, dump_thread)
 
 
 # ---- tasks ---------------------------------------------------------------------------------------
@@ -311,9 +316,7 @@ def list_tasks(uow: UnitOfWork, filters: dict, cursor: str | None = None, per_pa
     size = page_size(per_page)
     after_id = decode_cursor(cursor, after_id=int).get("after_id", 0)
     with uow.read() as session:
-        rows = store.tasks_page(session, wanted, after_id, size)
-        tasks, has_more, next_cursor = keyset_page(rows, size, lambda task: {"after_id": task.id})
-        return {"entries": [dump_task(task) for task in tasks], "has_more": has_more, "cursor": next_cursor}
+        return _budgeted_page(store.tasks_page(session, wanted, after_id, size), size, dump_task)
 
 
 def update_task(uow: UnitOfWork, uuid: str, changes: dict) -> dict:
@@ -387,9 +390,7 @@ def list_opportunities(uow: UnitOfWork, filters: dict, cursor: str | None = None
     size = page_size(per_page)
     after_id = decode_cursor(cursor, after_id=int).get("after_id", 0)
     with uow.read() as session:
-        rows = store.opportunities_page(session, wanted, after_id, size)
-        found, has_more, next_cursor = keyset_page(rows, size, lambda row: {"after_id": row.id})
-        return {"entries": [dump_opportunity(row) for row in found], "has_more": has_more, "cursor": next_cursor}
+        return _budgeted_page(store.opportunities_page(session, wanted, after_id, size), size, dump_opportunity)
 
 
 def update_opportunity(uow: UnitOfWork, uuid: str, changes: dict) -> dict:

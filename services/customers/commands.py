@@ -15,24 +15,17 @@ turn a duplicate into a 500.
 import uuid as uuid_lib
 from dataclasses import dataclass
 
-import orjson
 from sqlalchemy import delete, func, insert, update
 
 from roster.database import dialect_insert, insert_ignore
 from roster.errors import Conflict, NotFound, UnprocessableEvent, ValidationFailed, invalid
-from roster.pagination import decode_cursor, keyset_page, page_size
+from roster.pagination import decode_cursor, keyset_page, page_size, within_budget
 from roster.timestamps import render, utcnow
 from roster.uow import Transaction, UnitOfWork
 from services.customers import domain, merges, store, syncing
 from services.customers.domain import Attribute
 from services.customers.models import CustomAttribute, Customer, ExternalId, MergedCustomer, Tag
 from services.customers.schemas import columns_of, customer_dict
-
-# A page stops growing once its customers take this many bytes of JSON (has_more stays true),
-# so no list reply comes near the bus's message limit whatever the records hold: the worst
-# page is PAGE_BYTES plus one record of at most domain.MAX_RECORD_BYTES (5 MiB in all),
-# against roster.serialization.MAX_MESSAGE_BYTES (32 MiB) and RabbitMQ's 128 MiB frames.
-PAGE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -96,26 +89,16 @@ def find_customer(uow: UnitOfWork, data_source_uuid: str, external_id: str) -> d
 def list_customers(uow: UnitOfWork, filters: dict, cursor: str | None = None, per_page=None) -> dict:
     """Return `{entries, has_more, cursor}`: customers matching `filters`, oldest first.
 
-    A page holds `per_page` customers (200 at most), fewer when they would exceed PAGE_BYTES.
+    A page holds `per_page` customers (200 at most), fewer when they would exceed roster.pagination.PAGE_BYTES.
     """
     size = page_size(per_page)
     after_id = decode_cursor(cursor, after_id=int).get("after_id", 0)
     checked = domain.list_filters(filters or {})
     with uow.read() as session:
         rows = store.page(session, checked, after_id, size)
-    rows, size = _within_budget(rows, size)
+    rows, size = within_budget(rows, size)  # a record: at most domain.MAX_RECORD_BYTES
     customers, has_more, next_cursor = keyset_page(rows, size, lambda c: {"after_id": c["id"]})
     return {"entries": customers, "has_more": has_more, "cursor": next_cursor}
-
-
-def _within_budget(rows: list[dict], size: int) -> tuple[list[dict], int]:
-    """Return (rows, size) cut so the page's customers stay within PAGE_BYTES (at least one)."""
-    total = 0
-    for index, row in enumerate(rows[:size]):
-        total += len(orjson.dumps(row))
-        if total > PAGE_BYTES and index > 0:
-            return rows[:index + 1], index  # rows[index] tells keyset_page there is more
-    return rows, size
 
 
 # ---- commands -----------------------------------------------------------------------------

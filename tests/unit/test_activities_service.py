@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
+from roster import pagination
 from roster.errors import BadRequest, NotFound, ServiceUnavailable, UnprocessableEvent, ValidationFailed
 from roster.events import envelope
 from roster.testing import as_handler, recorded, unit_of_work
@@ -117,6 +118,39 @@ def test_a_note_on_a_customer_is_stored_shown_in_the_feed_and_announced(uow, por
     assert announced["customer_uuid"] == ACME
     assert announced["activity"] == {key: entry[key] for key in ("uuid", "type", "kind", "date", "description",
                                                                   "source_id")}
+
+
+@pytest.mark.parametrize("kind", ["notes", "tasks", "opportunities"])
+def test_a_list_page_stops_at_its_byte_budget_and_the_cursor_resumes_after_it(uow, ports, customers, monkeypatch,
+                                                                              kind):
+    big = "😀" * 5_000  # 20 KB of JSON
+    if kind == "notes":
+        made = [commands.create_note(uow, {"customer_uuid": ACME, "type": "note", "text": big}, **ports)["uuid"]
+                for _ in range(5)]
+    elif kind == "tasks":
+        made = [commands.create_task(uow, {**TASK, "task_details": big[:1000]}, **ports)["task_uuid"]
+                for _ in range(5)]
+        big = big[:1000]
+    else:
+        made = [commands.create_opportunity(uow, {"customer_uuid": ACME, "owner": "a@b.co", "pipeline": "P",
+                                                  "pipeline_stage": "S", "estimated_close_date": "2030-01-01",
+                                                  "currency": "USD", "amount_in_cents": 1, "custom": {"k": big}},
+                                            customers=customers)["uuid"] for _ in range(5)]
+    page_bytes = len(big.encode()) * 2 + 2000  # about two of these
+    monkeypatch.setattr(pagination, "PAGE_BYTES", page_bytes)
+    listing = {"notes": commands.list_notes, "tasks": commands.list_tasks,
+               "opportunities": commands.list_opportunities}[kind]
+
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = listing(uow, {}, cursor, 200)
+        seen += [entry.get("task_uuid") or entry["uuid"] for entry in page["entries"]]
+        pages += 1
+        if not page["has_more"]:
+            break
+        cursor = page["cursor"]
+
+    assert seen == made and pages >= 3
 
 
 def test_a_call_keeps_its_duration_and_a_contact_note_belongs_to_the_contacts_customer(uow, ports):

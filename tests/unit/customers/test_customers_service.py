@@ -2,6 +2,7 @@
 what lies outside it (the billing_sync service); events are read back from the outbox."""
 import pytest
 
+from roster import pagination
 from roster.errors import NotFound, UnprocessableEvent, ValidationFailed
 from roster.testing import as_handler, recorded, recorded_fields, unit_of_work, with_idempotency_key
 from roster.uow import AlreadyHandled, Replay
@@ -347,7 +348,7 @@ def test_a_discarded_create_forgets_its_answer_so_the_retry_creates_again(tmp_pa
 def test_a_page_stops_at_its_byte_budget_and_the_cursor_resumes_after_it(service, monkeypatch):
     big = [{"type": "String", "key": f"k{i}", "value": "v" * 255} for i in range(40)]
     made = [create(service, f"big{i}", attributes={"custom": big}) for i in range(5)]
-    monkeypatch.setattr(commands, "PAGE_BYTES", 25_000)  # about two of these customers
+    monkeypatch.setattr(pagination, "PAGE_BYTES", 25_000)  # about two of these customers
 
     seen, cursor, pages = [], None, 0
     while True:
