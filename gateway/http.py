@@ -47,15 +47,19 @@ def error_response(status: int, message: str, param: str | None = None) -> Respo
     return json_response(status, {"code": status, "message": message, "param": param or None})
 
 
+def body_stream(request: Request):
+    """Return the stream of the raw body, a chunked one included."""
+    if request.content_length is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        # werkzeug reads no body without a Content-Length; the server's input decodes the chunks
+        return request.environ["wsgi.input"]
+    return request.stream
+
+
 def read_body(request: Request, limit: int) -> bytes:
     """Return the raw body; 413 when it is larger than `limit` bytes (checked before reading it all)."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"The request body is larger than {limit} bytes")
-    if request.content_length is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
-        # werkzeug reads no body without a Content-Length; the server's input decodes the chunks
-        stream = request.environ["wsgi.input"]
-    else:
-        stream = request.stream
+    stream = body_stream(request)
     raw = stream.read(limit + 1)
     if len(raw) > limit:
         raise PayloadTooLarge(f"The request body is larger than {limit} bytes")

@@ -4,8 +4,10 @@ import os
 import uuid as uuid_lib
 from pathlib import Path
 
+from werkzeug.exceptions import RequestEntityTooLarge
+
 from gateway.auth import WRITE
-from gateway.http import api
+from gateway.http import api, body_stream
 from gateway.schemas import sync as schemas
 from roster import config
 from roster.errors import BadRequest, PayloadTooLarge
@@ -39,12 +41,16 @@ def save_upload(request, limit: int) -> Path:
     path = folder / f"{uuid_lib.uuid4()}.csv"
     if (request.mimetype or "").startswith("multipart/"):
         request.max_content_length = limit + 64 * 1024  # werkzeug spools parts to disk beyond 500 KB
-        upload = request.files.get("file")
+        try:
+            upload = request.files.get("file")
+        except RequestEntityTooLarge:  # a part without a file name over 500 KB, or over 1,000 parts
+            raise PayloadTooLarge("A multipart upload holds at most 1,000 parts, and a part without a file "
+                                  "name at most 500 KB: send the CSV as the file part `file`", param="file")
         if upload is None:
             raise BadRequest("A multipart upload needs the CSV in a part named `file`", param="file")
         source = upload.stream
     else:
-        source = request.stream
+        source = body_stream(request)
     written = 0
     try:
         with open(path, "wb") as out:

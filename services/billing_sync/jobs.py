@@ -36,11 +36,17 @@ def claim_decision(state: str, *, redelivered: bool) -> str:
     return SKIP
 
 
+def storable(value) -> str:
+    """Return `value` as text a database and the bus take: a NUL (which a billing system's ids
+    may hold) is written as `\\x00`. A reason or error that could not be stored left its job running."""
+    return str(value).replace("\x00", "\\x00")
+
+
 def error_entry(object_id, field, message) -> dict:
     """Return one entry of a job's error list, its message cut to MAX_MESSAGE characters."""
-    text = str(message)
-    return {"object_id": None if object_id is None else str(object_id)[:500],
-            "field": None if field is None else str(field)[:200],
+    text = storable(message)
+    return {"object_id": None if object_id is None else storable(object_id)[:500],
+            "field": None if field is None else storable(field)[:200],
             "message": text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "…"}
 
 

@@ -282,7 +282,7 @@ def finish(uow: UnitOfWork, uuid: str, *, reason: str | None = None, counts: dic
 
 def _close(tx, job: SyncJob, reason: str | None, state: str | None = None) -> None:
     job.state = state or jobs.finished_state(failed_reason=reason)
-    job.reason = reason[:2000] if reason else None
+    job.reason = jobs.storable(reason)[:2000] if reason else None
     job.finished_at = job.progress_at = utcnow()
     source_uuid = tx.session.get(DataSource, job.data_source_id).uuid
     counts = {"processed": job.processed, "failed": job.failed, "total": job.total}

@@ -295,10 +295,24 @@ def test_a_csv_upload_over_the_json_limit_imports_good_rows_and_names_bad_lines(
     assert customer_of(http, source, first)["name"] == "Ada CSV"
     assert customer_of(http, source, second)["name"] == "Bob CSV"
 
+    # a later file with only some columns, or empty cells, changes only what it gives
+    rename = f"record_type,external_id,name,email\ncustomer,{first},Ada Renamed,\n"  # no country column
+    renamed = finished_job(http, http.post(f"/v1/data_sources/{source['uuid']}/csv_imports", data=rename,
+                                           headers={"Content-Type": "text/csv"}))
+    assert renamed["state"] == "succeeded", renamed
+    ada = customer_of(http, source, first)
+    assert (ada["name"], ada["email"], ada["country"]) == ("Ada Renamed", f"{first}@example.com", "GB")
+
     multipart = http.post(f"/v1/data_sources/{source['uuid']}/csv_imports",
                           files={"file": ("more.csv", f"record_type,external_id,name\ncustomer,{unique()},Cy\n",
                                           "text/csv")})
     assert finished_job(http, multipart)["state"] == "succeeded"
+    chunked = http.post(f"/v1/data_sources/{source['uuid']}/csv_imports", headers={"Content-Type": "text/csv"},
+                        data=iter([b"record_type,external_id,name\n", f"customer,{unique()},Chunky\n".encode()]))
+    assert finished_job(http, chunked)["counts"]["processed"] == 1  # a chunked body (no Content-Length)
+    unnamed = http.post(f"/v1/data_sources/{source['uuid']}/csv_imports",  # a form field, not a file part
+                        files={"file": (None, "record_type,external_id,name\n" + "x" * 600_000)})
+    assert unnamed.status_code == 413 and unnamed.json()["param"] == "file", unnamed.text
     empty = http.post(f"/v1/data_sources/{source['uuid']}/csv_imports", data=b"", headers={"Content-Type": "text/csv"})
     assert empty.status_code == 400
     assert http.post(f"/v1/data_sources/ds_{unique()}/csv_imports", data="x").status_code == 404

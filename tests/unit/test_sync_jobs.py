@@ -240,6 +240,17 @@ def test_a_source_sync_finishes_with_its_last_child_whatever_the_order(uow, stri
     assert sync_jobs.get_job(uow, children[0])["parent_id"] == parent["id"]
 
 
+def test_a_child_failing_on_an_id_with_a_nul_still_finishes_itself_and_its_parent(uow, stripe):
+    parent = sync_jobs.request_source_sync(uow, stripe["uuid"])
+    sync_jobs.claim(uow, parent["id"], taking_over=False)
+    [child] = sync_jobs.add_children(uow, parent["id"], ["cus_A"])
+    sync_jobs.mark_listed(uow, parent["id"])
+    assert sync_jobs.finish(uow, child, reason="malformed: id 'cus_nul\x00x'") == "failed"
+    done = sync_jobs.get_job(uow, parent["id"])
+    assert done["state"] == "failed" and done["counts"]["failed"] == 1
+    assert done["errors"][0]["message"] == "malformed: id 'cus_nul\\x00x'"
+
+
 def test_a_source_with_no_customers_finishes_when_listed(uow, stripe):
     parent = sync_jobs.request_source_sync(uow, stripe["uuid"])
     sync_jobs.claim(uow, parent["id"], taking_over=False)

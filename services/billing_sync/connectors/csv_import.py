@@ -243,7 +243,9 @@ def _row(cells: dict[str, str], line: int) -> Record | BadRow:
         if not raw:
             if column.default is REQUIRED:
                 return BadRow(line, column.name, "missing", kind, parent)
-            data[column.name] = column.default
+            if kind != "customer":
+                data[column.name] = column.default
+            # a customer's empty cell is "no value": left out, so a sync keeps what the customer has
             continue
         try:
             data[column.name] = column.parse(raw)
