@@ -341,3 +341,39 @@ def test_map_bundle_reports_a_broken_plan_once():
     assert [(e.object_id, e.field) for e in mapped.errors] == [("price_gold", "recurring.interval")]
     with pytest.raises(UnknownPlan):
         with_plan_uuids(mapped.invoices[0], {})
+
+
+# -- hostile shapes fail one object, not the customer's job -------------------------------------
+def test_map_bundle_a_subscription_whose_items_data_is_not_a_list_fails_alone():
+    bundle = CustomerBundle(CUSTOMER, subscriptions=[{"id": "sub_bad", "status": "active", "items": {"data": 5}}],
+                            invoices=[stripe_invoice()])
+    mapped = map_bundle(bundle)
+    assert [(e.object_id, e.field) for e in mapped.errors] == [("sub_bad", "items.data")]
+    assert [inv["external_id"] for inv in mapped.invoices] == ["in_1"]
+
+
+def test_map_bundle_an_invoice_whose_lines_data_is_not_a_list_fails_alone():
+    bad = broken(stripe_invoice(id="in_bad"), "lines.data", 7)
+    mapped = map_bundle(CustomerBundle(CUSTOMER, invoices=[bad, stripe_invoice()]))
+    assert [(e.object_id, e.field) for e in mapped.errors] == [("in_bad", "lines.data")]
+    assert [inv["external_id"] for inv in mapped.invoices] == ["in_1"]
+
+
+def test_a_refund_with_an_expanded_charge_object_counts_for_that_charge():
+    expanded = {**refund(), "charge": {"id": "ch_1", "object": "charge"}}
+    mapped = map_bundle(CustomerBundle(CUSTOMER, invoices=[stripe_invoice()], charges=[charge()],
+                                       refunds=[expanded]))
+    assert mapped.errors == []
+    [inv] = mapped.invoices
+    assert [(t["type"], t["external_id"]) for t in inv["transactions"]] == [("payment", "ch_1"), ("refund", "re_1")]
+
+
+def test_an_invoice_of_another_customer_is_refused_naming_customer():
+    stray = stripe_invoice(id="in_stray", customer="cus_other")
+    mapped = map_bundle(CustomerBundle(CUSTOMER, invoices=[stray, stripe_invoice()]))
+    assert [(e.object_id, e.field) for e in mapped.errors] == [("in_stray", "customer")]
+    assert "cus_other" in str(mapped.errors[0])
+    assert [inv["external_id"] for inv in mapped.invoices] == ["in_1"]
+    with pytest.raises(MalformedObject) as exc_info:
+        invoice(stray, None, customer_id="cus_1")
+    assert_malformed(exc_info, "in_stray", "customer")

@@ -9,6 +9,7 @@ Three layers, usable apart:
 """
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
+import urllib3
 from urllib3.exceptions import InvalidHeader, MaxRetryError
 from urllib3.util.retry import Retry
 
@@ -35,6 +37,14 @@ DEFAULT_DASHBOARD_URL = "https://dashboard.stripe.com"
 RETRY_STATUSES = frozenset([429, *range(500, 600)])
 PAGE_SIZE = 100  # Stripe's maximum `limit`
 SKIPPED_INVOICE_STATUSES = frozenset(["draft", "void"])  # not (or no longer) owed: nothing to import
+DEFAULT_TIMEOUT = (3.05, 10)  # (connect, read) seconds: each wait for a connection or for the next bytes
+REQUEST_DEADLINE = 30.0  # seconds one attempt may take in all: connect + headers + the whole body
+MAX_BODY_BYTES = 16 * 1024 * 1024  # a larger answer is refused (malformed), not read on
+CHUNK_BYTES = 64 * 1024
+
+
+class _BodyFailed(Exception):
+    """Reading an answer's body timed out, passed the deadline or broke off: retryable."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -42,6 +52,13 @@ SKIPPED_INVOICE_STATUSES = frozenset(["draft", "void"])  # not (or no longer) ow
 # ---------------------------------------------------------------------------------------------
 class _LoggedRetry(Retry):
     """urllib3's retry policy, logging each wait with its cause (status or error) and its basis."""
+
+    clock: threading.local | None = None  # shared with the client: when the current attempt began
+
+    def new(self, **kw):
+        retry = super().new(**kw)
+        retry.clock = self.clock
+        return retry
 
     def sleep(self, response=None) -> None:
         delay, basis = None, "backoff"
@@ -60,26 +77,33 @@ class _LoggedRetry(Retry):
                     getattr(last, "url", "?"), cause, len(self.history), delay, basis)
         if delay > 0:
             time.sleep(delay)
+        if self.clock is not None:
+            self.clock.started = time.monotonic()  # the deadline is per attempt, not counting waits
 
 
 class StripeClient:
     """Reads a Stripe-compatible API; raises UpstreamUnavailable, UpstreamRejected or MalformedObject."""
 
-    def __init__(self, base_url: str, api_key: str, *, timeout: tuple[float, float] = (3.05, 10),
+    def __init__(self, base_url: str, api_key: str, *, timeout: tuple[float, float] = DEFAULT_TIMEOUT,
                  max_retries: int = 4, backoff: float = 0.5, max_retry_after: int = 60,
                  max_backoff: float = 30.0):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._clock = threading.local()
         self.session = requests.Session()
+        # identity: the size cap counts the bytes that arrive, and no compressed answer can expand past it
         self.session.headers.update({"Authorization": f"Bearer {api_key}", "Accept": "application/json",
-                                     "User-Agent": "roster-billing-sync"})
+                                     "Accept-Encoding": "identity", "User-Agent": "roster-billing-sync"})
         # Waits are 0, 2b, 4b, 8b... (urllib3 retries the first failure at once); a Retry-After
         # header replaces the wait, capped so one answer cannot park a worker for hours.
         retry = _LoggedRetry(total=max_retries, backoff_factor=backoff, backoff_max=max_backoff,
                              status_forcelist=RETRY_STATUSES, allowed_methods=frozenset(["GET"]),
                              raise_on_status=False, respect_retry_after_header=True,
                              retry_after_max=max_retry_after)
+        retry.clock = self._clock
         adapter = HTTPAdapter(max_retries=retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -88,23 +112,44 @@ class StripeClient:
         self.session.close()
 
     def get(self, path: str, **params) -> dict:
-        """Return the JSON object at `path` (retrying transient failures)."""
+        """Return the JSON object at `path` (retrying transient failures, a slow or broken body too)."""
         query = {key: value for key, value in params.items() if value is not None}
+        retries = 0
+        while True:
+            try:
+                return self._get_once(path, query)
+            except _BodyFailed as exc:
+                if retries >= self.max_retries:
+                    raise UpstreamUnavailable(f"GET {path}: {exc} (after {self.max_retries} retries)") from None
+                retries += 1
+                delay = 0 if retries == 1 else min(self.backoff * 2 ** (retries - 1), self.max_backoff)
+                log.warning("billing API GET %s: %s; retry %d in %.2fs (backoff)", path, exc, retries, delay)
+                if delay > 0:
+                    time.sleep(delay)
+
+    def _get_once(self, path: str, query: dict) -> dict:
+        self._clock.started = time.monotonic()
         try:
             # no redirects: the billing API's configured host is the only one this ever asks
             # (a redirect would carry the Bearer key, or reach an internal address)
             response = self.session.get(self.base_url + path, params=query, timeout=self.timeout,
-                                        allow_redirects=False)
+                                        allow_redirects=False, stream=True)
         except requests.RequestException as exc:
             raise UpstreamUnavailable(f"GET {path}: {_describe(exc, self.max_retries)}") from exc
-        status = response.status_code
-        if status in RETRY_STATUSES:
-            raise UpstreamUnavailable(
-                f"GET {path}: HTTP {status} after {self.max_retries} retries: {_error_message(response)}")
-        if status == 404:
-            raise UpstreamNotFound(status, f"GET {path}: {_error_message(response)}")
-        if status != 200:
-            raise UpstreamRejected(status, f"GET {path}: {_error_message(response)}")
+        with response:
+            status = response.status_code
+            deadline = self._clock.started + REQUEST_DEADLINE
+            content, complete = _read_body(response, deadline)
+            response._content = content  # so .json()/.text (error messages) use what was read
+            if status in RETRY_STATUSES:
+                raise UpstreamUnavailable(
+                    f"GET {path}: HTTP {status} after {self.max_retries} retries: {_error_message(response)}")
+            if status == 404:
+                raise UpstreamNotFound(status, f"GET {path}: {_error_message(response)}")
+            if status != 200:
+                raise UpstreamRejected(status, f"GET {path}: {_error_message(response)}")
+            if not complete:
+                raise MalformedObject(path, "body", f"the answer is larger than {MAX_BODY_BYTES} bytes")
         try:
             body = response.json()
         except ValueError:
@@ -117,6 +162,7 @@ class StripeClient:
         """Yield every object of a list endpoint, page by page (`starting_after` the last id while `has_more`)."""
         params.setdefault("limit", PAGE_SIZE)
         after = None
+        seen: set[str] = set()
         while True:
             page = self.get(path, **params, starting_after=after)
             data, has_more = page.get("data"), page.get("has_more")
@@ -128,9 +174,35 @@ class StripeClient:
             if not has_more:
                 return
             last = data[-1].get("id") if data and isinstance(data[-1], dict) else None
-            if not isinstance(last, str) or last == after:
-                raise MalformedObject(path, "data", "has_more is true but the page's last object has no new id")
+            if not isinstance(last, str):
+                raise MalformedObject(path, "data", "has_more is true but the page's last object has no id")
+            if last in seen or last == after:
+                raise MalformedObject(path, "data", f"paging loops: the cursor {last!r} was already used")
+            seen.add(last)
             after = last
+
+
+def _read_body(response: requests.Response, deadline: float) -> tuple[bytes, bool]:
+    """Return (the body, whether it is whole): at most MAX_BODY_BYTES, read in chunks before the deadline.
+
+    Raises _BodyFailed when the deadline passes, a read times out or the connection breaks.
+    """
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        return b"", False
+    body = bytearray()
+    try:
+        # read1 returns what has arrived, so a drip feed meets the deadline check between reads;
+        # each read is bounded by the read timeout.
+        while chunk := response.raw.read1(CHUNK_BYTES, decode_content=False):
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                return bytes(body[:MAX_BODY_BYTES]), False
+            if time.monotonic() > deadline:
+                raise _BodyFailed(f"the answer took longer than {REQUEST_DEADLINE:g} s")
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise _BodyFailed(f"body interrupted: {type(error).__name__}") from error
+    return bytes(body), True
 
 
 def _describe(exc: requests.RequestException, max_retries: int) -> str:
@@ -360,12 +432,19 @@ def _parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
 
+def _ref_id(value):
+    """Return the id an object field refers to: the id itself, or the "id" of its expanded object."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) else None
+
+
 def _transactions(invoice_id: str, charges: Iterable[dict], refunds: Iterable[dict]) -> list[dict]:
     """Return the invoice's payments (its charges) and refunds (of those charges), oldest first."""
     found = []
     charge_ids = set()
     for charge in charges:
-        if not isinstance(charge, dict) or charge.get("invoice") != invoice_id:
+        if not isinstance(charge, dict) or _ref_id(charge.get("invoice")) != invoice_id:
             continue
         cid = _object_id(charge, "charge")
         charge_ids.add(cid)
@@ -378,7 +457,7 @@ def _transactions(invoice_id: str, charges: Iterable[dict], refunds: Iterable[di
                       "date": _timestamp(charge, "created", oid=cid),
                       "amount_in_cents": _field(charge, "amount", int, oid=cid), "external_id": cid})
     for refund in refunds:
-        if not isinstance(refund, dict) or refund.get("charge") not in charge_ids:
+        if not isinstance(refund, dict) or _ref_id(refund.get("charge")) not in charge_ids:
             continue
         rid = _object_id(refund, "refund")
         status = _field(refund, "status", str, oid=rid)
@@ -393,12 +472,14 @@ def _transactions(invoice_id: str, charges: Iterable[dict], refunds: Iterable[di
 
 
 def invoice(obj: dict, plan_uuid_by_external_id: Mapping[str, str] | None, *, charges: Iterable[dict] = (),
-            refunds: Iterable[dict] = (), cancellations: Mapping[str, datetime] | None = None) -> dict:
+            refunds: Iterable[dict] = (), cancellations: Mapping[str, datetime] | None = None,
+            customer_id: str | None = None) -> dict:
     """Return the invoice import shape (contract §2.8) of a Stripe invoice whose lines are all present.
 
     `charges`/`refunds` may be all of the customer's: those of this invoice become its transactions.
     `cancellations` ({subscription id: ended at}) sets `cancelled_at` on the line whose service period
     holds the end. With `plan_uuid_by_external_id` (None: leave them out), subscription lines get `plan_uuid`.
+    With `customer_id`, an invoice of another customer is refused (MalformedObject naming `customer`).
     """
     oid = _object_id(obj, "invoice")
     _field(obj, "id", str, oid=oid)
@@ -409,9 +490,15 @@ def invoice(obj: dict, plan_uuid_by_external_id: Mapping[str, str] | None, *, ch
     if not data:
         raise MalformedObject(oid, "lines.data", "an invoice needs at least one line")
     collection = _field(obj, "collection_method", str, oid=oid, optional=True)
+    owner = _ref_id(obj.get("customer")) if isinstance(obj.get("customer"), dict) else _field(
+        obj, "customer", str, oid=oid)
+    if owner is None:
+        raise MalformedObject(oid, "customer.id", "missing")
+    if customer_id is not None and owner != customer_id:
+        raise MalformedObject(oid, "customer", f"{owner!r} is not the customer being synced ({customer_id!r})")
     mapped = {
         "external_id": oid,
-        "customer_external_id": _field(obj, "customer", str, oid=oid),
+        "customer_external_id": owner,
         "date": _timestamp(obj, "created", oid=oid),
         "due_date": _timestamp(obj, "due_date", oid=oid, optional=True),
         "currency": _currency(obj, oid=oid),
@@ -540,7 +627,7 @@ def map_bundle(bundle: CustomerBundle, *, dashboard_url: str = DEFAULT_DASHBOARD
             continue
         try:
             result.invoices.append(invoice(obj, None, charges=bundle.charges, refunds=bundle.refunds,
-                                           cancellations=cancellations))
+                                           cancellations=cancellations, customer_id=customer["external_id"]))
         except MalformedObject as exc:
             result.errors.append(exc)
     result.invoices.sort(key=lambda mapped: (mapped["date"], mapped["external_id"]))
@@ -552,13 +639,19 @@ def _bundle_plans(bundle: CustomerBundle, errors: list) -> list[dict]:
     prices: dict[str, dict] = {}
     for sub in bundle.subscriptions:
         items = sub.get("items") if isinstance(sub, dict) else None
-        for item in (items.get("data") if isinstance(items, dict) else None) or []:
+        item_list = items.get("data") if isinstance(items, dict) else None
+        if item_list is not None and not isinstance(item_list, list):
+            errors.append(MalformedObject(_object_id(sub, "subscription"), "items.data",
+                                          f"must be a list, not {json_type(item_list)}"))
+            continue
+        for item in item_list or []:
             price = (item.get("price") or item.get("plan")) if isinstance(item, dict) else None
             if isinstance(price, dict) and isinstance(price.get("id"), str):
                 prices.setdefault(price["id"], price)
     for obj in bundle.invoices:
         lines = obj.get("lines") if isinstance(obj, dict) else None
-        for line in (lines.get("data") if isinstance(lines, dict) else None) or []:
+        line_list = lines.get("data") if isinstance(lines, dict) else None
+        for line in line_list if isinstance(line_list, list) else []:  # not a list: `invoice()` says so
             if isinstance(line, dict) and line.get("type") == "subscription":
                 price = line.get("price") or line.get("plan")
                 if isinstance(price, dict) and isinstance(price.get("id"), str):
