@@ -130,7 +130,11 @@ def stall_once_then_answer(handler, hostile):
     if len(hostile.requests) == 1:
         stall(handler, hostile)
         return
-    body = json.dumps({"id": "cus_1"}).encode()
+    answer_json(handler, {"id": "cus_1"})
+
+
+def answer_json(handler, payload) -> None:
+    body = json.dumps(payload).encode()
     handler.send_response(200)
     handler.send_header("Content-Length", str(len(body)))
     handler.end_headers()
@@ -147,12 +151,8 @@ def test_a_stalled_body_then_a_good_answer_succeeds():
 # -- 4: paging between two cursors ends -----------------------------------------------------------
 def alternating(handler, hostile):
     after = parse_qs(urlsplit(handler.path).query).get("starting_after", [None])[0]
-    body = json.dumps({"object": "list", "data": [{"id": "cus_B" if after == "cus_A" else "cus_A"}],
-                       "has_more": True}).encode()
-    handler.send_response(200)
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)
+    answer_json(handler, {"object": "list", "data": [{"id": "cus_B" if after == "cus_A" else "cus_A"}],
+                          "has_more": True})
 
 
 @pytest.mark.timeout(30)
