@@ -21,9 +21,9 @@ from typing import Mapping
 from urllib.parse import quote, urljoin, urlsplit
 
 import requests
-import urllib3
 
 from roster.breaker import CircuitBreaker
+from roster.outbound import BodyInterrupted, BodyTooSlow, read_capped
 from services.avatars.domain import (
     CLEARBIT, GRAVATAR, REMOTE_IMAGE_TYPES, Fetcher, Image, is_public_host_name,
 )
@@ -149,19 +149,13 @@ class ImageFetcher:
         return Image(content_type=content_type, body=body)
 
     def _read(self, response: requests.Response, url: str, deadline: float) -> bytes | None:
-        body = bytearray()
         try:
-            # read1 returns what has arrived, so a drip feed meets the deadline check between reads;
-            # each read is bounded by the read timeout.
-            while chunk := response.raw.read1(CHUNK_BYTES, decode_content=False):
-                body += chunk
-                if len(body) > self.max_bytes:
-                    return None
-                if time.monotonic() > deadline:
-                    raise FetchFailed(url, f"body took longer than {self.total_timeout} s")
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise FetchFailed(url, f"body interrupted: {type(error).__name__}") from error
-        return bytes(body)
+            body, whole = read_capped(response, max_bytes=self.max_bytes, deadline=deadline, chunk_bytes=CHUNK_BYTES)
+        except BodyTooSlow:
+            raise FetchFailed(url, f"body took longer than {self.total_timeout} s") from None
+        except BodyInterrupted as error:
+            raise FetchFailed(url, f"body interrupted: {error}") from error
+        return body if whole else None
 
 
 def clearbit_logo(fetcher: ImageFetcher, domain: str) -> Image | None:

@@ -18,10 +18,10 @@ from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
-import urllib3
 from urllib3.exceptions import InvalidHeader, MaxRetryError
 from urllib3.util.retry import Retry
 
+from roster.outbound import BodyInterrupted, BodyTooSlow, read_capped
 from services.billing_sync.connectors.errors import (
     MalformedObject,
     UpstreamNotFound,
@@ -190,19 +190,12 @@ def _read_body(response: requests.Response, deadline: float) -> tuple[bytes, boo
     length = response.headers.get("Content-Length", "")
     if length.isdigit() and int(length) > MAX_BODY_BYTES:
         return b"", False
-    body = bytearray()
     try:
-        # read1 returns what has arrived, so a drip feed meets the deadline check between reads;
-        # each read is bounded by the read timeout.
-        while chunk := response.raw.read1(CHUNK_BYTES, decode_content=False):
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                return bytes(body[:MAX_BODY_BYTES]), False
-            if time.monotonic() > deadline:
-                raise _BodyFailed(f"the answer took longer than {REQUEST_DEADLINE:g} s")
-    except (urllib3.exceptions.HTTPError, OSError) as error:
-        raise _BodyFailed(f"body interrupted: {type(error).__name__}") from error
-    return bytes(body), True
+        return read_capped(response, max_bytes=MAX_BODY_BYTES, deadline=deadline, chunk_bytes=CHUNK_BYTES)
+    except BodyTooSlow:
+        raise _BodyFailed(f"the answer took longer than {REQUEST_DEADLINE:g} s") from None
+    except BodyInterrupted as error:
+        raise _BodyFailed(f"body interrupted: {error}") from error
 
 
 def _describe(exc: requests.RequestException, max_retries: int) -> str:
